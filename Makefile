@@ -1,0 +1,36 @@
+# The README's two commands: `make lab` and `make test`. Both create or reuse .venv.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: lab test lint typecheck bench test-kind clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install -q -e '.[lab,kind,test]'
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/meshkit lab
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check meshkit tests benchmarks
+	$(VENV)/bin/mypy
+	$(PY) -m pytest -q
+
+test-kind: $(STAMP)
+	MESHKIT_KIND_TESTS=1 $(PY) -m pytest -q -m kind
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check meshkit tests benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

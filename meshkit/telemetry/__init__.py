@@ -1,0 +1,1 @@
+"""Telemetry shapes shared by every backend: per-request records, queries, the service graph."""
