@@ -1,0 +1,292 @@
+"""The local backend: starts the control plane process and talks to it over loopback HTTP.
+
+State lives in ``MESHKIT_HOME`` (default ``~/.meshkit``): ``state.json`` (pid and ports of the
+running control plane), ``resources.json``, ``deployments.json``, ``logs/``. Several meshes run
+side by side with different homes.
+
+Example::
+
+    backend = LocalBackend(home="/tmp/mesh-a")
+    backend.up()
+    print(backend.gateway_url())
+    backend.down()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from meshkit.backends.base import CAP_LOCAL_TIME, CAP_SNIFF, ApplyResult, Backend, Pod
+from meshkit.errors import MeshkitError, MeshNotRunning, NotFound
+
+DEFAULT_HOME = Path.home() / ".meshkit"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("MESHKIT_HOME") or DEFAULT_HOME)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalBackend(Backend):
+    name = "local"
+    capabilities: ClassVar[frozenset[str]] = frozenset({CAP_LOCAL_TIME, CAP_SNIFF})
+
+    def __init__(self, home: str | Path | None = None, **_: Any) -> None:
+        self.home = Path(home) if home else default_home()
+
+    # plumbing ------------------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any] | None:
+        path = self.home / "state.json"
+        if not path.exists():
+            return None
+        try:
+            state: dict[str, Any] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(int(state["pid"]), 0)
+        except (OSError, KeyError, ValueError):
+            return None
+        return state
+
+    def _call(self, method: str, path: str, body: Any = None, timeout: float = 30.0) -> Any:
+        state = self._state()
+        if state is None:
+            raise MeshNotRunning(str(self.home))
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{state['api_port']}{path}", data=data, method=method,
+            headers={"content-type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            detail = json.loads(exc.read() or b"{}").get("error", exc.reason)
+            if exc.code == 404:
+                raise NotFound(str(detail)) from None
+            raise MeshkitError(f"control plane refused {path}: {detail}") from None
+        except (urllib.error.URLError, ConnectionError) as exc:
+            raise MeshNotRunning(str(self.home)) from exc
+
+    # lifecycle -----------------------------------------------------------------------------------
+    def is_running(self) -> bool:
+        return self._state() is not None
+
+    def up(self, profile: str = "current", *, outbound: str = "REGISTRY_ONLY", gateway_port: int = 0,
+           timeout: float = 30.0, **_: Any) -> None:
+        if not self.is_running():
+            (self.home / "logs").mkdir(parents=True, exist_ok=True)
+            port = gateway_port or self._remembered_gateway_port() or _free_port()
+            (self.home / "gateway_port").write_text(str(port))
+            log = open(self.home / "logs" / "controlplane.log", "ab")  # noqa: SIM115 - owned by the child
+            subprocess.Popen(
+                [sys.executable, "-m", "meshkit.backends.local.controlplane", "--home", str(self.home),
+                 "--profile", profile, "--outbound", outbound, "--gateway-port", str(port)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
+            )
+            log.close()
+        self.wait_ready(timeout)
+
+    def _remembered_gateway_port(self) -> int:
+        path = self.home / "gateway_port"
+        try:
+            port = int(path.read_text())
+        except (OSError, ValueError):
+            return 0
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return 0
+        return port
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        last = "the control plane to start"
+        while time.monotonic() < deadline:
+            if self._state() is not None:
+                try:
+                    status = self._call("GET", "/status", timeout=5)
+                except MeshNotRunning:
+                    status = None
+                if status and status["ready"]:
+                    return
+                if status:
+                    waiting = [p["name"] for p in status["pods"] if not p["ready"] or not p["synced"]]
+                    last = f"pods to become ready: {', '.join(waiting) or 'pods to start'}"
+            time.sleep(0.02)
+        log = self.home / "logs" / "controlplane.log"
+        raise MeshkitError(f"the mesh did not become ready within {timeout:g}s (waiting for {last}); see {log}")
+
+    def down(self) -> None:
+        state = self._state()
+        if state is None:
+            return
+        try:
+            self._call("POST", "/shutdown", {}, timeout=5)
+        except MeshkitError:
+            os.kill(int(state["pid"]), signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(int(state["pid"]), 0)
+            except OSError:
+                break
+            time.sleep(0.02)
+        else:
+            os.kill(int(state["pid"]), signal.SIGKILL)
+        (self.home / "state.json").unlink(missing_ok=True)
+
+    def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/status")
+        return result
+
+    # resources -----------------------------------------------------------------------------------
+    def apply(self, resources: Sequence[Mapping[str, Any]]) -> list[ApplyResult]:
+        reply = self._call("POST", "/apply", {"resources": list(resources)})
+        out = []
+        for res, item in zip(resources, reply["results"], strict=True):
+            group = str(res.get("apiVersion", "")).split("/")[0]
+            out.append(ApplyResult(item["kind"], group, item["name"], item["action"]))
+        return out
+
+    def delete(self, kind: str, name: str, namespace: str = "tutorial") -> ApplyResult:
+        items = self.get(kind, name)
+        if not items:
+            raise NotFound(f'{kind.lower()} "{name}" not found')
+        res = items[0]
+        self._call("POST", "/delete", {"kind": kind, "name": name, "namespace": res["metadata"]["namespace"]})
+        return ApplyResult(kind, res["apiVersion"].split("/")[0], name, "deleted")
+
+    def get(self, kind: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
+        query = "&".join(f"{k}={v}" for k, v in (("kind", kind), ("name", name)) if v)
+        items: list[dict[str, Any]] = self._call("GET", f"/resources?{query}")["items"]
+        return items
+
+    def reset(self) -> list[ApplyResult]:
+        removed = []
+        for res in self.get():
+            meta = res["metadata"]
+            if meta["name"] == "customer-gateway" and res["kind"] in ("Gateway", "VirtualService"):
+                continue
+            removed.append(self.delete(res["kind"], meta["name"], meta.get("namespace", "tutorial")))
+        return removed
+
+    # workloads -----------------------------------------------------------------------------------
+    def pods(self) -> list[Pod]:
+        return [
+            Pod(p["name"], p["app"], p["version"], p["deployment"], p["ready"], p["sidecar"], p["service_account"],
+                p["namespace"], p["config_version"], p["synced"], p["restarts"], {"ports": p["ports"], "pid": p["pid"]})
+            for p in self.status()["pods"]
+        ]
+
+    def _pods_of(self, target: str) -> list[Pod]:
+        pods = self.pods()
+        chosen = [p for p in pods if p.name == target] or [p for p in pods if p.deployment == target]
+        if not chosen:
+            names = ", ".join(sorted({p.deployment for p in pods} | {p.name for p in pods}))
+            raise NotFound(f'no pod or deployment named "{target}"; known: {names}')
+        return chosen
+
+    def _app_call(self, pod: Pod, path: str) -> str:
+        port = pod.extra["ports"].get("app")
+        if not port:
+            raise MeshkitError(f"pod {pod.name} has no application container")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+            return str(resp.read().decode())
+
+    def deploy(self, service: str, version: str, replicas: int = 1, sidecar: bool = True) -> str:
+        known = ("customer", "preference", "recommendation", "curl")
+        if service not in known:
+            raise NotFound(f'unknown service "{service}"; choose one of: {", ".join(known)}')
+        reply = self._call("POST", "/deploy", {"service": service, "version": version, "replicas": replicas,
+                                               "sidecar": sidecar})
+        self.wait_ready()
+        return str(reply["deployment"])
+
+    def scale(self, deployment: str, replicas: int) -> None:
+        self._call("POST", "/scale", {"deployment": deployment, "replicas": replicas})
+        self.wait_ready()
+
+    def undeploy(self, deployment: str) -> None:
+        self._call("POST", "/undeploy", {"deployment": deployment})
+
+    def misbehave(self, target: str, on: bool = True) -> list[str]:
+        pods = self._pods_of(target)
+        for pod in pods:
+            self._app_call(pod, "/misbehave" if on else "/behave")
+        return [p.name for p in pods]
+
+    def delay(self, target: str, seconds: float) -> list[str]:
+        pods = self._pods_of(target)
+        for pod in pods:
+            self._app_call(pod, f"/delay?seconds={seconds}")
+        return [p.name for p in pods]
+
+    def kill(self, pod: str) -> str:
+        victim = self._pods_of(pod)[0]
+        self._call("POST", "/kill", {"pod": victim.name})
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            others = [p for p in self.pods() if p.deployment == victim.deployment and p.name != victim.name]
+            fresh = [p for p in others if p.ready]
+            if fresh and all(p.name != victim.name for p in self.pods()):
+                self.wait_ready()
+                return fresh[-1].name
+            time.sleep(0.05)
+        raise MeshkitError(f"no replacement for {victim.name} became ready within 15s")
+
+    def exec_request(self, pod: str, url: str, headers: Mapping[str, str] | None = None,
+                     method: str = "GET") -> tuple[int, str]:
+        target = self._pods_of(pod)[0]
+        port = target.extra["ports"].get("outbound")
+        rest = url.split("://", 1)[-1]
+        authority, _, path = rest.partition("/")
+        hdrs = {"host": authority, **{k.lower(): v for k, v in (headers or {}).items()}}
+        if port is None:
+            raise MeshkitError(f"pod {target.name} has no sidecar to send through")
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/{path}", headers=hdrs, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    # traffic / telemetry -------------------------------------------------------------------------
+    def gateway_url(self) -> str:
+        state = self._state()
+        if state is None:
+            raise MeshNotRunning(str(self.home))
+        return f"http://127.0.0.1:{state['gateway_port']}"
+
+    def metrics_text(self, pod: str | None = None) -> str:
+        raise MeshkitError("metrics are not available yet in this build")
+
+    def request_log(self, since: float = 0.0, limit: int = 10_000) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._call("GET", f"/records?since={since}&limit={limit}")["records"]
+        return rows
+
+    def traces(self, service: str | None = None, limit: int = 20) -> dict[str, Any]:
+        return {"data": []}
+
+    def app_log(self, pod: str) -> str:
+        target = self._pods_of(pod)[0]
+        with urllib.request.urlopen(f"http://127.0.0.1:{target.extra['ports']['admin']}/app_log", timeout=10) as r:
+            return str(r.read().decode())

@@ -1,0 +1,286 @@
+"""The local control plane ("istiod"): one process that stores and validates resources, runs the
+pods, computes the registry and pushes versioned config to every proxy, and collects telemetry.
+
+Proxies long-poll ``GET /xds?pod=P&version=N``: the answer comes as soon as the mesh's config
+version passes N, which is a push in effect; the ``version`` of the next poll acknowledges it, and
+``/status`` shows each proxy as SYNCED or STALE like ``istioctl proxy-status``.
+
+Run by ``meshkit up``::
+
+    python -m meshkit.backends.local.controlplane --home ~/.meshkit --profile current
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from meshkit.backends.local.store import ResourceStore, key_of
+from meshkit.backends.local.timeapi import TimeService
+from meshkit.backends.local.workloads import GATEWAY, Deployments, DeploymentSpec
+from meshkit.http1 import Request, Response, serve
+
+SERVICES = ("customer", "preference", "recommendation")
+DEFAULT_DEPLOYMENTS = (
+    DeploymentSpec(GATEWAY, ""),
+    DeploymentSpec("customer", "v1"),
+    DeploymentSpec("preference", "v1"),
+    DeploymentSpec("recommendation", "v1"),
+    DeploymentSpec("recommendation", "v2"),
+)
+JSON = {"content-type": "application/json"}
+
+
+def customer_gateway() -> list[dict[str, Any]]:
+    """The tutorial's ingress: Gateway + VirtualService ``customer-gateway`` (/customer → customer)."""
+    meta = {"name": "customer-gateway", "namespace": "tutorial"}
+    return [
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "Gateway",
+            "metadata": dict(meta),
+            "spec": {
+                "selector": {"istio": "ingressgateway"},
+                "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}],
+            },
+        },
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": dict(meta),
+            "spec": {
+                "hosts": ["*"],
+                "gateways": ["customer-gateway"],
+                "http": [
+                    {
+                        "match": [{"uri": {"prefix": "/customer"}}],
+                        "rewrite": {"uri": "/"},
+                        "route": [{"destination": {"host": "customer", "port": {"number": 8080}}}],
+                    }
+                ],
+            },
+        },
+    ]
+
+
+class ControlPlane:
+    def __init__(self, home: Path, profile: str, outbound_policy: str, gateway_port: int) -> None:
+        self.home = home
+        self.profile = profile
+        self.outbound_policy = outbound_policy
+        self.gateway_port = gateway_port
+        self.store = ResourceStore(home / "resources.json")
+        self.version = 1
+        self.changed = asyncio.Event()
+        self.deployments: Deployments | None = None
+        self.time_service = TimeService()
+        self.records: deque[dict[str, Any]] = deque(maxlen=50_000)
+        self.spans: deque[dict[str, Any]] = deque(maxlen=50_000)
+        self.started = time.time()
+        self.api_port = 0
+
+    # config -------------------------------------------------------------------------------------
+    def bump(self) -> None:
+        self.version += 1
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    def snapshot(self) -> dict[str, Any]:
+        assert self.deployments is not None
+        pods = [p for p in self.deployments.pods.values() if p.ports]
+        return {
+            "version": self.version,
+            "profile": self.profile,
+            "outbound_policy": self.outbound_policy,
+            "services": [{"name": s, "namespace": "tutorial", "port": 8080} for s in SERVICES],
+            "endpoints": [p.endpoint() for p in pods if not p.spec.gateway],
+            "internet": {"worldtimeapi.org": ["127.0.0.1", self.time_service.port]},
+            "resources": self.store.list(),
+        }
+
+    # API ----------------------------------------------------------------------------------------
+    async def handle(self, req: Request) -> Response:
+        url = urlsplit(req.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        body = json.loads(req.body) if req.body else {}
+        route = f"{req.method} {url.path}"
+        try:
+            result = await self._dispatch(route, query, body)
+        except KeyError as exc:
+            return _json({"error": f"not found: {exc.args[0]}"}, 404)
+        except ValueError as exc:
+            return _json({"error": str(exc)}, 400)
+        if isinstance(result, Response):
+            return result
+        return _json(result)
+
+    async def _dispatch(self, route: str, q: dict[str, str], body: dict[str, Any]) -> Any:
+        deps = self.deployments
+        assert deps is not None
+        if route == "GET /healthz":
+            return {"ok": True, "ready": self.ready()}
+        if route == "GET /xds":
+            return await self._xds(q["pod"], int(q.get("version", 0)))
+        if route == "POST /register":
+            pod = deps.pods[body["pod"]]
+            pod.ports, pod.ready = body["ports"], True
+            self.bump()
+            return {"version": self.version}
+        if route == "POST /telemetry":
+            self.records.extend(body.get("records", []))
+            self.spans.extend(body.get("spans", []))
+            return {"ok": True}
+        if route == "GET /status":
+            return self.status()
+        if route == "POST /apply":
+            results = [(key_of(r), self.store.put(r)) for r in body["resources"]]
+            self.store.save()
+            if any(action != "unchanged" for _, action in results):
+                self.bump()
+            return {"results": [{"kind": k[0], "namespace": k[1], "name": k[2], "action": a} for k, a in results]}
+        if route == "POST /delete":
+            removed = self.store.delete((body["kind"], body.get("namespace", "tutorial"), body["name"]))
+            if removed is None:
+                raise KeyError(f"{body['kind']} {body['name']}")
+            self.store.save()
+            self.bump()
+            return {"deleted": True}
+        if route == "GET /resources":
+            return {"items": self.store.list(q.get("kind"), q.get("name"))}
+        if route == "POST /deploy":
+            spec = DeploymentSpec(body["service"], body.get("version", "v1"), int(body.get("replicas", 1)),
+                                  bool(body.get("sidecar", True)))
+            await deps.ensure(spec)
+            return {"deployment": spec.name}
+        if route == "POST /scale":
+            spec = deps.specs[body["deployment"]]
+            await deps.ensure(DeploymentSpec(spec.service, spec.version, int(body["replicas"]), spec.sidecar))
+            return {"ok": True}
+        if route == "POST /undeploy":
+            deps.specs[body["deployment"]]  # noqa: B018 - KeyError → 404 for unknown names
+            await deps.remove(body["deployment"])
+            return {"ok": True}
+        if route == "POST /kill":
+            await deps.kill(body["pod"])
+            return {"ok": True}
+        if route == "GET /records":
+            since, limit = float(q.get("since", 0)), int(q.get("limit", 10_000))
+            rows = [r for r in self.records if r.get("start_time", 0) >= since]
+            return {"records": rows[-limit:]}
+        if route == "POST /shutdown":
+            asyncio.get_running_loop().call_soon(self.stop_event.set)
+            return {"ok": True}
+        raise KeyError(route)
+
+    async def _xds(self, pod: str, version: int) -> Any:
+        assert self.deployments is not None
+        state = self.deployments.pods.get(pod)
+        if state is not None:
+            state.acked_version = version
+        if version >= self.version:
+            try:
+                await asyncio.wait_for(self.changed.wait(), 25.0)
+            except asyncio.TimeoutError:
+                return Response(304, {}, b"")
+        return self.snapshot()
+
+    def ready(self) -> bool:
+        assert self.deployments is not None
+        pods = list(self.deployments.pods.values())
+        want = sum(s.replicas for s in self.deployments.specs.values())
+        return len(pods) >= want and all(p.ready and p.acked_version >= 1 for p in pods)
+
+    def status(self) -> dict[str, Any]:
+        assert self.deployments is not None
+        pods = []
+        for p in sorted(self.deployments.pods.values(), key=lambda p: p.name):
+            pods.append(
+                {
+                    "name": p.name,
+                    "app": p.spec.labels()["app"],
+                    "version": p.spec.version,
+                    "deployment": p.deployment,
+                    "namespace": p.namespace,
+                    "ready": p.ready,
+                    "sidecar": p.spec.sidecar,
+                    "service_account": p.endpoint()["principal"].rsplit("/", 1)[-1] if p.spec.sidecar else "",
+                    "config_version": p.acked_version,
+                    "synced": p.acked_version >= self.version,
+                    "restarts": p.restarts,
+                    "ports": p.ports,
+                    "pid": p.proc.pid if p.proc else 0,
+                }
+            )
+        return {
+            "version": self.version,
+            "profile": self.profile,
+            "outbound_policy": self.outbound_policy,
+            "gateway_port": self.gateway_port,
+            "time_service_port": self.time_service.port,
+            "pods": pods,
+            "ready": self.ready(),
+        }
+
+    # lifecycle ----------------------------------------------------------------------------------
+    async def run(self, deployments: tuple[DeploymentSpec, ...]) -> None:
+        self.stop_event = asyncio.Event()
+        server = await serve(self.handle, "127.0.0.1", 0)
+        self.api_port = server.sockets[0].getsockname()[1]
+        await self.time_service.start()
+        self.deployments = Deployments(self.home, f"http://127.0.0.1:{self.api_port}", self.bump, self.gateway_port)
+        if not self.store.list("Gateway"):
+            for res in customer_gateway():
+                self.store.put(res)
+            self.store.save()
+        specs = self.deployments.load() or list(deployments)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop_event.set)
+        _write_state(self.home, {"pid": os.getpid(), "api_port": self.api_port, "gateway_port": self.gateway_port,
+                                 "profile": self.profile, "started": self.started})
+        await asyncio.gather(*(self.deployments.ensure(s) for s in specs))
+        await self.stop_event.wait()
+        await self.deployments.stop_all()
+        server.close()
+        self.time_service.stop()
+        (self.home / "state.json").unlink(missing_ok=True)
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(status, dict(JSON), json.dumps(data).encode())
+
+
+def _write_state(home: Path, state: dict[str, Any]) -> None:
+    tmp = home / "state.json.tmp"
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, home / "state.json")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="meshkit-controlplane")
+    parser.add_argument("--home", required=True)
+    parser.add_argument("--profile", default="current", choices=["current", "tutorial"])
+    parser.add_argument("--outbound", default="REGISTRY_ONLY", choices=["REGISTRY_ONLY", "ALLOW_ANY"])
+    parser.add_argument("--gateway-port", type=int, default=0)
+    args = parser.parse_args(argv)
+    home = Path(args.home)
+    (home / "logs").mkdir(parents=True, exist_ok=True)
+    cp = ControlPlane(home, args.profile, args.outbound, args.gateway_port)
+    try:
+        import uvloop
+
+        uvloop.run(cp.run(DEFAULT_DEPLOYMENTS))
+    except ImportError:
+        asyncio.run(cp.run(DEFAULT_DEPLOYMENTS))
+
+
+if __name__ == "__main__":
+    main()

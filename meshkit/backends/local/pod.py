@@ -1,0 +1,141 @@
+"""One pod of the local mesh as an OS process: the app, its sidecar and an admin listener.
+
+Started by the control plane with a JSON description. The pod binds its ports on 127.0.0.1,
+registers them, then long-polls its config (xDS in spirit) and ships telemetry in batches.
+The admin listener is the pod's Envoy admin port (``/stats/prometheus``, ``/config_dump``,
+``/logging``) plus the app's own log for ``meshkit logs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from typing import Any
+
+from meshkit.backends.local.proxy.config import ProxyIdentity
+from meshkit.backends.local.proxy.sidecar import Sidecar
+from meshkit.http1 import Request, Response, SimpleClient, serve
+from meshkit.sample.app import AppSpec, SampleApp
+
+FLUSH_INTERVAL = 0.2
+
+
+class Pod:
+    def __init__(self, args: dict[str, Any]) -> None:
+        self.args = args
+        self.name: str = args["pod"]
+        host, _, port = args["control"].removeprefix("http://").partition(":")
+        self.control = SimpleClient(host, int(port))
+        self.poller = SimpleClient(host, int(port))
+        self.app: SampleApp | None = None
+        self.sidecar: Sidecar | None = None
+        self.ports: dict[str, int] = {}
+        self.stop_event = asyncio.Event()
+
+    async def start(self) -> None:
+        a = self.args
+        identity = ProxyIdentity(
+            a["pod"], a["labels"]["app"], a["version"], a["labels"], a["namespace"], a["service_account"], a["gateway"]
+        )
+        app_server = None
+        if not a["gateway"] and a["service"] != "curl":
+            self.app = SampleApp(AppSpec(a["service"], a["version"], pod=self.name))
+            app_server = await serve(self.app.handle, "127.0.0.1", 0)
+            self.ports["app"] = app_server.sockets[0].getsockname()[1]
+        if a["sidecar"]:
+            self.sidecar = Sidecar(identity, app_port=self.ports.get("app"))
+            ports = await self.sidecar.start(outbound_port=a.get("gateway_port", 0) if a["gateway"] else 0)
+            self.ports.update(ports)
+            if self.app is not None:
+                self.app.spec = AppSpec(a["service"], a["version"], self.name, ("127.0.0.1", ports["outbound"]))
+        admin = await serve(self.admin, "127.0.0.1", 0)
+        self.ports["admin"] = admin.sockets[0].getsockname()[1]
+        if self.sidecar is not None:
+            # first config before announcing readiness, so a ready pod routes like the mesh says
+            await self._poll_once(0)
+        await self._post("/register", {"pod": self.name, "ports": self.ports})
+
+    async def run(self) -> None:
+        await self.start()
+        tasks = [asyncio.ensure_future(self._flush_loop())]
+        if self.sidecar is not None:
+            tasks.append(asyncio.ensure_future(self._xds_loop()))
+        await self.stop_event.wait()
+        for task in tasks:
+            task.cancel()
+        if self.sidecar is not None:
+            await self._flush()
+            await self.sidecar.stop()
+
+    async def _xds_loop(self) -> None:
+        assert self.sidecar is not None
+        while True:
+            try:
+                await self._poll_once(self.sidecar.view.version)
+            except Exception:
+                await asyncio.sleep(0.5)
+
+    async def _poll_once(self, version: int) -> None:
+        assert self.sidecar is not None
+        resp = await self.poller.request("GET", f"/xds?pod={self.name}&version={version}", {"host": "istiod"})
+        if resp.status == 200:
+            self.sidecar.apply_snapshot(json.loads(resp.body))
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            try:
+                await self._flush()
+            except Exception:
+                await asyncio.sleep(1.0)
+
+    async def _flush(self) -> None:
+        if self.sidecar is None:
+            return
+        records, spans = self.sidecar.telemetry.drain()
+        if records or spans:
+            await self._post("/telemetry", {"records": records, "spans": spans})
+
+    async def _post(self, path: str, body: dict[str, Any]) -> Response:
+        data = json.dumps(body).encode()
+        return await self.control.request("POST", path, {"host": "istiod", "content-type": "application/json"}, data)
+
+    async def admin(self, req: Request) -> Response:
+        path = req.path.split("?", 1)[0]
+        if path == "/config_dump" and self.sidecar is not None:
+            view = self.sidecar.view
+            dump = {
+                "version": view.version,
+                "clusters": sorted(view.clusters),
+                "routes": {h: [r.name for r in v.routes] for h, v in view.vhosts.items() if "." not in h},
+            }
+            return Response(200, {"content-type": "application/json"}, json.dumps(dump).encode())
+        if path == "/app_log" and self.app is not None:
+            return Response(200, {"content-type": "text/plain"}, ("\n".join(self.app.log) + "\n").encode())
+        if path == "/ready":
+            return Response(200, {"content-type": "text/plain"}, b"LIVE\n")
+        return Response(404, {"content-type": "text/plain"}, b"unknown admin path\n")
+
+
+def main() -> None:
+    args = json.loads(sys.argv[1])
+    pod = Pod(args)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, pod.stop_event.set)
+        loop.add_signal_handler(signal.SIGINT, pod.stop_event.set)
+        await pod.run()
+
+    try:
+        import uvloop
+
+        uvloop.run(run())
+    except ImportError:
+        asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

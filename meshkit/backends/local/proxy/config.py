@@ -1,0 +1,469 @@
+"""Compile the control plane's snapshot into one proxy's view: virtual hosts, routes and clusters.
+
+This is where Istio's translation rules live (VirtualService → routes, DestinationRule → clusters,
+ServiceEntry → external clusters, mesh defaults per semantics profile). Everything that can be done
+once per config push is done here, so the per-request path only walks prepared objects.
+
+Example::
+
+    view = compile_view(snapshot, ProxyIdentity("preference-v1-x", "preference", "v1", {...}))
+    vhost = view.vhost_for("recommendation:8080")
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshkit.backends.local.proxy.cluster import UNLIMITED, ClusterSpec, Endpoint, OutlierSpec, PoolLimits
+from meshkit.backends.local.proxy.matching import MatchSet, compile_match, qualify_gateway
+
+DEFAULT_RETRY_ON = frozenset({"connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes"})
+SUFFIX = "svc.cluster.local"
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyIdentity:
+    pod: str
+    app: str
+    version: str
+    labels: Mapping[str, str]
+    namespace: str = "tutorial"
+    service_account: str = ""
+    gateway: bool = False
+
+    @property
+    def workload(self) -> str:
+        return self.labels.get("workload", f"{self.app}-{self.version}" if self.version else self.app)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    num_retries: int = 2
+    retry_on: frozenset[str] = DEFAULT_RETRY_ON
+    codes: frozenset[int] = frozenset()
+    per_try_timeout: float | None = None
+    backoff_base: float = 0.025
+    previous_hosts: bool = True
+    explicit: bool = False  # set by a VirtualService (else Istio's default policy)
+
+
+@dataclass(frozen=True, slots=True)
+class FaultSpec:
+    delay_s: float = 0.0
+    delay_percent: float = 0.0
+    abort_status: int = 0
+    abort_percent: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    cluster: str
+    host: str
+    subset: str
+    port: int
+    weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class Mirror:
+    cluster: str
+    host: str
+    subset: str
+    percent: float
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    matches: MatchSet
+    destinations: tuple[Destination, ...]
+    total_weight: int
+    timeout: float | None = None
+    retry: RetryPolicy | None = RetryPolicy()
+    fault: FaultSpec | None = None
+    mirrors: tuple[Mirror, ...] = ()
+    rewrite_uri: str | None = None
+    rewrite_authority: str | None = None
+    request_headers: Mapping[str, Any] = field(default_factory=dict)
+    response_headers: Mapping[str, Any] = field(default_factory=dict)
+    direct_response: tuple[int, bytes] | None = None
+    origin: str = ""  # "VirtualService tutorial/recommendation"
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualHost:
+    name: str  # FQDN or external host
+    routes: tuple[Route, ...]
+    port: int = 8080
+
+
+@dataclass
+class ProxyView:
+    """Everything one proxy needs; built once per push."""
+
+    version: int
+    identity: ProxyIdentity
+    profile: str
+    outbound_policy: str
+    vhosts: dict[str, VirtualHost]  # alias ("recommendation", "recommendation:8080", FQDN...) -> vhost
+    clusters: dict[str, ClusterSpec]
+    gateway_routes: tuple[VirtualHost, ...] = ()  # gateway proxies: VS bound to their Gateways
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    trace_sampling: float = 100.0
+
+    def vhost_for(self, authority: str) -> VirtualHost | None:
+        return self.vhosts.get(authority.lower()) or self.vhosts.get(authority.lower().split(":")[0])
+
+
+def fqdn(host: str, namespace: str) -> str:
+    """Istio's short-name resolution: ``recommendation`` in ``tutorial`` → the service FQDN."""
+    host = host.lower()
+    if host.endswith("." + SUFFIX) or host.endswith(".svc.cluster.local"):
+        return host
+    parts = host.split(".")
+    if len(parts) == 1:
+        return f"{host}.{namespace}.{SUFFIX}"
+    if len(parts) == 2:
+        return f"{host}.{SUFFIX}"
+    if len(parts) == 3 and parts[2] == "svc":
+        return f"{host}.cluster.local"
+    return host
+
+
+def _aliases(name: str, namespace: str, port: int) -> list[str]:
+    names = [name, f"{name}.{namespace}", f"{name}.{namespace}.svc", f"{name}.{namespace}.{SUFFIX}"]
+    return names + [f"{n}:{port}" for n in names]
+
+
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|m|s|us|µs|ns)")
+
+
+def parse_seconds(text: str) -> float:
+    """A protobuf/Go duration (``1.000s``, ``500ms``, ``1m30s``) in seconds; validated upstream."""
+    parts = _DURATION.findall(text.strip())
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        raise ValueError(f"invalid duration {text!r}")
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def _dur(value: Any) -> float | None:
+    # the proxy never imports the validation package: durations were validated before storage
+    if value in (None, ""):
+        return None
+    return parse_seconds(str(value)) or None
+
+
+def compile_retry(spec: Mapping[str, Any] | None, profile: str) -> RetryPolicy | None:
+    """Istio's translation of ``HTTPRetry`` (and its default policy when ``retries`` is unset)."""
+    default_codes = frozenset({503}) if profile == "tutorial" else frozenset()
+    if spec is None:
+        return RetryPolicy(codes=default_codes)
+    attempts = spec.get("attempts")
+    if attempts == 0:
+        return None
+    retry_on, codes = DEFAULT_RETRY_ON, default_codes
+    if spec.get("retryOn"):
+        names, nums = set(), set()
+        for item in str(spec["retryOn"]).split(","):
+            item = item.strip()
+            if item.isdigit():
+                nums.add(int(item))
+            elif item:
+                names.add(item)
+        if nums:
+            names.add("retriable-status-codes")
+        retry_on, codes = frozenset(names), frozenset(nums)
+    return RetryPolicy(
+        num_retries=int(attempts) if attempts is not None else 2,
+        retry_on=retry_on,
+        codes=codes,
+        per_try_timeout=_dur(spec.get("perTryTimeout")),
+        backoff_base=_dur(spec.get("backoff")) or 0.025,
+        previous_hosts=bool(spec.get("retryIgnorePreviousHosts", True)),
+        explicit=True,
+    )
+
+
+def _percent(block: Mapping[str, Any]) -> float:
+    if "percentage" in block:
+        return float((block.get("percentage") or {}).get("value", 0.0))
+    if "percent" in block:
+        return float(block["percent"])
+    return 0.0  # unset percentage: Istio injects the fault into no request
+
+
+def compile_fault(spec: Mapping[str, Any] | None) -> FaultSpec | None:
+    if not spec:
+        return None
+    delay, abort = spec.get("delay") or {}, spec.get("abort") or {}
+    return FaultSpec(
+        delay_s=_dur(delay.get("fixedDelay")) or 0.0 if delay else 0.0,
+        delay_percent=_percent(delay) if delay else 0.0,
+        abort_status=int(abort.get("httpStatus", 0)) if abort else 0,
+        abort_percent=_percent(abort) if abort else 0.0,
+    )
+
+
+def cluster_name(host: str, subset: str, port: int) -> str:
+    return f"outbound|{port}|{subset}|{host}"
+
+
+def _pool(policy: Mapping[str, Any]) -> PoolLimits:
+    cp = policy.get("connectionPool") or {}
+    tcp, http = cp.get("tcp") or {}, cp.get("http") or {}
+
+    def lim(section: Mapping[str, Any], key: str) -> int:
+        value = section.get(key)
+        return int(value) if value else UNLIMITED
+
+    return PoolLimits(
+        max_connections=lim(tcp, "maxConnections"),
+        max_pending_requests=lim(http, "http1MaxPendingRequests"),
+        max_requests=lim(http, "http2MaxRequests"),
+        max_requests_per_connection=int(http.get("maxRequestsPerConnection") or 0),
+        max_retries=lim(http, "maxRetries"),
+        connect_timeout=_dur(tcp.get("connectTimeout")) or 10.0,
+    )
+
+
+def _outlier(policy: Mapping[str, Any], profile: str) -> OutlierSpec | None:
+    od = policy.get("outlierDetection")
+    if od is None:
+        return None
+    c5 = od.get("consecutive5xxErrors")
+    gw = int(od.get("consecutiveGatewayErrors") or 0)
+    if profile == "tutorial" and od.get("consecutiveErrors") is not None:
+        # Istio <= 1.6 mapped the deprecated field to gateway errors with 5xx enforcement off
+        gw, c5 = int(od["consecutiveErrors"]), 0
+    return OutlierSpec(
+        consecutive_5xx=5 if c5 is None else int(c5),
+        consecutive_gateway=gw,
+        interval=_dur(od.get("interval")) or 10.0,
+        base_ejection=_dur(od.get("baseEjectionTime")) or 30.0,
+        max_ejection_percent=float(od.get("maxEjectionPercent", 10)),
+        min_health_percent=float(od.get("minHealthPercent", 0)),
+    )
+
+
+def _merge_policy(top: Mapping[str, Any], sub: Mapping[str, Any]) -> dict[str, Any]:
+    # Istio merges subset policy over the top level one whole sub-policy at a time
+    merged = dict(top)
+    for key in ("connectionPool", "loadBalancer", "outlierDetection", "tls", "portLevelSettings"):
+        if key in sub:
+            merged[key] = sub[key]
+    return merged
+
+
+def _lb(policy: Mapping[str, Any], profile: str) -> str:
+    simple = (policy.get("loadBalancer") or {}).get("simple")
+    if simple in (None, "UNSPECIFIED"):
+        return "ROUND_ROBIN" if profile == "tutorial" else "LEAST_REQUEST"
+    return "LEAST_REQUEST" if simple == "LEAST_CONN" else str(simple)
+
+
+def _by_kind(resources: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [r for r in resources if r.get("kind") == kind]
+
+
+def compile_view(snapshot: Mapping[str, Any], me: ProxyIdentity) -> ProxyView:
+    """Build one proxy's view from the control plane's snapshot (see ControlPlane.snapshot)."""
+    profile = snapshot.get("profile", "current")
+    resources: list[dict[str, Any]] = list(snapshot.get("resources", []))
+    ns = me.namespace
+    endpoints = [Endpoint(**{**e, "labels": dict(e.get("labels", {}))}) for e in snapshot.get("endpoints", [])]
+    services: dict[str, dict[str, Any]] = {}
+    vhosts: dict[str, VirtualHost] = {}
+    clusters: dict[str, ClusterSpec] = {}
+
+    for svc in snapshot.get("services", []):
+        host = fqdn(svc["name"], svc.get("namespace", ns))
+        services[host] = svc
+
+    # DestinationRules → clusters, per service and subset
+    drs: dict[str, dict[str, Any]] = {}
+    for dr in _by_kind(resources, "DestinationRule"):
+        host = fqdn(dr["spec"]["host"], dr["metadata"].get("namespace", ns))
+        drs.setdefault(host, dr)  # the oldest wins, like Istio
+
+    internet: dict[str, list[Any]] = snapshot.get("internet", {})
+    externals: dict[str, tuple[int, tuple[Endpoint, ...]]] = {}
+    for se in _by_kind(resources, "ServiceEntry"):
+        spec = se["spec"]
+        for h in spec.get("hosts", []):
+            ports = spec.get("ports") or [{"number": 80}]
+            port = int(ports[0].get("number", 80))
+            eps: list[Endpoint] = []
+            for e in spec.get("endpoints") or []:
+                addr = internet.get(e.get("address", ""))
+                if addr:
+                    eps.append(Endpoint(pod=e["address"], address=addr[0], port=int(addr[1]), app=h))
+            if not eps and h in internet:
+                eps.append(Endpoint(pod=h, address=internet[h][0], port=int(internet[h][1]), app=h))
+            externals[h] = (port, tuple(eps))
+
+    def add_clusters(host: str, port: int, eps: tuple[Endpoint, ...], external: bool) -> None:
+        dr = drs.get(host)
+        spec = (dr or {}).get("spec", {})
+        top = spec.get("trafficPolicy") or {}
+        origin = f"DestinationRule {dr['metadata'].get('namespace', ns)}/{dr['metadata']['name']}" if dr else ""
+        clusters[cluster_name(host, "", port)] = _cluster(host, "", port, eps, top, profile, origin, external)
+        for subset in spec.get("subsets") or []:
+            labels = subset.get("labels") or {}
+            sub_eps = tuple(e for e in eps if all(e.labels.get(k) == v for k, v in labels.items()))
+            policy = _merge_policy(top, subset.get("trafficPolicy") or {})
+            name = cluster_name(host, subset["name"], port)
+            clusters[name] = _cluster(host, subset["name"], port, sub_eps, policy, profile, origin, external)
+
+    for host, svc in services.items():
+        port = int(svc.get("port", 8080))
+        eps = tuple(e for e in endpoints if e.app == svc["name"])
+        add_clusters(host, port, eps, False)
+        default = _default_vhost(host, port)
+        for alias in _aliases(svc["name"], svc.get("namespace", ns), port):
+            vhosts[alias] = default
+    for host, (port, eps) in externals.items():
+        add_clusters(host, port, eps, True)
+        default = _default_vhost(host, port)
+        vhosts[host] = vhosts[f"{host}:{port}"] = default
+
+    # VirtualServices bound to the mesh → sidecar routes; bound to a Gateway → gateway routes
+    gateway_names = _gateways_selecting(resources, me) if me.gateway else set()
+    gateway_vhosts: list[VirtualHost] = []
+    claimed: set[str] = set()
+    for vs in _by_kind(resources, "VirtualService"):
+        vs_ns = vs["metadata"].get("namespace", ns)
+        spec = vs["spec"]
+        bound = {qualify_gateway(g, vs_ns) for g in spec.get("gateways") or ["mesh"]}
+        origin = f"VirtualService {vs_ns}/{vs['metadata']['name']}"
+        for h in spec.get("hosts", []):
+            host = h if h == "*" or h in externals else fqdn(h, vs_ns)
+            port = int(services.get(host, {}).get("port", 8080)) if host in services else 80
+            routes = tuple(
+                _route(r, i, vs_ns, profile, services, externals, origin) for i, r in enumerate(spec.get("http") or [])
+            )
+            vhost = VirtualHost(host, routes, port)
+            if me.gateway and bound & gateway_names:
+                gateway_vhosts.append(vhost)
+            if not me.gateway and "mesh" in bound and host not in claimed and host != "*":
+                claimed.add(host)  # two VirtualServices for one host: the oldest wins
+                if host in services:
+                    for alias in _aliases(services[host]["name"], services[host].get("namespace", ns), port):
+                        vhosts[alias] = vhost
+                else:
+                    vhosts[host] = vhosts[f"{host}:{port}"] = vhost
+
+    sampling = 100.0
+    for tel in _by_kind(resources, "Telemetry"):
+        for tracing in tel["spec"].get("tracing") or []:
+            if "randomSamplingPercentage" in tracing:
+                sampling = float(tracing["randomSamplingPercentage"])
+    return ProxyView(
+        version=int(snapshot.get("version", 0)),
+        identity=me,
+        profile=profile,
+        outbound_policy=snapshot.get("outbound_policy", "REGISTRY_ONLY"),
+        vhosts=vhosts,
+        clusters=clusters,
+        gateway_routes=tuple(gateway_vhosts),
+        resources=resources,
+        trace_sampling=sampling,
+    )
+
+
+def _cluster(
+    host: str,
+    subset: str,
+    port: int,
+    eps: tuple[Endpoint, ...],
+    policy: Mapping[str, Any],
+    profile: str,
+    origin: str,
+    external: bool,
+) -> ClusterSpec:
+    tls = (policy.get("tls") or {}).get("mode", "AUTO")
+    return ClusterSpec(
+        name=cluster_name(host, subset, port),
+        service=host,
+        subset=subset,
+        endpoints=eps,
+        lb=_lb(policy, profile),
+        limits=_pool(policy),
+        outlier=_outlier(policy, profile),
+        tls="DISABLE" if external and tls == "AUTO" else tls,
+        origin=origin,
+        external=external,
+    )
+
+
+def _default_vhost(host: str, port: int) -> VirtualHost:
+    dest = Destination(cluster_name(host, "", port), host, "", port, 100)
+    return VirtualHost(host, (Route("default", MatchSet(), (dest,), 100),), port)
+
+
+def _route(
+    spec: Mapping[str, Any],
+    index: int,
+    ns: str,
+    profile: str,
+    services: Mapping[str, Any],
+    externals: Mapping[str, Any],
+    origin: str,
+) -> Route:
+    def resolve(dest: Mapping[str, Any]) -> tuple[str, str, int]:
+        raw = str(dest.get("host", ""))
+        host = raw if raw in externals else fqdn(raw, ns)
+        default_port = services[host].get("port", 8080) if host in services else externals.get(host, (80,))[0]
+        port = int((dest.get("port") or {}).get("number", default_port))
+        return host, str(dest.get("subset", "")), port
+
+    dests = []
+    for d in spec.get("route") or []:
+        host, subset, port = resolve(d.get("destination") or {})
+        weight = int(d.get("weight", 100 if len(spec.get("route") or []) == 1 else 0))
+        if len(spec.get("route") or []) == 1:
+            weight = 100  # a single destination takes all traffic whatever its weight
+        if weight > 0:
+            dests.append(Destination(cluster_name(host, subset, port), host, subset, port, weight))
+    mirrors = []
+    if spec.get("mirror"):
+        host, subset, _ = resolve(spec["mirror"])
+        pct = float((spec.get("mirrorPercentage") or {}).get("value", 100.0))
+        mirrors.append(Mirror(cluster_name(host, subset, _), host, subset, pct))
+    for m in spec.get("mirrors") or []:
+        host, subset, port = resolve(m.get("destination") or {})
+        mirrors.append(Mirror(cluster_name(host, subset, port), host, subset, float((m.get("percentage") or {}).get("value", 100.0))))
+    rewrite = spec.get("rewrite") or {}
+    headers = spec.get("headers") or {}
+    direct = spec.get("directResponse")
+    fault = compile_fault(spec.get("fault"))
+    return Route(
+        name=str(spec.get("name") or f"#{index}"),
+        matches=MatchSet(tuple(compile_match(m, ns) for m in spec.get("match") or [])),
+        destinations=tuple(dests),
+        total_weight=sum(d.weight for d in dests),
+        timeout=_dur(spec.get("timeout")),
+        retry=compile_retry(spec.get("retries"), profile),
+        fault=fault,
+        mirrors=tuple(mirrors),
+        rewrite_uri=rewrite.get("uri"),
+        rewrite_authority=rewrite.get("authority"),
+        request_headers=headers.get("request") or {},
+        response_headers=headers.get("response") or {},
+        direct_response=(int(direct["status"]), str((direct.get("body") or {}).get("string", "")).encode())
+        if direct
+        else None,
+        origin=origin,
+    )
+
+
+def _gateways_selecting(resources: list[dict[str, Any]], me: ProxyIdentity) -> set[str]:
+    names = set()
+    for gw in _by_kind(resources, "Gateway"):
+        selector = gw["spec"].get("selector") or {}
+        if all(me.labels.get(k) == v for k, v in selector.items()):
+            names.add(f"{gw['metadata'].get('namespace', 'tutorial')}/{gw['metadata']['name']}")
+    return names

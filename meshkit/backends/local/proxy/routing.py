@@ -1,0 +1,123 @@
+"""The route filter: virtual host lookup, first-match rule selection, rewrites and header edits.
+
+Istio semantics: the rules of a VirtualService are tried in order and the first whose match holds
+is used; when none does, Envoy answers 404 with flag NR. Unknown hosts are blocked with a 502
+(route ``block_all``) under ``REGISTRY_ONLY`` and passed through under ``ALLOW_ANY``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from meshkit.backends.local.proxy.config import ProxyView, Route, VirtualHost
+from meshkit.backends.local.proxy.exchange import Exchange, Filter, Handler
+from meshkit.backends.local.proxy.matching import RequestView, split_query
+from meshkit.http1 import Response
+
+
+class RouteFilter(Filter):
+    """Picks the virtual host and the route; everything after it reads ``ex.route``."""
+
+    def __init__(self, view: Callable[[], ProxyView], gateway_name: str = "mesh") -> None:
+        self.view = view
+        self.gateway_name = gateway_name
+
+    async def __call__(self, ex: Exchange, next_: Handler) -> Response:
+        view = self.view()
+        req = ex.req
+        authority = req.headers.get("host", "")
+        ex.rec.authority = authority
+        if view.identity.gateway:
+            candidates = _gateway_vhosts(view, authority)
+            if not candidates:
+                ex.rec.route_name = "-"
+                return ex.local_reply(404, "NR", "route_not_found", rule="no VirtualService bound to the gateway")
+        else:
+            vhost = view.vhost_for(authority)
+            if vhost is None:
+                return _unknown_host(ex, view, authority)
+            candidates = [vhost]
+        path, query = split_query(req.path)
+        rv = RequestView(
+            req.method,
+            path,
+            req.headers,
+            query,
+            self.gateway_name,
+            view.identity.labels,
+            authority.split(":")[0],
+            0,
+            view.identity.namespace,
+        )
+        for vhost in candidates:
+            for route in vhost.routes:
+                block = route.matches.first(rv)
+                if block is None:
+                    continue
+                ex.vhost, ex.route = vhost, route
+                ex.rec.route_name = route.name
+                _rewrite(ex, route, block.uri_prefix, path)
+                _edit_headers(req.headers, route.request_headers)
+                if route.direct_response is not None:
+                    status, body = route.direct_response
+                    return ex.local_reply(status, "", "direct_response", body)
+                resp = await next_(ex)
+                _edit_headers(resp.headers, route.response_headers)
+                return resp
+        ex.rec.route_name = "-"
+        rule = f"no rule of {candidates[0].routes[0].origin or 'the route table'} matched" if candidates else ""
+        return ex.local_reply(404, "NR", "route_not_found", rule=rule)
+
+
+def _gateway_vhosts(view: ProxyView, authority: str) -> list[VirtualHost]:
+    host = authority.split(":")[0].lower()
+    return [v for v in view.gateway_routes if v.name in ("*", host) or host.endswith(v.name.lstrip("*"))]
+
+
+def _unknown_host(ex: Exchange, view: ProxyView, authority: str) -> Response:
+    host = authority.split(":")[0]
+    ex.rec.destination_service = ex.rec.destination_service_name = (
+        "BlackHoleCluster" if view.outbound_policy == "REGISTRY_ONLY" else "PassthroughCluster"
+    )
+    if view.outbound_policy == "REGISTRY_ONLY":
+        ex.rec.route_name = "block_all"
+        ex.rec.upstream_cluster = "BlackHoleCluster"
+        return ex.local_reply(
+            502, "", "direct_response", rule=f"REGISTRY_ONLY blocked {host} (no ServiceEntry for it)"
+        )
+    ex.rec.upstream_cluster = "PassthroughCluster"
+    return ex.local_reply(
+        503,
+        "UF",
+        "upstream_reset_before_response_started{connection_failure}",
+        b"upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+        rule=f"ALLOW_ANY passthrough to {host}: host unreachable from the local mesh",
+    )
+
+
+def _rewrite(ex: Exchange, route: Route, prefix: str | None, path: str) -> None:
+    req = ex.req
+    if route.rewrite_uri is not None:
+        req.headers.setdefault("x-envoy-original-path", req.path)
+        query = req.path[len(path) :]
+        if prefix is not None:
+            req.path = route.rewrite_uri + path[len(prefix) :] + query
+        else:
+            req.path = route.rewrite_uri + query
+        if not req.path.startswith("/"):
+            req.path = "/" + req.path
+    if route.rewrite_authority:
+        req.headers["host"] = route.rewrite_authority
+
+
+def _edit_headers(headers: dict[str, str], ops: Mapping[str, Any]) -> None:
+    if not ops:
+        return
+    for name, value in (ops.get("set") or {}).items():
+        headers[name.lower()] = str(value)
+    for name, value in (ops.get("add") or {}).items():
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else str(value)
+    for name in ops.get("remove") or []:
+        headers.pop(name.lower(), None)

@@ -1,0 +1,229 @@
+"""The sidecar proxy of one pod (and, with ``gateway=True``, the ingress gateway).
+
+Listeners:
+
+* **outbound** — the app's HTTP-proxy-style exit (``Host: recommendation:8080``); the chain is
+  route → fault → router, applied in the caller's sidecar as Istio does;
+* **inbound** — where other pods reach this pod; the chain is the server-side policies, then the
+  local app. A gateway has only a public listener that routes with the VirtualServices bound to
+  the Gateways selecting it.
+
+Config arrives as versioned snapshots (:meth:`Sidecar.apply_snapshot`) and is compiled once; the
+request path only reads the compiled view and the runtime clusters.
+
+Example::
+
+    sidecar = Sidecar(ProxyIdentity("customer-v1-x", "customer", "v1", {"app": "customer"}), app_port=8081)
+    await sidecar.start()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import random
+import ssl
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from meshkit.backends.local.proxy.cluster import Cluster, ClusterSpec, Endpoint
+from meshkit.backends.local.proxy.config import ProxyIdentity, ProxyView, compile_view
+from meshkit.backends.local.proxy.exchange import CONNECT_FAILURE_BODY, Exchange, Filter, Handler, chain
+from meshkit.backends.local.proxy.fault import FaultFilter
+from meshkit.backends.local.proxy.matching import qualify_gateway
+from meshkit.backends.local.proxy.router import Router
+from meshkit.backends.local.proxy.routing import RouteFilter
+from meshkit.backends.local.proxy.telemetry import Telemetry
+from meshkit.http1 import Request, Response, SimpleClient, serve
+from meshkit.telemetry.record import RequestRecord
+
+PEER_ID = "x-envoy-peer-metadata-id"
+PEER_META = "x-envoy-peer-metadata"
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class Sidecar:
+    def __init__(
+        self,
+        identity: ProxyIdentity,
+        app_port: int | None = None,
+        telemetry: Telemetry | None = None,
+        rng: random.Random | None = None,
+        sleep: Sleep = asyncio.sleep,
+        inbound_filters: Callable[[Sidecar], list[Filter]] | None = None,
+        ssl_for: Callable[[Endpoint, ClusterSpec], tuple[ssl.SSLContext | None, int]] | None = None,
+    ) -> None:
+        self.identity = identity
+        self.app_port = app_port
+        self.rng = rng or random.Random()
+        self.sleep = sleep
+        self.telemetry = telemetry or Telemetry(identity)
+        self.view = ProxyView(0, identity, "current", "REGISTRY_ONLY", {}, {})
+        self.clusters: dict[str, Cluster] = {}
+        self.ssl_for = ssl_for
+        self.servers: list[asyncio.base_events.Server] = []
+        self.ports: dict[str, int] = {}
+        self._app = SimpleClient("127.0.0.1", app_port) if app_port else None
+        gateway_name = "mesh"
+        self._peer_meta = _encode_peer(identity)
+        self.outbound = chain(
+            [RouteFilter(lambda: self.view, gateway_name), FaultFilter(self.rng, self.sleep)],
+            Router(lambda: self.clusters, self.rng, self.sleep, self._upstream_request, self._shadow),
+        )
+        filters = inbound_filters(self) if inbound_filters else []
+        self.inbound = chain(filters, self._to_app)
+
+    # config ------------------------------------------------------------------------------------
+    def apply_snapshot(self, snapshot: Mapping[str, Any]) -> None:
+        """Compile a pushed snapshot and swap it in; runtime cluster state survives the push."""
+        view = compile_view(snapshot, self.identity)
+        clusters: dict[str, Cluster] = {}
+        for name, spec in view.clusters.items():
+            old = self.clusters.get(name)
+            if old is not None:
+                old.update(spec)
+                clusters[name] = old
+            else:
+                clusters[name] = Cluster(spec, rng=self.rng, ssl_for=self.ssl_for)
+        for name, old in self.clusters.items():
+            if name not in clusters:
+                old.close()
+        if self.identity.gateway:
+            bound = [qualify_gateway(n, self.identity.namespace) for n in _selecting_gateways(view)]
+            self.outbound = chain(
+                [RouteFilter(lambda: self.view, bound[0] if bound else "mesh"), FaultFilter(self.rng, self.sleep)],
+                Router(lambda: self.clusters, self.rng, self.sleep, self._upstream_request, self._shadow),
+            )
+        self.view, self.clusters = view, clusters
+
+    def _shadow(self) -> bool:
+        return self.view.profile == "tutorial"
+
+    # listeners ---------------------------------------------------------------------------------
+    async def start(self, outbound_port: int = 0, inbound_port: int = 0) -> dict[str, int]:
+        out = await serve(self.handle_outbound, "127.0.0.1", outbound_port)
+        self.servers.append(out)
+        self.ports["outbound"] = out.sockets[0].getsockname()[1]
+        if not self.identity.gateway:
+            inb = await serve(self.handle_inbound, "127.0.0.1", inbound_port)
+            self.servers.append(inb)
+            self.ports["inbound"] = inb.sockets[0].getsockname()[1]
+        return self.ports
+
+    async def stop(self) -> None:
+        for server in self.servers:
+            server.close()
+        for cluster in self.clusters.values():
+            cluster.close()
+        if self._app is not None:
+            self._app.close()
+
+    # outbound (client side) ---------------------------------------------------------------------
+    async def handle_outbound(self, req: Request) -> Response:
+        me = self.identity
+        rec = RequestRecord(proxy=me.pod, reporter="source", start_time=time.time())
+        rec.source_workload, rec.source_app, rec.source_version = me.workload, me.app, me.version or "unknown"
+        rec.source_principal = self._principal()
+        rec.connection_security_policy = "unknown"
+        if "x-request-id" not in req.headers:
+            req.headers["x-request-id"] = str(uuid.uuid4())
+        ex = Exchange(req, rec)
+        span = self.telemetry.begin(req, "client" if not me.gateway else "server", self.view.trace_sampling, self.rng)
+        started = time.perf_counter()
+        resp = await self.outbound(ex)
+        self.telemetry.finish(ex, resp, started, span)
+        return resp
+
+    def _upstream_request(self, ex: Exchange, cluster: Cluster, host: Any, attempt: int) -> Request:
+        headers = dict(ex.req.headers)
+        headers["x-envoy-attempt-count"] = str(attempt)
+        headers.setdefault("x-forwarded-proto", "http")
+        if not cluster.spec.external:
+            headers[PEER_ID] = f"sidecar~127.0.0.1~{self.identity.pod}.{self.identity.namespace}~{self.identity.namespace}.svc.cluster.local"
+            headers[PEER_META] = self._peer_meta
+            port = cluster.spec.name.split("|")[1]
+            headers["x-envoy-decorator-operation"] = f"{cluster.spec.service}:{port}/*"
+        return Request(ex.req.method, ex.req.path, headers, ex.req.body)
+
+    def _principal(self) -> str:
+        sa = self.identity.service_account
+        return f"spiffe://cluster.local/ns/{self.identity.namespace}/sa/{sa}" if sa else "unknown"
+
+    # inbound (server side) ----------------------------------------------------------------------
+    async def handle_inbound(self, req: Request) -> Response:
+        me = self.identity
+        rec = RequestRecord(proxy=me.pod, reporter="destination", start_time=time.time())
+        rec.destination_workload, rec.destination_app = me.workload, me.app
+        rec.destination_version = me.version or "unknown"
+        rec.destination_principal = self._principal()
+        rec.destination_service = f"{me.app}.{me.namespace}.svc.cluster.local"
+        rec.destination_service_name = me.app
+        rec.upstream_cluster = f"inbound|{8080}||"
+        rec.upstream_host = f"127.0.0.1:{self.app_port}"
+        rec.authority = req.headers.get("host", "")
+        rec.route_name = "default"
+        peer = _decode_peer(req.headers.pop(PEER_META, ""))
+        req.headers.pop(PEER_ID, None)
+        if peer:
+            rec.source_workload = peer.get("WORKLOAD_NAME", "unknown")
+            labels = peer.get("LABELS", {})
+            rec.source_app = labels.get("app", "unknown")
+            rec.source_version = labels.get("version", "unknown")
+        rec.connection_security_policy = "mutual_tls" if req.ssl_object is not None else "none"
+        ex = Exchange(req, rec)
+        span = self.telemetry.begin(req, "server", self.view.trace_sampling, self.rng)
+        started = time.perf_counter()
+        resp = await self.inbound(ex)
+        self.telemetry.finish(ex, resp, started, span)
+        return resp
+
+    async def _to_app(self, ex: Exchange) -> Response:
+        if self._app is None:
+            return ex.local_reply(503, "UH", "no_healthy_upstream", b"no healthy upstream")
+        req = ex.req
+        try:
+            resp = await self._app.request(req.method, req.path, req.headers, req.body)
+        except Exception:
+            return ex.local_reply(
+                503, "UF", "upstream_reset_before_response_started{connection_failure}", CONNECT_FAILURE_BODY
+            )
+        ex.rec.response_code_details = "via_upstream"
+        return resp
+
+
+def _selecting_gateways(view: ProxyView) -> list[str]:
+    names = []
+    for gw in view.resources:
+        if gw.get("kind") != "Gateway":
+            continue
+        selector = gw["spec"].get("selector") or {}
+        if all(view.identity.labels.get(k) == v for k, v in selector.items()):
+            names.append(f"{gw['metadata'].get('namespace', 'tutorial')}/{gw['metadata']['name']}")
+    return names
+
+
+def _encode_peer(me: ProxyIdentity) -> str:
+    # Istio exchanges workload metadata in these headers for telemetry only; identity comes from mTLS
+    meta = {
+        "WORKLOAD_NAME": me.workload,
+        "NAMESPACE": me.namespace,
+        "LABELS": {"app": me.app, "version": me.version},
+        "SERVICE_ACCOUNT": me.service_account,
+    }
+    return base64.b64encode(json.dumps(meta, separators=(",", ":")).encode()).decode()
+
+
+def _decode_peer(value: str) -> dict[str, Any]:
+    if not value:
+        return {}
+    try:
+        data = json.loads(base64.b64decode(value))
+    except (ValueError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+__all__ = ["Handler", "Sidecar"]

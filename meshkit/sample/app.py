@@ -1,0 +1,178 @@
+"""The tutorial's three services — customer, preference, recommendation — as one small codebase.
+
+Behaviour follows the Red Hat istio-tutorial (Quarkus flavour): plain-text replies on ``/``,
+``customer => preference => recommendation v1 from '<pod>': <n>`` on success, every downstream
+failure wrapped as HTTP 503 ``<service> => Error: <code> - <body>``, transport errors as
+``<service> => <ExceptionName>: <message>``, per-pod ``/misbehave`` and ``/behave``, probes on
+``/health/live`` and ``/health/ready``. ``user-agent`` is copied into ``baggage-user-agent``, and
+the tracing headers travel to every outbound call, as a well-behaved app in a mesh must.
+
+The same code runs in the local mesh (its outbound calls go to the pod's sidecar, HTTP-proxy
+style) and in Kubernetes (it calls ``preference:8080`` and the Istio sidecar intercepts).
+
+Example::
+
+    app = SampleApp(AppSpec("recommendation", "v1", pod="recommendation-v1-abc-12345"))
+    resp = await app.handle(Request("GET", "/", {"host": "recommendation:8080"}))
+    assert resp.body.startswith(b"recommendation v1 from 'recommendation-v1-abc-12345': 1")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+from meshkit.http1 import ConnectFailure, Request, Response, SimpleClient, UpstreamReset
+
+CALLS = {"customer": "preference", "preference": "recommendation"}
+TIME_URL = ("worldtimeapi.org", 80, "/api/timezone/Europe/Madrid")
+# headers a mesh-aware app copies from each inbound request to the calls it makes
+PROPAGATED = (
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+    "b3",
+    "x-ot-span-context",
+    "authorization",
+    "user-preference",
+    "baggage-user-preference",
+    "baggage-user-agent",
+    "baggage",
+)
+INTERNAL_ERROR_HTML = b"<html><head><title>Error</title></head><body>Internal Server Error</body></html>"
+TEXT = {"content-type": "text/plain;charset=UTF-8"}
+HEALTH = b'{\n    "status": "UP",\n    "checks": [\n    ]\n}'
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    service: str  # customer | preference | recommendation
+    version: str  # v1 | v2 | v3
+    pod: str = "local"
+    # where outbound calls go: None = straight to "<service>:8080" (Kubernetes); else the sidecar
+    outbound: tuple[str, int] | None = None
+    port: int = 8080
+
+
+class SampleApp:
+    """One pod's application: its counter, its misbehave flag and its slowness."""
+
+    def __init__(self, spec: AppSpec, log_capacity: int = 500) -> None:
+        self.spec = spec
+        self.count = 0
+        self.misbehaving = False
+        self.delay_s = 0.0
+        self.log: deque[str] = deque(maxlen=log_capacity)
+        self._clients: dict[tuple[str, int], SimpleClient] = {}
+
+    def _client(self, host: str, port: int) -> SimpleClient:
+        target = self.spec.outbound or (host, port)
+        client = self._clients.get(target)
+        if client is None:
+            client = self._clients[target] = SimpleClient(*target)
+        return client
+
+    async def handle(self, req: Request) -> Response:
+        path = req.path.split("?", 1)[0]
+        if path == "/":
+            return await self._root(req)
+        if path == "/misbehave":
+            self.misbehaving = True
+            self._log(f"'misbehave' has been set to 'true' on {self.spec.pod}")
+            return Response(200, dict(TEXT), b"Following requests to / will return a 503\n")
+        if path == "/behave":
+            self.misbehaving = False
+            self._log(f"'misbehave' has been set to 'false' on {self.spec.pod}")
+            return Response(200, dict(TEXT), b"Following requests to / will return 200\n")
+        if path in ("/health/live", "/health/ready", "/health"):
+            return Response(200, {"content-type": "application/json"}, HEALTH)
+        if path == "/delay":
+            query = parse_qs(urlsplit(req.path).query)
+            try:
+                self.delay_s = max(0.0, float(query.get("seconds", ["0"])[0]))
+            except ValueError:
+                return Response(400, dict(TEXT), b"seconds must be a number\n")
+            return Response(200, dict(TEXT), f"Requests to / will wait {self.delay_s:g}s\n".encode())
+        return Response(404, dict(TEXT), b"Not Found\n")
+
+    async def _root(self, req: Request) -> Response:
+        spec = self.spec
+        if spec.service == "recommendation":
+            self.count += 1
+            self._log(f"recommendation request from {spec.pod}: {self.count}")
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.misbehaving:
+            body = f"{spec.service} misbehavior from '{spec.pod}'\n".encode()
+            return Response(503, dict(TEXT), body)
+        if spec.service in CALLS:
+            return await self._call_next(req, CALLS[spec.service])
+        if spec.version == "v3":
+            return await self._v3(req)
+        body = f"recommendation {spec.version} from '{spec.pod}': {self.count}\n"
+        return Response(200, dict(TEXT), body.encode())
+
+    async def _call_next(self, req: Request, callee: str) -> Response:
+        name = self.spec.service
+        headers = {k: v for k in PROPAGATED if (v := req.headers.get(k)) is not None}
+        if name == "customer" and "user-agent" in req.headers:
+            headers["baggage-user-agent"] = req.headers["user-agent"]
+        headers["host"] = f"{callee}:8080"
+        headers["user-agent"] = f"{name}/{self.spec.version}"
+        try:
+            resp = await self._client(callee, 8080).request("GET", "/", headers)
+        except Exception as exc:
+            kind, message = _java_like(exc, callee)
+            self._log(f"{name} call to {callee} failed: {kind}: {message}")
+            return Response(503, dict(TEXT), f"{name} => {kind}: {message}\n".encode())
+        text = resp.body.decode("utf-8", "replace")
+        if 200 <= resp.status < 300:
+            return Response(200, dict(TEXT), f"{name} => {text.strip()}\n".encode())
+        # the tutorial's services answer 503 for any downstream failure; the code is only in the text
+        return Response(503, dict(TEXT), f"{name} => Error: {resp.status} - {text}".encode())
+
+    async def _v3(self, req: Request) -> Response:
+        host, port, path = TIME_URL
+        headers = {k: v for k in PROPAGATED if (v := req.headers.get(k)) is not None}
+        headers["host"] = host
+        try:
+            resp = await self._client(host, port).request("GET", path, headers)
+            if resp.status != 200:
+                raise OSError(f"time service answered {resp.status}")
+            now = json.loads(resp.body)["datetime"]
+        except Exception as exc:
+            self._log(f"time service call failed: {exc}")
+            return Response(500, {"content-type": "text/html"}, INTERNAL_ERROR_HTML)
+        body = f"recommendation v3 {now} from '{self.spec.pod}': {self.count}\n"
+        return Response(200, dict(TEXT), body.encode())
+
+    def _log(self, line: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        self.log.append(f"{stamp} INFO  [{self.spec.service}] {line}")
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+
+
+def _java_like(exc: Exception, host: str) -> tuple[str, str]:
+    """Render a transport failure the way the tutorial's Java services print it."""
+    if isinstance(exc, ConnectFailure):
+        text = str(exc)
+        if "Name or service not known" in text or "nodename nor servname" in text or "gaierror" in text:
+            return "UnknownHostException", host
+        return "ConnectException", "Connection refused"
+    if isinstance(exc, UpstreamReset):
+        return "IOException", "Connection reset by peer"
+    if isinstance(exc, asyncio.TimeoutError):
+        return "SocketTimeoutException", "Read timed out"
+    return type(exc).__name__, str(exc)
