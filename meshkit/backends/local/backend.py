@@ -37,6 +37,23 @@ def default_home() -> Path:
     return Path(os.environ.get("MESHKIT_HOME") or DEFAULT_HOME)
 
 
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs; reaps it when it is our own exited child (no zombie left)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -60,10 +77,10 @@ class LocalBackend(Backend):
         except (OSError, ValueError):
             return None
         try:
-            os.kill(int(state["pid"]), 0)
-        except (OSError, KeyError, ValueError):
+            pid = int(state["pid"])
+        except (KeyError, ValueError):
             return None
-        return state
+        return state if _alive(pid) else None
 
     def _call(self, method: str, path: str, body: Any = None, timeout: float = 30.0) -> Any:
         state = self._state()
@@ -135,6 +152,17 @@ class LocalBackend(Backend):
         log = self.home / "logs" / "controlplane.log"
         raise MeshkitError(f"the mesh did not become ready within {timeout:g}s (waiting for {last}); see {log}")
 
+    def wait_synced(self, timeout: float = 10.0) -> None:
+        """Return once every proxy has acknowledged the latest config (a local push takes ms)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self._call("GET", "/status")
+            if all(p["synced"] for p in status["pods"] if p["sidecar"]):
+                return
+            time.sleep(0.01)
+        stale = [p["name"] for p in self._call("GET", "/status")["pods"] if not p["synced"]]
+        raise MeshkitError(f"proxies did not take the new config within {timeout:g}s: {', '.join(stale)}")
+
     def down(self) -> None:
         state = self._state()
         if state is None:
@@ -144,13 +172,9 @@ class LocalBackend(Backend):
         except MeshkitError:
             os.kill(int(state["pid"]), signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.kill(int(state["pid"]), 0)
-            except OSError:
-                break
+        while time.monotonic() < deadline and _alive(int(state["pid"])):
             time.sleep(0.02)
-        else:
+        if _alive(int(state["pid"])):
             os.kill(int(state["pid"]), signal.SIGKILL)
         (self.home / "state.json").unlink(missing_ok=True)
 
@@ -161,6 +185,7 @@ class LocalBackend(Backend):
     # resources -----------------------------------------------------------------------------------
     def apply(self, resources: Sequence[Mapping[str, Any]]) -> list[ApplyResult]:
         reply = self._call("POST", "/apply", {"resources": list(resources)})
+        self.wait_synced()
         out = []
         for res, item in zip(resources, reply["results"], strict=True):
             group = str(res.get("apiVersion", "")).split("/")[0]
@@ -173,6 +198,7 @@ class LocalBackend(Backend):
             raise NotFound(f'{kind.lower()} "{name}" not found')
         res = items[0]
         self._call("POST", "/delete", {"kind": kind, "name": name, "namespace": res["metadata"]["namespace"]})
+        self.wait_synced()
         return ApplyResult(kind, res["apiVersion"].split("/")[0], name, "deleted")
 
     def get(self, kind: str | None = None, name: str | None = None) -> list[dict[str, Any]]:

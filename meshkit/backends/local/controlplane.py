@@ -196,7 +196,7 @@ class ControlPlane:
         assert self.deployments is not None
         pods = list(self.deployments.pods.values())
         want = sum(s.replicas for s in self.deployments.specs.values())
-        return len(pods) >= want and all(p.ready and p.acked_version >= 1 for p in pods)
+        return len(pods) >= want and all(p.ready and (p.acked_version >= 1 or not p.spec.sidecar) for p in pods)
 
     def status(self) -> dict[str, Any]:
         assert self.deployments is not None
@@ -213,7 +213,7 @@ class ControlPlane:
                     "sidecar": p.spec.sidecar,
                     "service_account": p.endpoint()["principal"].rsplit("/", 1)[-1] if p.spec.sidecar else "",
                     "config_version": p.acked_version,
-                    "synced": p.acked_version >= self.version,
+                    "synced": p.acked_version >= self.version or not p.spec.sidecar,
                     "restarts": p.restarts,
                     "ports": p.ports,
                     "pid": p.proc.pid if p.proc else 0,

@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections import deque
@@ -57,7 +58,8 @@ _INT_FIELDS = {
 
 def format_time(epoch_s: float) -> str:
     """Envoy's ``%START_TIME%``: UTC, millisecond precision, e.g. ``2024-01-01T12:00:00.123Z``."""
-    ms = round(epoch_s * 1000)
+    # Envoy truncates to the millisecond; the epsilon absorbs binary error (x.123 stored as x.12299…)
+    ms = math.floor(epoch_s * 1000 + 1e-6)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
 
 

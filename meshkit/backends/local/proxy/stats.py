@@ -273,7 +273,7 @@ class ProxyStats:
 
         Envoy exposes no ``*_created`` samples, so they are dropped to keep the text Istio-shaped.
         """
-        return generate_latest(_WithoutCreated(self.registry))  # type: ignore[arg-type]
+        return generate_latest(_WithoutCreated(self.registry))
 
 
 class _WithoutCreated:
