@@ -58,6 +58,14 @@ class RequestRecord:
     parent_span_id: str = ""
     sampled: bool = True
     rule: str = ""  # human description of the policy that decided the outcome, for explain
+    # Added for the access log and explain; all optional (the defaults print as "-" / are derived).
+    upstream_service_time_ms: int = -1  # X-ENVOY-UPSTREAM-SERVICE-TIME; -1: no upstream answered
+    upstream_local_address: str = ""  # "127.0.0.1:51234"
+    downstream_local_address: str = ""  # the listener address the request arrived on
+    downstream_remote_address: str = ""  # the caller's address
+    requested_server_name: str = ""  # SNI on mTLS connections: outbound_.8080_.version-v1_.recommendation...
+    upstream_transport_failure_reason: str = ""  # e.g. TLS handshake failure text
+    body_excerpt: str = ""  # first ~120 chars of an error response body (code >= 400), for explain
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -73,7 +73,8 @@ _EC_CURVES: dict[str, tuple[type[ec.EllipticCurve], str]] = {"P-256": (ec.SECP25
                                                               "P-384": (ec.SECP384R1, "ES384"),
                                                               "P-521": (ec.SECP521R1, "ES512")}
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*={0,2}$")
-_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_.=+/-]*")
+# Envoy takes the first run of base64url characters and dots after the prefix.
+_TOKEN_RUN = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def redact(token: str) -> str:
@@ -213,7 +214,9 @@ def _parse_jwks(jwks: Mapping[str, Any], where: str) -> tuple[_Jwk, ...]:
                 # oct (HMAC) and OKP keys are not supported locally; skipping them keeps HS* tokens
                 # from ever being checked against anything but an explicit shared secret.
                 continue
-        except (KeyError, ValueError, TypeError) as exc:
+        except KeyError as exc:
+            raise InvalidConfig([f"{where}: keys[{i}] ({kty}) lacks the {exc} field"]) from None
+        except (ValueError, TypeError) as exc:
             raise InvalidConfig([f"{where}: keys[{i}] ({kty}) is not a usable public key: {exc}"]) from None
         parsed.append(_Jwk(kid, alg, str(kty), public))
     return tuple(parsed)
@@ -276,6 +279,7 @@ class JwtRule:
         return cls(
             issuer=issuer,
             jwks=jwks,
+            keys=_parse_jwks(jwks, where),
             audiences=tuple(str(a) for a in spec.get("audiences") or []),
             from_headers=headers,
             from_params=params,
@@ -417,7 +421,7 @@ def _extract(value: str, prefix: str) -> str:
         if pos < 0:
             return ""
         value = value[pos + len(prefix):]
-    match = _TOKEN_CHARS.match(value.strip())
+    match = _TOKEN_RUN.search(value)
     return match.group(0) if match else ""
 
 

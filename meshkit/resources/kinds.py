@@ -1,0 +1,93 @@
+"""The Istio resource kinds meshkit serves, and how users may name them (``vs``, ``virtualservices``...).
+
+Example::
+
+    >>> resolve_kind("vs").kind
+    'VirtualService'
+    >>> resolve_kind("destinationrule.networking.istio.io").plural
+    'destinationrules'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from meshkit.errors import NotFound
+
+DEFAULT_NAMESPACE = "tutorial"
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    """One served kind. ``versions`` lists served versions, the stored (normalised) one first."""
+
+    kind: str
+    group: str
+    plural: str
+    short_names: tuple[str, ...]
+    versions: tuple[str, ...]
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        """The apiVersion resources of this kind are normalised to (``networking.istio.io/v1``)."""
+        return f"{self.group}/{self.versions[0]}"
+
+    @property
+    def api_versions(self) -> tuple[str, ...]:
+        return tuple(f"{self.group}/{v}" for v in self.versions)
+
+
+_NET = "networking.istio.io"
+_SEC = "security.istio.io"
+_TEL = "telemetry.istio.io"
+_NET_VERSIONS = ("v1", "v1beta1", "v1alpha3")
+_SEC_VERSIONS = ("v1", "v1beta1")
+
+#: every kind meshkit validates and stores, by kind name
+KINDS: Mapping[str, KindInfo] = {
+    info.kind: info
+    for info in (
+        KindInfo("VirtualService", _NET, "virtualservices", ("vs",), _NET_VERSIONS),
+        KindInfo("DestinationRule", _NET, "destinationrules", ("dr",), _NET_VERSIONS),
+        KindInfo("Gateway", _NET, "gateways", ("gw",), _NET_VERSIONS),
+        KindInfo("ServiceEntry", _NET, "serviceentries", ("se",), _NET_VERSIONS),
+        KindInfo("EnvoyFilter", _NET, "envoyfilters", (), ("v1alpha3",)),
+        KindInfo("PeerAuthentication", _SEC, "peerauthentications", ("pa",), _SEC_VERSIONS),
+        KindInfo("AuthorizationPolicy", _SEC, "authorizationpolicies", ("ap",), _SEC_VERSIONS),
+        KindInfo("RequestAuthentication", _SEC, "requestauthentications", ("ra",), _SEC_VERSIONS),
+        KindInfo("Telemetry", _TEL, "telemetries", ("telemetry",), ("v1", "v1alpha1")),
+    )
+}
+
+
+def _names(info: KindInfo) -> set[str]:
+    return {info.kind.lower(), info.plural, *info.short_names}
+
+
+def resolve_kind(name: str) -> KindInfo:
+    """Find a kind by kind name, plural, short name, or ``<any of those>.<group>`` (case-insensitive).
+
+    Raises :class:`meshkit.errors.NotFound` listing the valid names when nothing matches.
+    """
+    wanted = name.strip().lower()
+    base, _, group = wanted.partition(".")
+    for info in KINDS.values():
+        if base in _names(info) and (not group or group == info.group):
+            return info
+    valid = ", ".join(
+        f"{i.plural} ({', '.join(i.short_names)})" if i.short_names else i.plural for i in KINDS.values()
+    )
+    raise NotFound(f'unknown resource type "{name}"; valid types: {valid}')
+
+
+def canonical_key(resource: Mapping[str, Any]) -> tuple[str, str, str]:
+    """``(kind, namespace, name)`` of a resource dict; namespace defaults to ``tutorial``."""
+    meta = resource.get("metadata") or {}
+    return (
+        str(resource.get("kind", "")),
+        str(meta.get("namespace") or DEFAULT_NAMESPACE),
+        str(meta.get("name", "")),
+    )

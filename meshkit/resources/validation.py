@@ -1,0 +1,292 @@
+"""Validate documents like Istio's admission webhook and normalise them to one stored shape.
+
+Every problem is located (file, document, line, kind/name, field path). Nothing is normalised for
+callers when any document has an error: apply is all-or-nothing.
+
+Example::
+
+    >>> from meshkit.resources.loader import parse_text
+    >>> report = validate_documents(parse_text('''
+    ... apiVersion: networking.istio.io/v1alpha3
+    ... kind: VirtualService
+    ... metadata: {name: recommendation}
+    ... spec:
+    ...   hosts: [recommendation]
+    ...   http:
+    ...   - route:
+    ...     - destination: {host: recommendation, subset: version-v1}
+    ... ''', "vs.yaml"))
+    >>> report.resources[0]["apiVersion"], report.resources[0]["metadata"]["namespace"]
+    ('networking.istio.io/v1', 'tutorial')
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshkit.errors import InvalidConfig
+from meshkit.resources.authentication import PEER_AUTHENTICATION, REQUEST_AUTHENTICATION
+from meshkit.resources.authorization import AUTHORIZATION_POLICY
+from meshkit.resources.common import dns1123_label_error, dns1123_subdomain_error
+from meshkit.resources.destinationrule import DESTINATION_RULE
+from meshkit.resources.envoyfilter import ENVOY_FILTER
+from meshkit.resources.gateway import GATEWAY, SERVICE_ENTRY
+from meshkit.resources.kinds import KINDS, KindInfo
+from meshkit.resources.legacy import explain_legacy
+from meshkit.resources.model import Document, Origin, Path, Problem, format_path
+from meshkit.resources.schema import Checker, MapOf, Schema, Str, describe
+from meshkit.resources.telemetry import TELEMETRY
+from meshkit.resources.virtualservice import VIRTUAL_SERVICE, normalise_virtual_service
+
+SOURCE_API_ANNOTATION = "meshkit.io/source-api-version"
+PROFILES = ("current", "tutorial")
+
+SPECS: Mapping[str, Schema] = {
+    "VirtualService": VIRTUAL_SERVICE,
+    "DestinationRule": DESTINATION_RULE,
+    "Gateway": GATEWAY,
+    "ServiceEntry": SERVICE_ENTRY,
+    "EnvoyFilter": ENVOY_FILTER,
+    "PeerAuthentication": PEER_AUTHENTICATION,
+    "AuthorizationPolicy": AUTHORIZATION_POLICY,
+    "RequestAuthentication": REQUEST_AUTHENTICATION,
+    "Telemetry": TELEMETRY,
+}
+#: Istio kinds that exist but that the local mesh does not model
+UNSUPPORTED_ISTIO_KINDS = ("Sidecar", "WorkloadEntry", "WorkloadGroup", "ProxyConfig", "WasmPlugin")
+_TOP_LEVEL = ("apiVersion", "kind", "metadata", "spec", "status")
+_IGNORED_META = (
+    "generateName",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "finalizers",
+    "ownerReferences",
+    "managedFields",
+    "selfLink",
+)
+_LABELS = MapOf(Str())
+
+
+@dataclass
+class ValidationReport:
+    """Result of :func:`validate_documents`. ``resources`` is filled only when there are no errors.
+
+    ``origins`` maps each resource's ``canonical_key`` to where it came from (for analyze's file:line).
+    """
+
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    origins: dict[tuple[str, str, str], Origin] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def raise_for_errors(self) -> None:
+        """Raise :class:`meshkit.errors.InvalidConfig` with one formatted line per error."""
+        if self.errors:
+            raise InvalidConfig([p.format() for p in self.errors])
+
+
+class _Subject:
+    """What a document's problems are about, as far as the document lets us tell."""
+
+    def __init__(self, doc: Document, default_namespace: str) -> None:
+        data: dict[str, Any] = doc.data if isinstance(doc.data, dict) else {}
+        meta: dict[str, Any] = data["metadata"] if isinstance(data.get("metadata"), dict) else {}
+        self.doc = doc
+        self.kind: str = data["kind"] if isinstance(data.get("kind"), str) else ""
+        self.name: str = meta["name"] if isinstance(meta.get("name"), str) else ""
+        ns = meta.get("namespace")
+        self.namespace = ns if isinstance(ns, str) and ns else default_namespace
+
+    def problem(self, level: str, code: str, path: Path, message: str, line_of: Path | None = None) -> Problem:
+        """A problem about ``path``; ``line_of`` points the line elsewhere (e.g. at ``kind``)."""
+        return Problem(
+            level,
+            code,
+            message,
+            source=self.doc.source,
+            index=self.doc.index,
+            kind=self.kind,
+            namespace=self.namespace,
+            name=self.name,
+            field=format_path(path),
+            line=self.doc.line_of(path if line_of is None else line_of),
+        )
+
+
+def _kind_problem(data: dict[str, Any]) -> tuple[Path, str] | None:
+    api, kind = data.get("apiVersion"), data.get("kind")
+    for key, value in (("apiVersion", api), ("kind", kind)):
+        if value is None:
+            return (key,), f'required field "{key}" is missing'
+        if not isinstance(value, str):
+            return (key,), f"expected string, got {describe(value)}"
+    assert isinstance(api, str) and isinstance(kind, str)
+    supported = ", ".join(KINDS)
+    info = KINDS.get(kind)
+    if info is None:
+        close = [k for k in KINDS if k.lower() == kind.lower()]
+        if close:
+            return ("kind",), f'unknown kind "{kind}": did you mean "{close[0]}"? (kinds are case-sensitive)'
+        if kind in UNSUPPORTED_ISTIO_KINDS:
+            return (
+                "kind",
+            ), f"{kind} ({api}) is an Istio kind the local mesh does not model; supported kinds: {supported}"
+        return (
+            "kind",
+        ), f'kind "{kind}" ({api}) is not an Istio resource meshkit can apply; supported kinds: {supported}'
+    if api not in info.api_versions:
+        return ("apiVersion",), (
+            f'no matches for kind "{kind}" in version "{api}": served versions are '
+            + ", ".join(info.api_versions)
+        )
+    return None
+
+
+def _check_metadata(meta: Any, ck: Checker) -> None:
+    if meta is None:
+        ck.error(("metadata",), 'required field "metadata" is missing')
+        return
+    if not isinstance(meta, dict):
+        ck.error(("metadata",), f"expected object, got {describe(meta)}")
+        return
+    for key, value in meta.items():
+        path = ("metadata", str(key))
+        if key == "name":
+            if not isinstance(value, str):
+                ck.error(path, f"expected string, got {describe(value)}")
+            elif msg := dns1123_subdomain_error(value):
+                ck.error(path, msg)
+        elif key == "namespace":
+            if not isinstance(value, str):
+                ck.error(path, f"expected string, got {describe(value)}")
+            elif msg := dns1123_label_error(value):
+                ck.error(path, msg.replace("invalid name", "invalid namespace"))
+        elif key in ("labels", "annotations"):
+            if value is not None:
+                _LABELS.check(value, path, ck)
+        elif key not in _IGNORED_META:
+            ck.error(path, f'unknown field "{key}"')
+    if meta.get("name") is None:
+        ck.error(("metadata", "name"), 'required field "name" is missing')
+
+
+def _normalise(data: dict[str, Any], info: KindInfo, namespace: str) -> dict[str, Any]:
+    meta = data["metadata"]
+    annotations = dict(meta.get("annotations") or {})
+    annotations[SOURCE_API_ANNOTATION] = data["apiVersion"]
+    spec = copy.deepcopy(data.get("spec") or {})
+    if info.kind == "VirtualService":
+        normalise_virtual_service(spec)
+    return {
+        "apiVersion": info.api_version,
+        "kind": info.kind,
+        "metadata": {
+            "name": meta["name"],
+            "namespace": namespace,
+            "labels": dict(meta.get("labels") or {}),
+            "annotations": annotations,
+        },
+        "spec": spec,
+    }
+
+
+def validate_document(
+    doc: Document, profile: str = "current", default_namespace: str = "tutorial"
+) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """Validate one document: ``(normalised resource or None, problems)``."""
+    subject = _Subject(doc, default_namespace)
+    problems = [doc.error] if doc.error else []
+    data = doc.data
+    if data is None:
+        return None, problems
+    if not isinstance(data, dict):
+        problems.append(
+            subject.problem(
+                "Error",
+                "IST0106",
+                (),
+                "a resource must be a mapping with apiVersion, "
+                f"kind, metadata and spec; got {describe(data)}",
+            )
+        )
+        return None, problems
+    legacy = explain_legacy(data)
+    if legacy:
+        problems.append(subject.problem("Error", "IST0002", (), legacy, line_of=("kind",)))
+        return None, problems
+    kind_problem = _kind_problem(data)
+    if kind_problem:
+        problems.append(subject.problem("Error", "IST0106", *kind_problem))
+        return None, problems
+    info = KINDS[data["kind"]]
+    ck = Checker(profile=profile)
+    for key in data:
+        if key not in _TOP_LEVEL:
+            ck.error((str(key),), f'unknown field "{key}"')
+    _check_metadata(data.get("metadata"), ck)
+    SPECS[info.kind].check({} if data.get("spec") is None else data["spec"], ("spec",), ck)
+    problems += [subject.problem(f.level, f.code, f.path, f.message) for f in ck.findings]
+    if any(p.level == "Error" for p in problems):
+        return None, problems
+    return _normalise(data, info, subject.namespace), problems
+
+
+def validate_documents(
+    docs: list[Document], profile: str = "current", default_namespace: str = "tutorial"
+) -> ValidationReport:
+    """Validate every document; ``profile`` is ``current`` or ``tutorial`` (Istio 1.9-era rules).
+
+    ``resources`` holds the normalised resources (``apiVersion: <group>/v1``, namespace filled in)
+    only when no document has an error.
+    """
+    if profile not in PROFILES and not profile.startswith("tutorial"):
+        raise InvalidConfig([f'unknown profile "{profile}": use one of {", ".join(PROFILES)}'])
+    report = ValidationReport()
+    resources: list[dict[str, Any]] = []
+    first_seen: dict[tuple[str, str, str], Document] = {}
+    for doc in docs:
+        resource, problems = validate_document(doc, profile, default_namespace)
+        for p in problems:
+            (report.errors if p.level == "Error" else report.warnings).append(p)
+        if resource is None:
+            continue
+        meta = resource["metadata"]
+        key = (resource["kind"], meta["namespace"], meta["name"])
+        if key in first_seen:
+            earlier = first_seen[key]
+            report.warnings.append(
+                Problem(
+                    "Warning",
+                    "DUPLICATE",
+                    f"defined more than once (also {earlier.source}, document "
+                    f"{earlier.index + 1}); the last definition wins",
+                    source=doc.source,
+                    index=doc.index,
+                    kind=key[0],
+                    namespace=key[1],
+                    name=key[2],
+                    line=doc.line,
+                )
+            )
+            resources = [
+                r for r in resources if (r["kind"], r["metadata"]["namespace"], r["metadata"]["name"]) != key
+            ]
+        first_seen[key] = doc
+        resources.append(resource)
+        report.origins[key] = Origin(doc.source, doc.index, doc.line, doc.lines)
+    if not report.errors:
+        report.resources = resources
+    else:
+        report.origins = {}
+    return report
