@@ -55,7 +55,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             raise MeshkitError("--dry-run prints the install plan of the kind backend; use --backend kind")
         from meshkit.backends.kind.plan import PlanOptions, format_plan, install_plan
 
-        _print(format_plan(install_plan(PlanOptions(host_port=args.gateway_port or 8080))))
+        home = Path(args.home) if args.home else Path.home() / ".meshkit" / "kind"
+        _print(format_plan(install_plan(PlanOptions(home=home, host_port=args.gateway_port or 8080))))
         return 0
     started = time.monotonic()
     backend = get_backend(args.backend)(**_backend_options(args))

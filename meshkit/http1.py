@@ -40,6 +40,7 @@ HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer"}
 )
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
+_BACKGROUND: set[asyncio.Future[None]] = set()
 
 
 @dataclass(slots=True)
@@ -185,7 +186,9 @@ class ServerProtocol(asyncio.Protocol):
         self.queue.append(req)
         if not self.busy:
             self.busy = True
-            asyncio.ensure_future(self._drain())
+            task = asyncio.ensure_future(self._drain())
+            _BACKGROUND.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(_BACKGROUND.discard)
 
     # ---------------------------------------------------------------------------------------------
     async def _drain(self) -> None:
@@ -342,7 +345,7 @@ async def connect(
             server_hostname=(server_hostname or "") if ssl_context is not None else None,
         )
         _, proto = await asyncio.wait_for(coro, timeout)
-    except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, ssl.SSLError) as exc:
         raise ConnectFailure(f"{type(exc).__name__}: {exc}") from exc
     return Connection(proto, (host, port))
 

@@ -156,7 +156,7 @@ class Backend(ABC):
     def traces(self, service: str | None = None, limit: int = 20) -> dict[str, Any]:
         """Traces in Jaeger's query-API shape: ``{"data": [{"traceID", "spans", "processes"}]}``."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook with a sensible default
         """Release client resources (connections); does not stop the mesh."""
 
 

@@ -23,9 +23,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8080)
     # in a container the app must accept the sidecar's traffic on the pod IP; locally keep loopback
     parser.add_argument("--host", default=os.environ.get("MESHKIT_SAMPLE_HOST", "127.0.0.1"))
+    parser.add_argument("--upstream", default="", help="HOST:PORT to send every outbound call to (a proxy)")
     args = parser.parse_args(argv)
     pod = os.environ.get("HOSTNAME") or socket.gethostname()
-    app = SampleApp(AppSpec(args.service, args.version, pod=pod, port=args.port))
+    outbound = None
+    if args.upstream:
+        host, _, port = args.upstream.rpartition(":")
+        outbound = (host, int(port))
+    app = SampleApp(AppSpec(args.service, args.version, pod=pod, outbound=outbound, port=args.port))
 
     async def run() -> None:
         server = await serve(app.handle, args.host, args.port)

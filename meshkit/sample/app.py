@@ -118,8 +118,8 @@ class SampleApp:
             return await self._call_next(req, CALLS[spec.service])
         if spec.version == "v3":
             return await self._v3(req)
-        body = f"recommendation {spec.version} from '{spec.pod}': {self.count}\n"
-        return Response(200, dict(TEXT), body.encode())
+        reply = f"recommendation {spec.version} from '{spec.pod}': {self.count}\n"
+        return Response(200, dict(TEXT), reply.encode())
 
     async def _call_next(self, req: Request, callee: str) -> Response:
         name = self.spec.service

@@ -12,7 +12,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 UNKNOWN = "unknown"
@@ -68,8 +68,12 @@ class RequestRecord:
     body_excerpt: str = ""  # first ~120 chars of an error response body (code >= 400), for explain
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # dataclasses.asdict deep-copies recursively; every field here is a flat value
+        return {name: getattr(self, name) for name in _FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RequestRecord:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+_FIELDS = tuple(f.name for f in fields(RequestRecord))

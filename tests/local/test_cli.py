@@ -13,8 +13,10 @@ import pytest
 from meshkit.mesh import Mesh
 
 
-def run(mesh: Mesh | None, *args: str, stdin: str | None = None, home: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, MESHKIT_HOME=home or str(mesh.backend.home))  # type: ignore[union-attr,attr-defined]
+def run(
+    mesh: Mesh | None, *args: str, stdin: str | None = None, home: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, MESHKIT_HOME=home or str(mesh.backend.home))  # type: ignore[union-attr]
     return subprocess.run([sys.executable, "-m", "meshkit.cli", *args], capture_output=True, text=True,
                           input=stdin, env=env, timeout=120)
 

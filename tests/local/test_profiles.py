@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 
@@ -64,7 +65,7 @@ def test_default_retry_of_app_503(profiled: Mesh) -> None:
 
 def test_default_load_balancer(profiled: Mesh) -> None:
     order = [r["version"] for r in profiled.load(n=40, concurrency=1, flags=False).records]
-    alternating = all(a != b for a, b in zip(order, order[1:], strict=False))
+    alternating = all(a != b for a, b in itertools.pairwise(order))
     assert alternating == (profiled.profile == "tutorial")  # ROUND_ROBIN then, LEAST_REQUEST now
 
 

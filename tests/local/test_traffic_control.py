@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 from meshkit.mesh import Mesh
@@ -105,7 +106,8 @@ def test_baseline_reply_format(clean: Mesh) -> None:
     code, body = clean.curl()
     assert code == 200
     assert body.startswith("customer => preference => recommendation v")
-    version, pod, count = body.split("recommendation ")[1].split(" from ")[0], body.split("'")[1], body.rsplit(": ", 1)[1]
+    version = body.split("recommendation ")[1].split(" from ")[0]
+    pod, count = body.split("'")[1], body.rsplit(": ", 1)[1]
     assert version in ("v1", "v2")
     assert pod.startswith(f"recommendation-{version}-")
     assert int(count) >= 1
@@ -162,13 +164,13 @@ def _order(mesh: Mesh, n: int) -> list[str]:
 def test_round_robin_alternates_strictly(clean: Mesh) -> None:
     clean.apply(lb("ROUND_ROBIN"))
     order = _order(clean, 60)
-    assert all(a != b for a, b in zip(order, order[1:], strict=False)), order
+    assert all(a != b for a, b in itertools.pairwise(order)), order
 
 
 def test_random_is_irregular_but_balanced(clean: Mesh) -> None:
     clean.apply(lb("RANDOM"))
     order = _order(clean, 200)
-    repeats = sum(a == b for a, b in zip(order, order[1:], strict=False))
+    repeats = sum(a == b for a, b in itertools.pairwise(order))
     counts = Counter(order)
     assert repeats > 40  # strict round robin has none; a fair coin gives about 100
     assert 60 <= counts["v1"] <= 140

@@ -165,7 +165,7 @@ class ControlPlane:
             await deps.ensure(DeploymentSpec(spec.service, spec.version, int(body["replicas"]), spec.sidecar))
             return {"ok": True}
         if route == "POST /undeploy":
-            deps.specs[body["deployment"]]  # noqa: B018 - KeyError → 404 for unknown names
+            deps.specs[body["deployment"]]
             await deps.remove(body["deployment"])
             return {"ok": True}
         if route == "POST /kill":
@@ -188,7 +188,7 @@ class ControlPlane:
         if version >= self.version:
             try:
                 await asyncio.wait_for(self.changed.wait(), 25.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return Response(304, {}, b"")
         return self.snapshot()
 

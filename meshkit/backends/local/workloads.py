@@ -114,6 +114,7 @@ class Deployments:
         self.pods: dict[str, PodState] = {}
         self.path = home / "deployments.json"
         self.stopping = False
+        self._watchers: set[asyncio.Future[None]] = set()
 
     def load(self) -> list[DeploymentSpec]:
         if not self.path.exists():
@@ -175,7 +176,9 @@ class Deployments:
             env=env,
         )
         log.close()
-        asyncio.ensure_future(self._watch(pod))
+        watcher = asyncio.ensure_future(self._watch(pod))
+        self._watchers.add(watcher)  # the loop keeps only weak references to tasks
+        watcher.add_done_callback(self._watchers.discard)
         return pod
 
     async def _watch(self, pod: PodState) -> None:
@@ -200,7 +203,7 @@ class Deployments:
         proc.send_signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(proc.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             await proc.wait()
 

@@ -20,7 +20,9 @@ from typing import Any
 from meshkit.backends.local.proxy.cluster import UNLIMITED, ClusterSpec, Endpoint, OutlierSpec, PoolLimits
 from meshkit.backends.local.proxy.matching import MatchSet, compile_match, qualify_gateway
 
-DEFAULT_RETRY_ON = frozenset({"connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes"})
+DEFAULT_RETRY_ON = frozenset(
+    {"connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes"}
+)
 SUFFIX = "svc.cluster.local"
 
 
@@ -320,13 +322,12 @@ def compile_view(snapshot: Mapping[str, Any], me: ProxyIdentity) -> ProxyView:
 
     for host, svc in services.items():
         port = int(svc.get("port", 8080))
-        eps = tuple(e for e in endpoints if e.app == svc["name"])
-        add_clusters(host, port, eps, False)
+        add_clusters(host, port, tuple(e for e in endpoints if e.app == svc["name"]), False)
         default = _default_vhost(host, port)
         for alias in _aliases(svc["name"], svc.get("namespace", ns), port):
             vhosts[alias] = default
-    for host, (port, eps) in externals.items():
-        add_clusters(host, port, eps, True)
+    for host, (port, external_eps) in externals.items():
+        add_clusters(host, port, external_eps, True)
         default = _default_vhost(host, port)
         vhosts[host] = vhosts[f"{host}:{port}"] = default
 
@@ -435,7 +436,8 @@ def _route(
         mirrors.append(Mirror(cluster_name(host, subset, _), host, subset, pct))
     for m in spec.get("mirrors") or []:
         host, subset, port = resolve(m.get("destination") or {})
-        mirrors.append(Mirror(cluster_name(host, subset, port), host, subset, float((m.get("percentage") or {}).get("value", 100.0))))
+        pct = float((m.get("percentage") or {}).get("value", 100.0))
+        mirrors.append(Mirror(cluster_name(host, subset, port), host, subset, pct))
     rewrite = spec.get("rewrite") or {}
     headers = spec.get("headers") or {}
     direct = spec.get("directResponse")

@@ -142,7 +142,8 @@ class Sidecar:
         headers["x-envoy-attempt-count"] = str(attempt)
         headers.setdefault("x-forwarded-proto", "http")
         if not cluster.spec.external:
-            headers[PEER_ID] = f"sidecar~127.0.0.1~{self.identity.pod}.{self.identity.namespace}~{self.identity.namespace}.svc.cluster.local"
+            ns = self.identity.namespace
+            headers[PEER_ID] = f"sidecar~127.0.0.1~{self.identity.pod}.{ns}~{ns}.svc.cluster.local"
             headers[PEER_META] = self._peer_meta
             port = cluster.spec.name.split("|")[1]
             headers["x-envoy-decorator-operation"] = f"{cluster.spec.service}:{port}/*"
