@@ -47,6 +47,8 @@ def __getattr__(name: str) -> Any:
     try:
         module = importlib.import_module(f"meshkit.viz.{_EXPORTS[name]}")
     except ModuleNotFoundError as exc:
+        if (exc.name or "").startswith("meshkit"):  # our own bug, not a missing extra
+            raise
         raise BackendUnavailable(
             f"meshkit.viz needs {exc.name!r}, part of the lab extra: pip install 'meshkit[lab]'"
         ) from exc

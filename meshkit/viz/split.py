@@ -43,8 +43,8 @@ def split_over_time(
     bars = stacked_counts(
         recs,
         series=lambda r: r["version"] or NO_VERSION_LABEL,
-        order=lambda s: version_key("" if s == NO_VERSION_LABEL else s),
-        color=lambda s: version_color("" if s == NO_VERSION_LABEL else s),
+        order=lambda s: version_key(_v(s)),
+        color=lambda s: version_color(_v(s)),
         bucket_s=bucket_s,
         t_range=t_range,
         noun="requests",

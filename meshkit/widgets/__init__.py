@@ -72,6 +72,8 @@ def __getattr__(name: str) -> Any:
     try:
         module = importlib.import_module("meshkit.widgets.panels")
     except ModuleNotFoundError as exc:
+        if (exc.name or "").startswith("meshkit"):  # our own bug, not a missing extra
+            raise
         raise BackendUnavailable(
             f"meshkit.widgets panels need {exc.name!r}, part of the lab extra: pip install 'meshkit[lab]'"
         ) from exc

@@ -121,10 +121,8 @@ class PolicyPanel:
                 f"{html.escape(self.yaml, quote=False)}</pre>"
             )
         self.button.disabled = bool(self.build_problems)
-        described = self._describe is not None and not self.build_problems
-        self.note.value = (
-            html.escape(self._describe(values), quote=False) if self._describe and described else ""
-        )
+        note = self._describe(values) if self._describe and not self.build_problems else ""
+        self.note.value = html.escape(note, quote=False)
 
     def apply(self) -> list[str]:
         """Send the YAML to the mesh; show and return its kubectl-style lines ([] on rejection)."""
