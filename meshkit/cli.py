@@ -168,14 +168,22 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     mesh = _mesh(args)
     resources = mesh.get()
+    origins = None
     if args.filename:
-        extra, _ = load_resources(_sources(args.filename))
+        from meshkit.resources import load_paths, validate_documents
+
+        report = validate_documents(load_paths([str(s) for s in args.filename]), profile=mesh.profile)
+        report.raise_for_errors()
+        extra, origins = report.resources, report.origins
         keys = {(r["kind"], r["metadata"]["name"]) for r in extra}
         resources = [r for r in resources if (r["kind"], r["metadata"]["name"]) not in keys] + extra
-    pods = [{"name": p.name, "labels": {"app": p.app, "version": p.version}, "namespace": p.namespace,
-             "sidecar": p.sidecar} for p in mesh.pods() if p.namespace == "tutorial"]
+    pods = []
+    for p in mesh.pods():
+        labels = {"app": p.app, "istio": "ingressgateway"} if p.app == "istio-ingressgateway" else {
+            "app": p.app, "version": p.version}
+        pods.append({"name": p.name, "labels": labels, "namespace": p.namespace, "sidecar": p.sidecar})
     services = {s: {"http": 8080} for s in ("customer", "preference", "recommendation")}
-    problems = analyze(resources, services, pods)
+    problems = analyze(resources, services, pods, origins=origins, profile=mesh.profile)
     for p in problems:
         _print(p.analyze_line())
     if not problems:
@@ -280,18 +288,50 @@ def cmd_exec(args: argparse.Namespace) -> int:
 def cmd_logs(args: argparse.Namespace) -> int:
     mesh = _mesh(args)
     if args.container == "istio-proxy":
-        from meshkit.backends.local.proxy.accesslog import format_line
-        from meshkit.telemetry.record import RequestRecord
-
-        pod = [p for p in mesh.pods() if p.name == args.pod or p.deployment == args.pod]
-        if not pod:
-            raise MeshkitError(f'pod "{args.pod}" not found; see meshkit status')
-        for row in mesh.request_log():
-            if row.get("proxy") == pod[0].name:
-                _print(format_line(RequestRecord.from_dict(row)))
+        for line in mesh.backend.access_log(args.pod):  # type: ignore[attr-defined]
+            _print(line)
         return 0
     text = mesh.backend.app_log(args.pod)  # type: ignore[attr-defined]
     _print(text.rstrip("\n"))
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    _print(_mesh(args).metrics(args.pod).rstrip("\n"))
+    return 0
+
+
+def cmd_traces(args: argparse.Namespace) -> int:
+    body = _mesh(args).traces(args.service, args.limit)
+    if args.output == "json":
+        _print(json.dumps(body, indent=2))
+        return 0
+    for trace in body["data"]:
+        spans = sorted(trace["spans"], key=lambda s: s["startTime"])
+        root = spans[0]
+        services = trace["processes"]
+        _print(f"trace {trace['traceID']}  {len(spans)} spans  {root['duration'] / 1000:.2f} ms")
+        for span in spans:
+            who = services[span["processID"]]["serviceName"]
+            offset = (span["startTime"] - root["startTime"]) / 1000
+            _print(f"  +{offset:7.2f} ms {span['duration'] / 1000:7.2f} ms  {who:38s} {span['operationName']}")
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from meshkit.telemetry.graph import format_graph
+
+    g = _mesh(args).graph(args.window)
+    _print(json.dumps(g, indent=2) if args.output == "json" else format_graph(g))
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    lines = _mesh(args).explain(args.limit)
+    for line in lines:
+        _print(line)
+    if not lines:
+        _print("no failed request in the recent telemetry")
     return 0
 
 
@@ -388,6 +428,17 @@ def build_parser() -> argparse.ArgumentParser:
     lg = verb("logs", cmd_logs, "a pod's app log, or its proxy's access log with -c istio-proxy")
     lg.add_argument("pod")
     lg.add_argument("-c", "--container", default="app")
+    me = verb("metrics", cmd_metrics, "Istio metrics of every proxy (Prometheus text format)")
+    me.add_argument("--pod")
+    tr = verb("traces", cmd_traces, "recent traces (Jaeger query-API shape with -o json)")
+    tr.add_argument("--service")
+    tr.add_argument("--limit", type=int, default=5)
+    tr.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    gr = verb("graph", cmd_graph, "the service graph of the last minute, as Kiali derives it")
+    gr.add_argument("--window", type=float, default=60.0)
+    gr.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    xp = verb("explain", cmd_explain, "why did the last requests fail?")
+    xp.add_argument("--limit", type=int, default=10)
     la = verb("lab", cmd_lab, "open JupyterLab on the labs")
     la.add_argument("--reset", action="store_true", help="remove learners' leftovers from the running mesh")
     return p

@@ -136,17 +136,47 @@ class Mesh:
         by_id: dict[str, list[dict[str, Any]]] = {}
         for row in self.backend.request_log(since=since, limit=200_000):
             by_id.setdefault(row.get("request_id", ""), []).append(row)
+        from meshkit.telemetry.explain import flag_of_request
+
         for rec in records:
-            rows = [r for r in by_id.get(rec["request_id"], []) if r.get("response_flags", "-") != "-"]
-            if rows:
-                rec["flags"] = max(rows, key=lambda r: r.get("start_time", 0))["response_flags"]
+            rec["flags"] = flag_of_request(by_id.get(rec["request_id"], []))
 
     def traffic(self, rate: float = 10.0, concurrency: int = 2, headers: Mapping[str, str] | None = None,
                 path: str = "/customer") -> TrafficRunner:
         return TrafficRunner(self.backend.gateway_url(), rate, concurrency, headers, path)
 
+    # telemetry ---------------------------------------------------------------------------------
     def request_log(self, since: float = 0.0) -> list[dict[str, Any]]:
+        """Every proxy's per-request records (access-log fields), oldest first."""
         return self.backend.request_log(since)
+
+    def metrics(self, pod: str | None = None) -> str:
+        """Istio's metrics in Prometheus text format, merged over every proxy (or one pod)."""
+        return self.backend.metrics_text(pod)
+
+    def traces(self, service: str | None = None, limit: int = 20) -> dict[str, Any]:
+        """Traces in Jaeger's query-API shape (``{"data": [{"traceID", "spans", "processes"}]}``)."""
+        return self.backend.traces(service, limit)
+
+    def graph(self, window_s: float = 60.0) -> dict[str, Any]:
+        """The versioned-app service graph of the last ``window_s`` seconds, as Kiali derives it."""
+        from meshkit.telemetry.graph import graph
+
+        return graph(self.backend.request_log(time.time() - window_s, limit=200_000), window_s)
+
+    def explain(self, limit: int = 10, since: float = 0.0) -> list[str]:
+        """One line per recent failed request: which proxy answered, the flag, and the rule behind it."""
+        from meshkit.telemetry.explain import explain
+
+        return explain(self.backend.request_log(since, limit=200_000), limit)
+
+    def rates(self, field: str = "destination_version", window_s: float = 60.0,
+              service: str | None = "recommendation") -> list[dict[str, Any]]:
+        """Requests per second by ``field`` (version, response_code, response_flags) as tidy rows."""
+        from meshkit.telemetry.queries import rate_by
+
+        records = self.backend.request_log(time.time() - window_s, limit=200_000)
+        return rate_by(records, field, window_s, service=service)
 
     def close(self) -> None:
         self.backend.close()

@@ -104,6 +104,8 @@ class _Run:
 def _schema(run: _Run, profile: str) -> list[dict[str, Any]]:
     valid = []
     for r in run.resources:
+        if not isinstance(r, dict):
+            continue
         key = canonical_key(r)
         origin = run.origins.get(key)
         doc = Document(
@@ -113,7 +115,7 @@ def _schema(run: _Run, profile: str) -> list[dict[str, Any]]:
             origin.line if origin else 1,
             origin.lines if origin else {},
         )
-        _, problems = validate_document(doc, profile, key[1])
+        normalised, problems = validate_document(doc, profile, key[1])
         for p in problems:
             message = _SCHEMA_PREFIX.get(p.code, "") + p.message
             run.problems.append(
@@ -130,8 +132,8 @@ def _schema(run: _Run, profile: str) -> list[dict[str, Any]]:
                     p.line if origin else None,
                 )
             )
-        if not any(p.level == "Error" for p in problems):
-            valid.append(r)
+        if normalised is not None:
+            valid.append(normalised)
     return valid
 
 
@@ -150,14 +152,10 @@ def _destination(
     subset = dest.get("subset")
     if subset and subset not in (run.subsets(host, ns) or set()):
         what = "mirror+subset in destinationrule" if mirror else "host+subset in destinationrule"
-        run.report(
-            vs, "Error", "IST0101", f'Referenced {what} not found: "{host}+{subset}"', (*path, "subset")
-        )
+        run.report(vs, "Error", "IST0101", f'Referenced {what} not found: "{host}+{subset}"', (*path, "subset"))
     number = (dest.get("port") or {}).get("number")
     if number is not None and ports and number not in ports.values():
-        run.report(
-            vs, "Error", "IST0101", f'Referenced host:port not found: "{host}:{number}"', (*path, "port")
-        )
+        run.report(vs, "Error", "IST0101", f'Referenced host:port not found: "{host}:{number}"', (*path, "port"))
     if number is None and gateway_bound and len(set(ports.values())) > 1:
         listed = " ".join(str(p) for p in sorted(set(ports.values())))
         run.report(
@@ -212,13 +210,9 @@ def _virtual_service(run: _Run, vs: dict[str, Any], mesh_hosts: dict[str, list[d
             continue
         gw = run.gateway(ref, ns)
         if gw is None:
-            run.report(
-                vs, "Error", "IST0101", f'Referenced gateway not found: "{ref}"', ("spec", "gateways", k)
-            )
+            run.report(vs, "Error", "IST0101", f'Referenced gateway not found: "{ref}"', ("spec", "gateways", k))
             continue
-        gw_hosts = [
-            h.rpartition("/")[2] for s in gw["spec"].get("servers") or [] for h in s.get("hosts") or []
-        ]
+        gw_hosts = [h.rpartition("/")[2] for s in gw["spec"].get("servers") or [] for h in s.get("hosts") or []]
         missing = [
             h
             for h in spec.get("hosts") or []
@@ -310,9 +304,7 @@ def _selectors(run: _Run) -> None:
         labels = gw["spec"].get("selector") or {}
         if labels and not run.pods_matching(labels, None):
             shown = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-            run.report(
-                gw, "Error", "IST0101", f'Referenced selector not found: "{shown}"', ("spec", "selector")
-            )
+            run.report(gw, "Error", "IST0101", f'Referenced selector not found: "{shown}"', ("spec", "selector"))
 
 
 def _pods(run: _Run) -> None:
@@ -356,7 +348,7 @@ def analyze(
         _destination_rule(run, dr)
     _selectors(run)
     _pods(run)
-    unique = {(p.level, p.code, p.kind, p.namespace, p.name, p.message): p for p in run.problems}
+    unique = {(p.level, p.code, p.kind, p.namespace, p.name, p.field, p.message): p for p in run.problems}
     return sorted(
         unique.values(),
         key=lambda p: (LEVELS.index(p.level), p.code, p.kind, p.namespace, p.name, p.line or 0, p.message),

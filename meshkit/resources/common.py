@@ -54,10 +54,6 @@ def host_error(value: str) -> str | None:
     return None
 
 
-def port_error(value: Any) -> str | None:
-    return None if 1 <= value <= 65535 else f"port number {value} must be in the range 1..65535"
-
-
 def ip_or_cidr_error(value: str) -> str | None:
     try:
         ipaddress.ip_network(value, strict=False)
@@ -85,9 +81,7 @@ LABELS = MapOf(Str())
 STRINGS = ListOf(Str())
 SELECTOR = Obj({"matchLabels": LABELS})  # security kinds: selector.matchLabels
 WORKLOAD_SELECTOR = Obj({"labels": LABELS})  # networking kinds: workloadSelector.labels
-TARGET_REF = Obj(
-    {"group": Str(), "kind": Str(), "name": Str(), "namespace": Str()}, required=("kind", "name")
-)
+TARGET_REF = Obj({"group": Str(), "kind": Str(), "name": Str(), "namespace": Str()}, required=("kind", "name"))
 
 DESTINATION = Obj(
     {"host": Str(host_error), "subset": Str(), "port": PORT_SELECTOR},

@@ -70,9 +70,7 @@ LOAD_BALANCER = Obj(
         "consistentHash": Obj(
             {
                 "httpHeaderName": Str(),
-                "httpCookie": Obj(
-                    {"name": Str(), "path": Str(), "ttl": Dur(), "attributes": Loose(mapping=False)}
-                ),
+                "httpCookie": Obj({"name": Str(), "path": Str(), "ttl": Dur(), "attributes": Loose(mapping=False)}),
                 "useSourceIp": Bool(),
                 "httpQueryParameterName": Str(),
                 "ringHash": Obj({"minimumRingSize": _non_negative("minimumRingSize")}),
@@ -156,13 +154,10 @@ def _tls_rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
     if mode == "ISTIO_MUTUAL" and (certs or value.get("credentialName")):
         ck.error(
             path,
-            "cannot specify client certificates or CA certificate or credentialName "
-            "if tls mode is ISTIO_MUTUAL",
+            "cannot specify client certificates or CA certificate or credentialName if tls mode is ISTIO_MUTUAL",
         )
     elif mode in ("SIMPLE", "MUTUAL") and value.get("credentialName") and certs:
-        ck.error(
-            path, "cannot specify client certificates or CA certificate or CA CRL if credentialName is set"
-        )
+        ck.error(path, "cannot specify client certificates or CA certificate or CA CRL if credentialName is set")
     elif mode == "MUTUAL" and not value.get("credentialName"):
         if not value.get("clientCertificate"):
             ck.error((*path, "clientCertificate"), "client certificate required for mutual tls")
@@ -220,9 +215,7 @@ def _subset_rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
         ck.error((*path, "name"), "subset name cannot be empty")
 
 
-SUBSET = Obj(
-    {"name": Str(_subset_name), "labels": LABELS, "trafficPolicy": TRAFFIC_POLICY}, rules=[_subset_rule]
-)
+SUBSET = Obj({"name": Str(_subset_name), "labels": LABELS, "trafficPolicy": TRAFFIC_POLICY}, rules=[_subset_rule])
 
 
 def _destination_rule(value: dict[str, Any], path: Path, ck: Checker) -> None:

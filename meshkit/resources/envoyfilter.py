@@ -61,9 +61,7 @@ _FRACTION = Obj(
         "runtime_key": Str(),
         "default_value": Obj(
             {
-                "numerator": Int(
-                    lo=0, hi=100, hi_msg="numerator {value} must be in 0..100 with denominator HUNDRED"
-                ),
+                "numerator": Int(lo=0, hi=100, hi_msg="numerator {value} must be in 0..100 with denominator HUNDRED"),
                 "denominator": Enum("HUNDRED"),
             },
             required=("numerator",),
@@ -89,9 +87,7 @@ _RATE_LIMIT = Obj(
             Obj(
                 {
                     "append": Bool(),
-                    "append_action": Enum(
-                        "APPEND_IF_EXISTS_OR_ADD", "ADD_IF_ABSENT", "OVERWRITE_IF_EXISTS_OR_ADD"
-                    ),
+                    "append_action": Enum("APPEND_IF_EXISTS_OR_ADD", "ADD_IF_ABSENT", "OVERWRITE_IF_EXISTS_OR_ADD"),
                     "header": Obj({"key": Str(), "value": Str()}, required=("key", "value")),
                 },
                 required=("header",),

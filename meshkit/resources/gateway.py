@@ -62,9 +62,7 @@ def _server_tls_rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
 SERVER_TLS = Obj(
     {
         "httpsRedirect": Bool(),
-        "mode": Enum(
-            "PASSTHROUGH", "SIMPLE", "MUTUAL", "AUTO_PASSTHROUGH", "ISTIO_MUTUAL", "OPTIONAL_MUTUAL"
-        ),
+        "mode": Enum("PASSTHROUGH", "SIMPLE", "MUTUAL", "AUTO_PASSTHROUGH", "ISTIO_MUTUAL", "OPTIONAL_MUTUAL"),
         "serverCertificate": Str(),
         "privateKey": Str(),
         "caCertificates": Str(),

@@ -30,9 +30,7 @@ def wildcard_match(pattern: str, host: str) -> bool:
 class Registry:
     """Known services (name or ``name.ns`` -> ports) and ServiceEntry hosts, queried by host name."""
 
-    def __init__(
-        self, services: Mapping[str, Mapping[str, int]], service_entries: list[dict[str, Any]]
-    ) -> None:
+    def __init__(self, services: Mapping[str, Mapping[str, int]], service_entries: list[dict[str, Any]]) -> None:
         self.namespaces = {DEFAULT_NAMESPACE}
         self.services: dict[str, dict[str, int]] = {}
         for key, ports in services.items():

@@ -77,15 +77,14 @@ def resolve_kind(name: str) -> KindInfo:
     for info in KINDS.values():
         if base in _names(info) and (not group or group == info.group):
             return info
-    valid = ", ".join(
-        f"{i.plural} ({', '.join(i.short_names)})" if i.short_names else i.plural for i in KINDS.values()
-    )
+    valid = ", ".join(f"{i.plural} ({', '.join(i.short_names)})" if i.short_names else i.plural for i in KINDS.values())
     raise NotFound(f'unknown resource type "{name}"; valid types: {valid}')
 
 
 def canonical_key(resource: Mapping[str, Any]) -> tuple[str, str, str]:
     """``(kind, namespace, name)`` of a resource dict; namespace defaults to ``tutorial``."""
-    meta = resource.get("metadata") or {}
+    meta = resource.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
     return (
         str(resource.get("kind", "")),
         str(meta.get("namespace") or DEFAULT_NAMESPACE),

@@ -205,11 +205,7 @@ def _auth_policy(kind: str, spec: dict[str, Any], name: str, ns: str) -> list[di
             if jwt:
                 rules.append({k: jwt[k] for k in ("issuer", "jwksUri", "audiences") if k in jwt})
         if rules:
-            out.append(
-                _resource(
-                    _SEC, "RequestAuthentication", f"{name}{suffix}", ns, {**selector, "jwtRules": rules}
-                )
-            )
+            out.append(_resource(_SEC, "RequestAuthentication", f"{name}{suffix}", ns, {**selector, "jwtRules": rules}))
             out.append(
                 _resource(
                     _SEC,
@@ -281,9 +277,7 @@ def _mixer(kind: str, spec: dict[str, Any], name: str, ns: str) -> tuple[str, li
         policy: dict[str, Any] = {"selector": _app_selector(dest), "action": "DENY"}
         principal = f"cluster.local/ns/{ns}/sa/{src}" if src else f"cluster.local/ns/{ns}/sa/<caller>"
         policy["rules"] = [{"from": [{"source": {"principals": [principal]}}]}]
-        return "AuthorizationPolicy (deny/allow lists)", [
-            _resource(_SEC, "AuthorizationPolicy", name, ns, policy)
-        ]
+        return "AuthorizationPolicy (deny/allow lists)", [_resource(_SEC, "AuthorizationPolicy", name, ns, policy)]
     if category == "quota":
         quota = _dict((_list(spec.get("quotas")) or [{}])[0])
         services = [_dict(s).get("name") for s in _list(spec.get("services"))]

@@ -47,9 +47,7 @@ class _Builder:
             for key_node, value_node in node.value:
                 key = self.loader.construct_object(key_node, deep=True)
                 if isinstance(key, list | dict):
-                    raise yaml.constructor.ConstructorError(
-                        None, None, "found unhashable key", key_node.start_mark
-                    )
+                    raise yaml.constructor.ConstructorError(None, None, "found unhashable key", key_node.start_mark)
                 child = (*path, str(key))
                 line = key_node.start_mark.line + 1
                 if key in out:
@@ -73,9 +71,7 @@ def _syntax_problem(exc: yaml.YAMLError, source: str, index: int, fallback_line:
     text = f"{context}: {problem}" if context and "while" not in context else problem
     line = mark.line + 1 if mark is not None else fallback_line
     where = f" (line {line}, column {mark.column + 1})" if mark is not None else ""
-    return Problem(
-        "Error", "YAML", f"error converting YAML: {text}{where}", source=source, index=index, line=line
-    )
+    return Problem("Error", "YAML", f"error converting YAML: {text}{where}", source=source, index=index, line=line)
 
 
 def parse_text(text: str, source: str = "-") -> list[Document]:

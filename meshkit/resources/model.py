@@ -64,9 +64,7 @@ class Problem:
 
     def _subject(self) -> str:
         if self.kind and self.name:
-            return (
-                f"{self.kind} {self.namespace}/{self.name}" if self.namespace else f"{self.kind} {self.name}"
-            )
+            return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else f"{self.kind} {self.name}"
         return self.kind
 
     def format(self) -> str:

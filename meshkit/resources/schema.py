@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,9 +124,7 @@ class Int(Schema):
 
     expected = "integer"
 
-    def __init__(
-        self, lo: int | None = None, hi: int | None = None, lo_msg: str = "", hi_msg: str = ""
-    ) -> None:
+    def __init__(self, lo: int | None = None, hi: int | None = None, lo_msg: str = "", hi_msg: str = "") -> None:
         self.lo, self.hi = lo, hi
         self.lo_msg = lo_msg or "{value} is less than the minimum " + str(lo)
         self.hi_msg = hi_msg or "{value} is greater than the maximum " + str(hi)
@@ -150,8 +149,17 @@ class Num(Schema):
     def check(self, value: Any, path: Path, ck: Checker) -> None:
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.mismatch(value, path, ck)
+        elif not _finite(value):
+            ck.error(path, f"expected a finite number, got {value}")
         elif self.validate and (msg := self.validate(float(value))):
             ck.error(path, msg)
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 class Bool(Schema):
@@ -224,9 +232,7 @@ class MapOf(Schema):
             return
         for k, v in value.items():
             child = (*path, str(k))
-            if not isinstance(k, str) and not (
-                self.int_keys and isinstance(k, int) and not isinstance(k, bool)
-            ):
+            if not isinstance(k, str) and not (self.int_keys and isinstance(k, int) and not isinstance(k, bool)):
                 ck.error(child, f"expected a string key, got {describe(k)}")
                 continue
             if self.key and (msg := self.key(k)):
@@ -277,12 +283,6 @@ class Obj(Schema):
             if value.get(key) is None:
                 ck.error((*path, key), f'required field "{key}" is missing')
         if ck.error_count == before:
+            present = {k: v for k, v in value.items() if v is not None}  # null means "not set"
             for rule in self.rules:
-                rule(value, path, ck)
-
-
-def percent_range(value: float) -> str | None:
-    """Istio's check for the integer ``percent`` fields (and outlier ejection percentages)."""
-    if value < 0 or value > 100:
-        return f"percentage {int(value) if float(value).is_integer() else value} is not in range 0..100"
-    return None
+                rule(present, path, ck)

@@ -147,8 +147,7 @@ def _kind_problem(data: dict[str, Any]) -> tuple[Path, str] | None:
         ), f'kind "{kind}" ({api}) is not an Istio resource meshkit can apply; supported kinds: {supported}'
     if api not in info.api_versions:
         return ("apiVersion",), (
-            f'no matches for kind "{kind}" in version "{api}": served versions are '
-            + ", ".join(info.api_versions)
+            f'no matches for kind "{kind}" in version "{api}": served versions are ' + ", ".join(info.api_versions)
         )
     return None
 
@@ -181,11 +180,20 @@ def _check_metadata(meta: Any, ck: Checker) -> None:
         ck.error(("metadata", "name"), 'required field "name" is missing')
 
 
+def _drop_nulls(node: Any) -> Any:
+    """Kubernetes prunes null fields of structural schemas; so do we, so compilers never see None."""
+    if isinstance(node, dict):
+        return {k: _drop_nulls(v) for k, v in node.items() if v is not None}
+    if isinstance(node, list):
+        return [_drop_nulls(v) for v in node]
+    return node
+
+
 def _normalise(data: dict[str, Any], info: KindInfo, namespace: str) -> dict[str, Any]:
     meta = data["metadata"]
     annotations = dict(meta.get("annotations") or {})
     annotations[SOURCE_API_ANNOTATION] = data["apiVersion"]
-    spec = copy.deepcopy(data.get("spec") or {})
+    spec = _drop_nulls(copy.deepcopy(data.get("spec") or {}))
     if info.kind == "VirtualService":
         normalise_virtual_service(spec)
     return {
@@ -216,8 +224,7 @@ def validate_document(
                 "Error",
                 "IST0106",
                 (),
-                "a resource must be a mapping with apiVersion, "
-                f"kind, metadata and spec; got {describe(data)}",
+                f"a resource must be a mapping with apiVersion, kind, metadata and spec; got {describe(data)}",
             )
         )
         return None, problems
@@ -279,9 +286,7 @@ def validate_documents(
                     line=doc.line,
                 )
             )
-            resources = [
-                r for r in resources if (r["kind"], r["metadata"]["namespace"], r["metadata"]["name"]) != key
-            ]
+            resources = [r for r in resources if (r["kind"], r["metadata"]["namespace"], r["metadata"]["name"]) != key]
         first_seen[key] = doc
         resources.append(resource)
         report.origins[key] = Origin(doc.source, doc.index, doc.line, doc.lines)

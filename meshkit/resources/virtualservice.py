@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -30,6 +29,7 @@ from meshkit.resources.common import (
     host_error,
 )
 from meshkit.resources.model import Path
+from meshkit.resources.reachability import unreachable_rules
 from meshkit.resources.schema import (
     Bool,
     Checker,
@@ -132,9 +132,7 @@ ROUTE_DESTINATION = Obj(
 
 def _retry_rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
     attempts = value.get("attempts") or 0
-    if attempts == 0 and any(
-        value.get(k) is not None for k in ("perTryTimeout", "retryOn", "retryRemoteLocalities")
-    ):
+    if attempts == 0 and any(value.get(k) is not None for k in ("perTryTimeout", "retryOn", "retryRemoteLocalities")):
         ck.error(path, "http retry policy configured when attempts are set to 0 (disabled)")
     retry_on = value.get("retryOn")
     if retry_on:
@@ -175,9 +173,7 @@ def _abort_rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
     if not given:
         ck.error(path, "abort must set httpStatus (or grpcStatus)")
     elif len(given) > 1:
-        ck.error(
-            path, f"only one of httpStatus, grpcStatus or http2Error can be set (found {', '.join(given)})"
-        )
+        ck.error(path, f"only one of httpStatus, grpcStatus or http2Error can be set (found {', '.join(given)})")
     elif "http2Error" in value:
         ck.error((*path, "http2Error"), "HTTP/2 abort fault injection not supported yet")
 
@@ -287,20 +283,14 @@ HTTP_ROUTE = Obj(
             required=("status",),
         ),
         "delegate": Obj({"name": Str(), "namespace": Str()}, required=("name",)),
-        "rewrite": Obj(
-            {"uri": Str(), "authority": Str(), "uriRegexRewrite": Obj({"match": Str(), "rewrite": Str()})}
-        ),
+        "rewrite": Obj({"uri": Str(), "authority": Str(), "uriRegexRewrite": Obj({"match": Str(), "rewrite": Str()})}),
         "timeout": Dur(),
         "retries": RETRIES,
         "fault": FAULT,
         "mirror": DESTINATION,
-        "mirrors": ListOf(
-            Obj({"destination": DESTINATION, "percentage": MIRROR_PERCENT}, required=("destination",))
-        ),
+        "mirrors": ListOf(Obj({"destination": DESTINATION, "percentage": MIRROR_PERCENT}, required=("destination",))),
         "mirrorPercentage": MIRROR_PERCENT,
-        "mirrorPercent": Int(
-            lo=0, hi=100, hi_msg="mirror_percent must have a max value of 100 (it has {value})"
-        ),
+        "mirrorPercent": Int(lo=0, hi=100, hi_msg="mirror_percent must have a max value of 100 (it has {value})"),
         "corsPolicy": Loose(),
         "headers": HEADERS,
     },
@@ -321,65 +311,6 @@ L4_ROUTE = Obj(
 )
 
 
-def route_name(route: dict[str, Any], index: int) -> str:
-    """How Istio names a rule in messages: its quoted ``name`` or ``#<index>``."""
-    name = route.get("name") if isinstance(route, dict) else None
-    return f'"{name}"' if name else f"#{index}"
-
-
-def unreachable_rules(routes: list[Any], path: Path, ck: Checker) -> None:
-    """IST0130/IST0131: rules after a catch-all, and matches duplicating an earlier rule's match."""
-    seen: dict[str, int] = {}
-    catch_all = -1
-    for i, route in enumerate(routes):
-        if not isinstance(route, dict):
-            continue
-        here = (*path, i)
-        matches = route.get("match") or []
-        if not matches:
-            if catch_all >= 0:
-                ck.warn(
-                    here,
-                    f"VirtualService rule {route_name(route, i)} not used "
-                    "(only the last rule can have no matches).",
-                    code="IST0130",
-                )
-            catch_all = i
-            continue
-        if catch_all >= 0:
-            ck.warn(
-                here,
-                f"VirtualService rule {route_name(route, i)} not used "
-                "(route without matches defined before).",
-                code="IST0130",
-            )
-            continue
-        duplicates = 0
-        for j, match in enumerate(matches):
-            key = (
-                json.dumps({k: v for k, v in match.items() if k != "name"}, sort_keys=True, default=str)
-                if isinstance(match, dict)
-                else repr(match)
-            )
-            if key in seen:
-                mname = f'"{match["name"]}"' if isinstance(match, dict) and match.get("name") else f"#{j}"
-                ck.info(
-                    (*here, "match", j),
-                    f"VirtualService rule {route_name(route, i)} match {mname} is not used "
-                    f"(duplicate/overlapping match in rule {route_name(routes[seen[key]], seen[key])}).",
-                    code="IST0131",
-                )
-                duplicates += 1
-            else:
-                seen[key] = i
-        if duplicates == len(matches):
-            ck.warn(
-                here,
-                f"VirtualService rule {route_name(route, i)} not used (all matches used by prior rules).",
-                code="IST0130",
-            )
-
-
 def _virtual_service_rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
     if not value.get("hosts"):
         ck.error((*path, "hosts"), "virtual service must have at least one host")
@@ -387,9 +318,7 @@ def _virtual_service_rule(value: dict[str, Any], path: Path, ck: Checker) -> Non
         ck.error(path, "http, tcp or tls must be provided in virtual service")
     gateways = value.get("gateways") or []
     if "*" in (value.get("hosts") or []) and (not gateways or "mesh" in gateways):
-        ck.error(
-            (*path, "hosts"), "wildcard host * is not allowed for virtual services bound to the mesh gateway"
-        )
+        ck.error((*path, "hosts"), "wildcard host * is not allowed for virtual services bound to the mesh gateway")
     unreachable_rules(value.get("http") or [], (*path, "http"), ck)
 
 

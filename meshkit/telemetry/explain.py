@@ -148,15 +148,9 @@ def _app_answer(rec: Rec) -> tuple[str, str]:
     if rec.get("reporter") == "destination":
         pod = str(rec.get("proxy", UNKNOWN))
     else:
-        pod = str(
-            rec.get("upstream_pod") or rec.get("upstream_host") or rec.get("destination_workload", UNKNOWN)
-        )
+        pod = str(rec.get("upstream_pod") or rec.get("upstream_host") or rec.get("destination_workload", UNKNOWN))
     body = str(rec.get("body_excerpt", "")).strip()
-    said = (
-        f'the app answered "{body}"'
-        if body
-        else f"the app answered {rec.get('response_code')} (no proxy flag)"
-    )
+    said = f'the app answered "{body}"' if body else f"the app answered {rec.get('response_code')} (no proxy flag)"
     return pod, said
 
 
@@ -169,10 +163,7 @@ def _line(chain: Sequence[Rec], rec: Rec) -> str:
         return f"{code} at {pod}: {said}"
     if not flags:
         details = str(rec.get("response_code_details", ""))
-        if (
-            str(rec.get("upstream_cluster", "")) in _BLOCKED_CLUSTERS
-            or str(rec.get("route_name")) == "block_all"
-        ):
+        if str(rec.get("upstream_cluster", "")) in _BLOCKED_CLUSTERS or str(rec.get("route_name")) == "block_all":
             host = str(rec.get("authority", "")).partition(":")[0] or _target(rec)[0]
             desc = f"REGISTRY_ONLY blocked {host} (no ServiceEntry)"
         elif details.startswith("rbac_access_denied"):

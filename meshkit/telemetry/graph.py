@@ -94,9 +94,7 @@ class _Builder:
             return self.unknown_node()
         app = str(rec.get(f"{side}_app", UNKNOWN))
         version = str(rec.get(f"{side}_version", UNKNOWN))
-        ns = workload_namespace(
-            workload, str(rec.get(f"{side}_principal", UNKNOWN)), rec.get("namespace", "tutorial")
-        )
+        ns = workload_namespace(workload, str(rec.get(f"{side}_principal", UNKNOWN)), rec.get("namespace", "tutorial"))
         node_id = f"{ns}/{app}/{version}"
         if node_id not in self.nodes:
             data: dict[str, Any] = {
@@ -254,9 +252,7 @@ def format_graph(g: Mapping[str, Any]) -> str:
     edges = g["elements"]["edges"]
     if not edges:
         return f"no requests in the last {g.get('duration', 0)}s"
-    header = (
-        f"{'SOURCE':<24} {'TARGET':<26} {'RPS':>7} {'ERR%':>6} {'P95ms':>7} {'MTLS%':>6}  {'CODES':<20} FLAGS"
-    )
+    header = f"{'SOURCE':<24} {'TARGET':<26} {'RPS':>7} {'ERR%':>6} {'P95ms':>7} {'MTLS%':>6}  {'CODES':<20} FLAGS"
     lines = [header]
     for e in edges:
         d = e["data"]

@@ -156,10 +156,7 @@ def rate_by(
     since, until = _window(window_s, now)
     counts = Counter(str(r.get(field, UNKNOWN)) for r in _select(records, reporter, service, since, until))
     total = sum(counts.values())
-    return [
-        {field: key, "count": n, "rate": n / window_s, "share": n / total}
-        for key, n in sorted(counts.items())
-    ]
+    return [{field: key, "count": n, "rate": n / window_s, "share": n / total} for key, n in sorted(counts.items())]
 
 
 def success_ratio(
@@ -267,11 +264,7 @@ def timeseries(
     keys = sorted({k for _, k in counts})
     first = math.floor(since / bucket_s) if since is not None else min(b for b, _ in counts)
     last = math.floor(until / bucket_s) if until is not None else max(b for b, _ in counts)
-    return [
-        {"t": b * bucket_s, "key": k, "count": counts.get((b, k), 0)}
-        for b in range(first, last + 1)
-        for k in keys
-    ]
+    return [{"t": b * bucket_s, "key": k, "count": counts.get((b, k), 0)} for b in range(first, last + 1) for k in keys]
 
 
 # -- the same questions in PromQL (kind backend) ---------------------------------------------------
@@ -423,9 +416,7 @@ def from_prometheus_vector(
     return rows
 
 
-def from_prometheus_matrix(
-    answer: Mapping[str, Any] | Sequence[Any], field: str, bucket_s: float = 1.0
-) -> list[Row]:
+def from_prometheus_matrix(answer: Mapping[str, Any] | Sequence[Any], field: str, bucket_s: float = 1.0) -> list[Row]:
     """:func:`timeseries` rows from a ``query_range`` answer of :func:`promql_timeseries`.
 
     ``increase(...[b])`` evaluated at ``ts`` covers ``(ts-b, ts]``, so ``t = ts - b`` is the bucket start.

@@ -302,15 +302,34 @@ class LocalBackend(Backend):
             raise MeshNotRunning(str(self.home))
         return f"http://127.0.0.1:{state['gateway_port']}"
 
+    def _raw(self, path: str) -> str:
+        state = self._state()
+        if state is None:
+            raise MeshNotRunning(str(self.home))
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{state['api_port']}{path}", timeout=30) as resp:
+                return str(resp.read().decode())
+        except urllib.error.HTTPError as exc:
+            raise NotFound(json.loads(exc.read() or b"{}").get("error", exc.reason)) from None
+
     def metrics_text(self, pod: str | None = None) -> str:
-        raise MeshkitError("metrics are not available yet in this build")
+        return self._raw("/metrics" + (f"?pod={pod}" if pod else ""))
+
+    def access_log(self, pod: str) -> list[str]:
+        """The istio-proxy container's log: Istio's default access-log lines."""
+        target = self._pods_of(pod)[0]
+        admin = target.extra["ports"].get("admin")
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/access_log", timeout=10) as resp:
+            return resp.read().decode().splitlines()
 
     def request_log(self, since: float = 0.0, limit: int = 10_000) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = self._call("GET", f"/records?since={since}&limit={limit}")["records"]
         return rows
 
     def traces(self, service: str | None = None, limit: int = 20) -> dict[str, Any]:
-        return {"data": []}
+        query = f"/traces?limit={limit}" + (f"&service={service}" if service else "")
+        result: dict[str, Any] = self._call("GET", query)
+        return result
 
     def app_log(self, pod: str) -> str:
         target = self._pods_of(pod)[0]

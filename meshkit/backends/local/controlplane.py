@@ -18,15 +18,17 @@ import json
 import os
 import signal
 import time
-from collections import deque
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from meshkit.backends.local.collector import Collector
+from meshkit.backends.local.proxy.stats import merge_expositions
 from meshkit.backends.local.store import ResourceStore, key_of
 from meshkit.backends.local.timeapi import TimeService
 from meshkit.backends.local.workloads import GATEWAY, Deployments, DeploymentSpec
-from meshkit.http1 import Request, Response, serve
+from meshkit.errors import NotFound
+from meshkit.http1 import Request, Response, SimpleClient, serve
 
 SERVICES = ("customer", "preference", "recommendation")
 DEFAULT_DEPLOYMENTS = (
@@ -82,8 +84,8 @@ class ControlPlane:
         self.changed = asyncio.Event()
         self.deployments: Deployments | None = None
         self.time_service = TimeService()
-        self.records: deque[dict[str, Any]] = deque(maxlen=50_000)
-        self.spans: deque[dict[str, Any]] = deque(maxlen=50_000)
+        # bounded: about 1 KB per record and per span, so some 60 MB when full
+        self.collector = Collector(max_records=30_000, max_spans=30_000, max_traces=5_000)
         self.started = time.time()
         self.api_port = 0
 
@@ -116,6 +118,8 @@ class ControlPlane:
             result = await self._dispatch(route, query, body)
         except KeyError as exc:
             return _json({"error": f"not found: {exc.args[0]}"}, 404)
+        except NotFound as exc:
+            return _json({"error": str(exc)}, 404)
         except ValueError as exc:
             return _json({"error": str(exc)}, 400)
         if isinstance(result, Response):
@@ -135,8 +139,7 @@ class ControlPlane:
             self.bump()
             return {"version": self.version}
         if route == "POST /telemetry":
-            self.records.extend(body.get("records", []))
-            self.spans.extend(body.get("spans", []))
+            self.collector.ingest(body.get("records", []), body.get("spans", []))
             return {"ok": True}
         if route == "GET /status":
             return self.status()
@@ -172,13 +175,38 @@ class ControlPlane:
             await deps.kill(body["pod"])
             return {"ok": True}
         if route == "GET /records":
-            since, limit = float(q.get("since", 0)), int(q.get("limit", 10_000))
-            rows = [r for r in self.records if r.get("start_time", 0) >= since]
-            return {"records": rows[-limit:]}
+            return {"records": self.collector.records(float(q.get("since", 0)), int(q.get("limit", 10_000)))}
+        if route == "GET /traces":
+            return self.collector.jaeger_traces(q.get("service") or None, int(q.get("limit", 20)),
+                                                float(q.get("lookback", 3600)))
+        if route == "GET /metrics":
+            return Response(200, {"content-type": "text/plain; version=0.0.4"},
+                            (await self._metrics(q.get("pod"))).encode())
         if route == "POST /shutdown":
             asyncio.get_running_loop().call_soon(self.stop_event.set)
             return {"ok": True}
         raise KeyError(route)
+
+    async def _metrics(self, pod: str | None) -> str:
+        assert self.deployments is not None
+        pods = [p for p in self.deployments.pods.values() if p.spec.sidecar and "admin" in p.ports]
+        if pod is not None:
+            chosen = [p for p in pods if p.name == pod or p.deployment == pod]
+            if not chosen:
+                names = ", ".join(sorted(p.name for p in pods))
+                raise NotFound(f'no pod named "{pod}" with a sidecar; known: {names}')
+            pods = chosen
+        texts = {}
+        for p in pods:
+            client = SimpleClient("127.0.0.1", p.ports["admin"], timeout=5)
+            try:
+                resp = await client.request("GET", "/stats/prometheus", {"host": "localhost"})
+                texts[p.name] = resp.body
+            except Exception:
+                continue  # a pod that just died has no metrics to give
+            finally:
+                client.close()
+        return merge_expositions(texts)
 
     async def _xds(self, pod: str, version: int) -> Any:
         assert self.deployments is not None

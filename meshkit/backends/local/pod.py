@@ -112,6 +112,12 @@ class Pod:
                 "routes": {h: [r.name for r in v.routes] for h, v in view.vhosts.items() if "." not in h},
             }
             return Response(200, {"content-type": "application/json"}, json.dumps(dump).encode())
+        if path == "/stats/prometheus" and self.sidecar is not None:
+            body = self.sidecar.telemetry.stats.exposition()
+            return Response(200, {"content-type": "text/plain; version=0.0.4"}, body)
+        if path == "/access_log" and self.sidecar is not None:
+            lines = self.sidecar.telemetry.access_log.tail()
+            return Response(200, {"content-type": "text/plain"}, ("".join(f"{line}\n" for line in lines)).encode())
         if path == "/app_log" and self.app is not None:
             return Response(200, {"content-type": "text/plain"}, ("\n".join(self.app.log) + "\n").encode())
         if path == "/ready":

@@ -127,8 +127,7 @@ def parse_line(line: str) -> dict[str, Any]:
     tokens = [(m.lastgroup, m.group(m.lastgroup or "bare")) for m in _TOKEN.finditer(line.strip())]
     if len(tokens) < 3 or tokens[0][0] != "bracket" or tokens[1][0] != "quoted":
         raise ValueError(
-            "not an Envoy access-log line (expected "
-            f'[START_TIME] "METHOD PATH PROTOCOL" CODE ...): {line[:80]!r}'
+            f'not an Envoy access-log line (expected [START_TIME] "METHOD PATH PROTOCOL" CODE ...): {line[:80]!r}'
         )
     out: dict[str, Any] = {"start_time": _parse_time(tokens[0][1])}
     method, _, rest = tokens[1][1].partition(" ")
@@ -143,9 +142,7 @@ def parse_line(line: str) -> dict[str, Any]:
             try:
                 out[name] = _INT_FIELDS[name] if value == "-" else int(value)
             except ValueError:
-                raise ValueError(
-                    f"{name} must be an integer or '-', got {value!r} in {line[:80]!r}"
-                ) from None
+                raise ValueError(f"{name} must be an integer or '-', got {value!r} in {line[:80]!r}") from None
         elif name == "response_flags":
             out[name] = value
         else:

@@ -111,9 +111,7 @@ def _peer_values(rec: RequestRecord, own_namespace: str, protocol: str) -> list[
         rec.destination_service_name,
         service_namespace(rec.destination_service, rec.namespace),
         rec.destination_app,
-        rec.destination_version
-        if rec.destination_version != UNKNOWN
-        else ("latest" if dst_known else UNKNOWN),
+        rec.destination_version if rec.destination_version != UNKNOWN else ("latest" if dst_known else UNKNOWN),
         CLUSTER_ID if dst_known else UNKNOWN,
         protocol,
     ]
@@ -151,13 +149,14 @@ class ProxyStats:
         self.max_series = max_series
         self.registry = CollectorRegistry(auto_describe=False)
         reg = self.registry
-        self._requests = Counter(
-            "istio_requests_total", "Requests handled by this proxy.", HTTP_LABELS, registry=reg
-        )
+        self._requests = Counter("istio_requests_total", "Requests handled by this proxy.", HTTP_LABELS, registry=reg)
         self._duration = Histogram(
-            "istio_request_duration_milliseconds", "Request durations in milliseconds.", HTTP_LABELS,
-            registry=reg, buckets=ISTIO_BUCKETS,
-        )  # fmt: skip
+            "istio_request_duration_milliseconds",
+            "Request durations in milliseconds.",
+            HTTP_LABELS,
+            registry=reg,
+            buckets=ISTIO_BUCKETS,
+        )
         self._req_bytes = Histogram(
             "istio_request_bytes",
             "HTTP request body sizes.",
@@ -213,7 +212,13 @@ class ProxyStats:
 
     def record(self, rec: RequestRecord) -> None:
         """Count one completed HTTP request (called once per request, on the hot path)."""
-        key = (self._key(rec), rec.response_code)
+        # the raw record values identify the series; label strings are derived only on a miss
+        key = (
+            rec.reporter, rec.source_workload, rec.source_app, rec.source_version, rec.source_principal,
+            rec.destination_workload, rec.destination_app, rec.destination_version, rec.destination_service,
+            rec.destination_service_name, rec.destination_principal, rec.namespace, rec.response_flags,
+            rec.connection_security_policy, rec.response_code,
+        )  # fmt: skip
         children = self._http.get(key)
         if children is None:
             if self.series >= self.max_series:

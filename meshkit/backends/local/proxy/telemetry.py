@@ -1,7 +1,9 @@
 """What a proxy does when a request completes: fill the record, count it, log it, trace it.
 
-Records are kept in bounded buffers (``capacity`` each) and shipped to the control plane's
-collector in batches by the pod's flush loop, so telemetry never grows with the load.
+Records and spans wait in bounded outboxes (``capacity`` each) until the pod's flush loop ships
+them to the control plane's collector, so telemetry never grows with the load. Istio's metrics
+live in :class:`~meshkit.backends.local.proxy.stats.ProxyStats`, the access log in a ring buffer.
+``MESHKIT_TELEMETRY=off`` turns all of it off (the benchmark measures its cost that way).
 
 Example::
 
@@ -13,43 +15,71 @@ Example::
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from meshkit.backends.local.proxy.accesslog import AccessLog
+from meshkit.backends.local.proxy.stats import ProxyStats
+from meshkit.backends.local.proxy.tracing import SpanContext, finish_span, start_span
 from meshkit.http1 import Request, Response
 
 if TYPE_CHECKING:
     from meshkit.backends.local.proxy.config import ProxyIdentity
     from meshkit.backends.local.proxy.exchange import Exchange
 
+EXCERPT = 120
+
+
+def enabled_by_env() -> bool:
+    return os.environ.get("MESHKIT_TELEMETRY", "on").lower() not in ("0", "off", "false", "no")
+
 
 class Telemetry:
-    def __init__(self, identity: ProxyIdentity, capacity: int = 5000, enabled: bool = True) -> None:
+    def __init__(self, identity: ProxyIdentity, capacity: int = 5000, enabled: bool | None = None) -> None:
         self.identity = identity
-        self.enabled = enabled
+        self.enabled = enabled_by_env() if enabled is None else enabled
         self.outbox: deque[dict[str, Any]] = deque(maxlen=capacity)
         self.span_outbox: deque[dict[str, Any]] = deque(maxlen=capacity)
+        self.access_log = AccessLog(capacity=2000)
+        self.stats = ProxyStats(identity.pod, identity.workload, identity.app, identity.version or "unknown",
+                                identity.namespace)
         self.total = 0
 
-    def begin(self, req: Request, kind: str, sampling: float, rng: random.Random) -> Any:
-        return None
+    def begin(self, req: Request, kind: str, sampling: float, rng: random.Random) -> SpanContext | None:
+        """Open this proxy's span and rewrite the trace headers for the next hop."""
+        if not self.enabled:
+            return None
+        return start_span(req.headers, kind, sampling, rng)
 
-    def finish(self, ex: Exchange, resp: Response, started: float, span: Any) -> None:
+    def finish(self, ex: Exchange, resp: Response, started: float, span: SpanContext | None) -> None:
         rec = ex.rec
         rec.duration_ms = (time.perf_counter() - started) * 1000.0
         rec.response_code = resp.status
         rec.response_flags = ",".join(ex.flags) if ex.flags else "-"
+        headers = ex.req.headers
         rec.method = ex.req.method
-        rec.path = ex.req.headers.get("x-envoy-original-path", ex.req.path)
-        rec.user_agent = ex.req.headers.get("user-agent", "")
-        rec.request_id = ex.req.headers.get("x-request-id", "")
+        rec.path = headers.get("x-envoy-original-path", ex.req.path)
+        rec.user_agent = headers.get("user-agent", "")
+        rec.request_id = headers.get("x-request-id", "")
+        rec.x_forwarded_for = headers.get("x-forwarded-for", "")
         rec.bytes_received = len(ex.req.body)
         rec.bytes_sent = len(resp.body)
+        if resp.status >= 400 and resp.body:
+            rec.body_excerpt = resp.body[:EXCERPT].decode("utf-8", "replace")
         self.total += 1
-        if self.enabled:
-            self.outbox.append(rec.to_dict())
+        if not self.enabled:
+            return
+        if span is not None:
+            rec.trace_id, rec.span_id, rec.parent_span_id = span.trace_id, span.span_id, span.parent_span_id
+            rec.sampled = span.sampled
+            if span.sampled:
+                self.span_outbox.append(finish_span(span, rec))
+        self.stats.record(rec)
+        self.access_log.append(rec)
+        self.outbox.append(rec.to_dict())
 
     def drain(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         records, spans = list(self.outbox), list(self.span_outbox)
