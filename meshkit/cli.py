@@ -53,10 +53,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.dry_run:
         if args.backend == "local":
             raise MeshkitError("--dry-run prints the install plan of the kind backend; use --backend kind")
-        from meshkit.backends.kind.plan import PlanOptions, format_plan, install_plan
-
-        home = Path(args.home) if args.home else Path.home() / ".meshkit" / "kind"
-        _print(format_plan(install_plan(PlanOptions(home=home, host_port=args.gateway_port or 8080))))
+        kind_opts = _backend_options(args)
+        if args.gateway_port:
+            kind_opts["host_port"] = args.gateway_port
+        get_backend(args.backend)(**kind_opts).up(profile=args.profile, dry_run=True)
         return 0
     started = time.monotonic()
     backend = get_backend(args.backend)(**_backend_options(args))
@@ -184,8 +184,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         pods.append({"name": p.name, "labels": labels, "namespace": p.namespace, "sidecar": p.sidecar})
     services = {s: {"http": 8080} for s in ("customer", "preference", "recommendation")}
     problems = analyze(resources, services, pods, origins=origins, profile=mesh.profile)
-    for p in problems:
-        _print(p.analyze_line())
+    for problem in problems:
+        _print(problem.analyze_line())
     if not problems:
         _print("✔ No validation issues found when analyzing namespace: tutorial.")
     return 1 if any(p.level == "Error" for p in problems) else 0

@@ -117,9 +117,7 @@ def parse_line(
         rec.destination_workload, rec.destination_app, rec.destination_version = me
         if proxy is not None:
             rec.destination_service_name = proxy.app or UNKNOWN
-            rec.destination_service = (
-                f"{proxy.app}.{proxy.namespace}.svc.cluster.local" if proxy.app else UNKNOWN
-            )
+            rec.destination_service = f"{proxy.app}.{proxy.namespace}.svc.cluster.local" if proxy.app else UNKNOWN
         caller = pods_by_ip.get(_ip(_val(raw["downstream_remote"])))
         rec.source_workload, rec.source_app, rec.source_version = _side(caller)
         # Istio's client sidecar sets this SNI on mTLS connections; plaintext arrives without one

@@ -19,278 +19,28 @@ from __future__ import annotations
 import os
 import shutil
 import warnings
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from meshkit.backends.base import CAP_KIALI, ApplyResult, Backend, Pod
-from meshkit.backends.kind import cluster, images, manifests, plan, podexec, versions
-from meshkit.backends.kind.client import ISTIO_KINDS, KubeClient
+from meshkit.backends.kind import cluster, images, manifests, plan, versions
+from meshkit.backends.kind.client import KubeClient
+from meshkit.backends.kind.clusterbase import ClusterBackend, default_home
 from meshkit.backends.kind.poll import poll_until
-from meshkit.backends.kind.prereqs import Runner, check_prerequisites, subprocess_runner
-from meshkit.backends.kind.telemetry import ClusterTelemetry
+from meshkit.backends.kind.prereqs import Runner, check_prerequisites
 from meshkit.errors import BackendUnavailable, InvalidConfig, MeshkitError, NotFound, Unsupported
 
-GATEWAY_NAME = "customer-gateway"
-SAMPLE_CONTAINER_PORT = manifests.SAMPLE_PORT
 
+class KindBackend(ClusterBackend):
+    """meshkit's own kind cluster (``kind-<cluster_name>``) with Istio, the addons and the sample.
 
-def _default_home(home: str | None) -> Path:
-    return Path(home or os.environ.get("MESHKIT_HOME") or Path.home() / ".meshkit")
+    ``host_port``/``https_host_port`` publish the ingress gateway on 127.0.0.1; ``installer`` is
+    ``istioctl``, ``helm`` or ``auto``; state (rendered manifests, image context, discovery cache) lives
+    in ``<home>/kind-<cluster_name>``. ``run`` (a subprocess runner) and ``client`` (a KubeClient) can be
+    injected, as the tests do.
 
+    Example::
 
-class _ClusterBackend(Backend):
-    """What both real-cluster backends share: everything after the mesh is up."""
-
-    capabilities: ClassVar[frozenset[str]] = frozenset({CAP_KIALI})
-    own_namespace_only = False  # KubeBackend: refuse resources for other namespaces
-
-    def __init__(
-        self,
-        home: Path,
-        context: str,
-        namespace: str,
-        progress: cluster.Progress | None,
-        run: Runner | None,
-        kubeconfig: str | None,
-        client: KubeClient | None,
-    ) -> None:
-        self.home, self.context, self.namespace = home, context, namespace
-        self.progress, self.run = progress, run or subprocess_runner()
-        self._kubeconfig = kubeconfig
-        self._kc: KubeClient | None = client
-
-    # plumbing --------------------------------------------------------------------------------
-    @property
-    def kc(self) -> KubeClient:
-        if self._kc is None:
-            self.home.mkdir(parents=True, exist_ok=True)
-            self._kc = KubeClient.from_kubeconfig(self.context, self.namespace, self._kubeconfig, self.home)
-        return self._kc
-
-    @property
-    def telemetry(self) -> ClusterTelemetry:
-        return ClusterTelemetry(self.kc)
-
-    def _image(self) -> str:
-        return images.image_ref(images.source_root())
-
-    def _in_namespace(self, doc: Mapping[str, Any]) -> dict[str, Any]:
-        meta = dict(doc.get("metadata") or {})
-        ns = meta.get("namespace") or self.namespace
-        if ns == "tutorial":  # the tutorial's files name their namespace; follow this backend's
-            ns = self.namespace
-        if self.own_namespace_only and ns != self.namespace:
-            raise InvalidConfig(
-                [
-                    f"{doc.get('kind')}/{meta.get('name')}: namespace {ns} is outside this "
-                    f"backend's namespace {self.namespace}; the kube backend only changes its own"
-                ]
-            )
-        return {**doc, "metadata": {**meta, "namespace": ns}}
-
-    # resources -------------------------------------------------------------------------------
-    def apply(self, resources: Sequence[Mapping[str, Any]]) -> list[ApplyResult]:
-        docs = [self._in_namespace(doc) for doc in resources]
-        problems: list[str] = []
-        for doc in docs:  # server-side dry run of everything first: all or nothing
-            try:
-                self.kc.apply(doc, dry_run=True)
-            except InvalidConfig as exc:
-                problems += exc.problems
-        if problems:
-            raise InvalidConfig(problems)
-        results = []
-        for doc in docs:
-            action = self.kc.apply(doc)
-            group = doc["apiVersion"].rpartition("/")[0]
-            results.append(ApplyResult(doc["kind"], group, doc["metadata"]["name"], action))
-        return results
-
-    def delete(self, kind: str, name: str) -> ApplyResult:
-        api_version, real_kind = self.kc.resolve_kind(kind)
-        if self.kc.get_object(api_version, real_kind, name) is None:
-            raise NotFound(
-                f"{real_kind.lower()} {name!r} not found in namespace {self.namespace}; "
-                "list what exists with: meshkit get"
-            )
-        self.kc.delete_object(api_version, real_kind, name)
-        return ApplyResult(real_kind, api_version.rpartition("/")[0], name, "deleted")
-
-    def get(self, kind: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
-        from meshkit.backends.kind.client import normalise
-
-        kinds = [self.kc.resolve_kind(kind)] if kind else list(ISTIO_KINDS)
-        out = []
-        for api_version, real_kind in kinds:
-            try:
-                objs = self.kc.list_objects(api_version, real_kind)
-            except NotFound:
-                if kind:
-                    raise
-                continue  # a kind this Istio does not serve
-            out += [normalise(o) for o in objs if name is None or o["metadata"]["name"] == name]
-        return out
-
-    def reset(self) -> list[ApplyResult]:
-        results = []
-        for doc in self.get():
-            kind, name = doc["kind"], doc["metadata"]["name"]
-            if kind in ("Gateway", "VirtualService") and name == GATEWAY_NAME:
-                continue  # the tutorial's clean.sh keeps the ingress route
-            results.append(self.delete(kind, name))
-        return results
-
-    # workloads -------------------------------------------------------------------------------
-    def pods(self) -> list[Pod]:
-        return self.kc.pods()
-
-    def _pod(self, name: str) -> Pod:
-        for pod in self.kc.pods():
-            if pod.name == name:
-                return pod
-        raise NotFound(f"no pod {name!r} in namespace {self.namespace}; see the pods with: meshkit status")
-
-    def _targets(self, target: str) -> list[Pod]:
-        pods = self.kc.pods()
-        chosen = [p for p in pods if p.name == target] or [
-            p for p in pods if p.deployment == target and p.extra.get("phase") == "Running"
-        ]
-        if not chosen:
-            known = sorted({p.deployment for p in pods} | {p.name for p in pods})
-            raise NotFound(
-                f"no pod or deployment {target!r} in namespace {self.namespace}; known: {', '.join(known)}"
-            )
-        return chosen
-
-    def deploy(self, service: str, version: str, replicas: int = 1, sidecar: bool = True) -> str:
-        if service not in manifests.SERVICES:
-            raise InvalidConfig(
-                [f"deploy: unknown service {service!r}; choose one of: {', '.join(manifests.SERVICES)}"]
-            )
-        if not (version.startswith("v") and version[1:].isdigit()):
-            raise InvalidConfig([f"deploy: version must look like v1, v2, v3; got {version!r}"])
-        docs = [
-            *manifests.service_manifests(service, self.namespace),
-            manifests.deployment(service, version, self._image(), self.namespace, replicas, sidecar),
-        ]
-        for doc in docs:
-            self.kc.apply(doc)
-        return manifests.deployment_name(service, version)
-
-    def scale(self, deployment: str, replicas: int) -> None:
-        if replicas < 0:
-            raise InvalidConfig([f"scale {deployment}: replicas must be >= 0, got {replicas}"])
-        if self.kc.get_object("apps/v1", "Deployment", deployment) is None:
-            raise NotFound(f"no deployment {deployment!r} in namespace {self.namespace}")
-        self.kc.merge_patch("apps/v1", "Deployment", deployment, {"spec": {"replicas": replicas}})
-
-    def undeploy(self, deployment: str) -> None:
-        if self.kc.get_object("apps/v1", "Deployment", deployment) is None:
-            raise NotFound(f"no deployment {deployment!r} in namespace {self.namespace}")
-        self.kc.delete_object("apps/v1", "Deployment", deployment)
-
-    def _app_request(self, pod: Pod, path: str) -> None:
-        status, body = self.exec_request(pod.name, f"http://localhost:{SAMPLE_CONTAINER_PORT}{path}")
-        if status != 200:
-            raise MeshkitError(f"pod {pod.name} answered {path} with HTTP {status}: {body.strip()[:200]}")
-
-    def misbehave(self, target: str, on: bool = True) -> list[str]:
-        pods = self._targets(target)
-        for pod in pods:
-            self._app_request(pod, "/misbehave" if on else "/behave")
-        return [p.name for p in pods]
-
-    def delay(self, target: str, seconds: float) -> list[str]:
-        if seconds < 0:
-            raise InvalidConfig([f"delay {target}: seconds must be >= 0, got {seconds}"])
-        pods = self._targets(target)
-        for pod in pods:
-            self._app_request(pod, f"/delay?seconds={seconds:g}")
-        return [p.name for p in pods]
-
-    def kill(self, pod: str) -> str:
-        victim = self._pod(pod)
-        before = {p.name for p in self.kc.pods()}
-        self.kc.delete_object("v1", "Pod", pod)
-        found: list[str] = []
-
-        def replacement() -> tuple[bool, str]:
-            fresh = [
-                p.name for p in self.kc.pods() if p.deployment == victim.deployment and p.name not in before
-            ]
-            found[:] = fresh
-            return bool(fresh), f"no new pod of {victim.deployment} yet"
-
-        poll_until(
-            replacement,
-            90,
-            1.0,
-            what=f"a replacement pod of deployment {victim.deployment}",
-            hint="check the deployment with: kubectl describe deployment " + victim.deployment,
-        )
-        return found[0]
-
-    def exec_request(
-        self, pod: str, url: str, headers: Mapping[str, str] | None = None, method: str = "GET"
-    ) -> tuple[int, str]:
-        target = self._pod(pod)
-        argv = podexec.exec_argv(self.context, self.namespace, pod, target.app or "app", url, headers, method)
-        code, out = self.run(argv, 60.0)
-        return podexec.parse_output(code, out, pod=pod, url=url)
-
-    # telemetry -------------------------------------------------------------------------------
-    def metrics_text(self, pod: str | None = None) -> str:
-        return self.telemetry.metrics_text(pod)
-
-    def request_log(self, since: float = 0.0, limit: int = 10_000) -> list[dict[str, Any]]:
-        return self.telemetry.request_log(since, limit, self._gateway_selector())
-
-    def _gateway_selector(self) -> str | None:
-        return "istio=ingressgateway"
-
-    def traces(self, service: str | None = None, limit: int = 20) -> dict[str, Any]:
-        return self.telemetry.traces(service, limit)
-
-    def prometheus_query(self, promql: str) -> list[dict[str, Any]]:
-        """An instant PromQL query as tidy rows: the series labels plus ``value`` and ``time``."""
-        return self.telemetry.prometheus_query(promql)
-
-    def wait_until(
-        self, check: Any, deadline_s: float = 60.0, what: str = "the mesh to show the change"
-    ) -> str:
-        """Poll ``check() -> (ok, seen)`` with "not yet, retrying" progress (config propagates eventually)."""
-
-        def report(message: str) -> None:
-            if self.progress:
-                self.progress(0, 0, message)
-
-        return poll_until(check, deadline_s, 1.0, report, what=what)
-
-    def _wait_pods(self, step: plan.Step) -> None:
-        poll_until(
-            lambda: cluster.pods_ready(self.kc),
-            step.timeout_s,
-            2.0,
-            self._retry_reporter(step),
-            what=step.waits_for or "the sample pods",
-        )
-
-    def _retry_reporter(self, step: plan.Step) -> Any:
-        def report(message: str) -> None:
-            if self.progress:
-                self.progress(0, 0, f"{step.description}: {message}")
-
-        return report
-
-    def close(self) -> None:
-        if self._kc is not None:
-            self._kc.close()
-            self._kc = None
-
-
-class KindBackend(_ClusterBackend):
-    """meshkit's own kind cluster (``kind-<cluster_name>``) with Istio, the addons and the sample."""
+        KindBackend(host_port=9080).up(dry_run=True)   # print the install plan only
+    """
 
     name = "kind"
 
@@ -309,7 +59,7 @@ class KindBackend(_ClusterBackend):
         client: KubeClient | None = None,
     ) -> None:
         super().__init__(
-            _default_home(home) / f"kind-{cluster_name}",
+            default_home(home) / f"kind-{cluster_name}",
             f"kind-{cluster_name}",
             namespace,
             progress,
@@ -341,9 +91,7 @@ class KindBackend(_ClusterBackend):
 
     def up(self, profile: str = "current", **options: Any) -> None:
         if profile not in manifests.PROFILES:
-            raise InvalidConfig(
-                [f"unknown profile {profile!r}; choose one of: {', '.join(manifests.PROFILES)}"]
-            )
+            raise InvalidConfig([f"unknown profile {profile!r}; choose one of: {', '.join(manifests.PROFILES)}"])
         self.profile = profile
         if options.get("dry_run"):
             print(plan.format_plan(self.plan_steps()))
@@ -353,9 +101,7 @@ class KindBackend(_ClusterBackend):
         actions: dict[str, cluster.Action] = {
             plan.CHECK_PREREQS: lambda step: prereqs.require(),
             plan.CHECK_PORTS: lambda step: (
-                None
-                if self._cluster_exists()
-                else cluster.check_ports_free([opts.host_port, opts.https_host_port])
+                None if self._cluster_exists() else cluster.check_ports_free([opts.host_port, opts.https_host_port])
             ),
             plan.RENDER: lambda step: self.render(opts),
             plan.CHECK_ISTIO_VERSION: lambda step: self._check_istio_version(),
@@ -375,15 +121,13 @@ class KindBackend(_ClusterBackend):
                 what=step.waits_for,
             ),
         }
-        cluster.run_plan(plan.install_plan(opts), actions, self.run, self.progress)
+        cluster.run_plan(plan.install_plan(opts), actions, self.run, self._track)
 
     def render(self, opts: plan.PlanOptions) -> None:
         """Write the manifests the plan applies into the state directory and stage the image context."""
         opts.home.mkdir(parents=True, exist_ok=True)
         files = {
-            "kind-config.yaml": [
-                manifests.kind_config(opts.cluster_name, opts.host_port, opts.https_host_port)
-            ],
+            "kind-config.yaml": [manifests.kind_config(opts.cluster_name, opts.host_port, opts.https_host_port)],
             "istio-operator.yaml": [manifests.istio_operator(self.profile)],
             "helm-istiod-values.yaml": [manifests.helm_istiod_values(self.profile)],
             "helm-gateway-values.yaml": [manifests.helm_gateway_values()],
@@ -413,7 +157,7 @@ class KindBackend(_ClusterBackend):
     def down(self) -> None:
         self.close()
         opts = plan.PlanOptions(home=self.home, cluster_name=self.cluster_name)
-        cluster.run_plan(plan.down_plan(opts), {}, self.run, self.progress)
+        cluster.run_plan(plan.down_plan(opts), {}, self.run, self._track)
 
     def is_running(self) -> bool:
         if not self._cluster_exists():
@@ -441,8 +185,19 @@ def istiod_version(kc: KubeClient) -> str:
     return ""
 
 
-class KubeBackend(_ClusterBackend):
-    """One namespace of an existing cluster where Istio is already installed (a workshop cluster)."""
+class KubeBackend(ClusterBackend):
+    """One namespace of an existing cluster where Istio is already installed (a workshop cluster).
+
+    ``image`` is the sample image the cluster can pull (default: ``$MESHKIT_SAMPLE_IMAGE``, else the
+    local content-hash tag, which only works when it was loaded onto the nodes); ``gateway_url`` the
+    ingress gateway's address when its Service has no load-balancer address. Each attendee's routes
+    live under ``/<namespace>/customer`` so namespaces sharing one gateway do not collide.
+
+    Example::
+
+        backend = KubeBackend(context="workshop", namespace="alice", gateway_url="http://203.0.113.7")
+        backend.up()
+    """
 
     name = "kube"
     own_namespace_only = True
@@ -461,7 +216,7 @@ class KubeBackend(_ClusterBackend):
         client: KubeClient | None = None,
     ) -> None:
         super().__init__(
-            _default_home(home) / f"kube-{context}-{namespace}".replace("/", "_"),
+            default_home(home) / f"kube-{context}-{namespace}".replace("/", "_"),
             context,
             namespace,
             progress,
@@ -507,19 +262,17 @@ class KubeBackend(_ClusterBackend):
         if options.get("dry_run"):
             print("\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1)))
             return
-        check_prerequisites(("kubectl",), installer="").require()
+        # kubectl only runs `exec` here, which any supported release does; the server's version rules
+        check_prerequisites(("kubectl",), installer="", minimums={"kubectl": (1, 28)}).require()
         self._step(1, steps, self.verify)
         image = self._image()
         docs = manifests.sample_manifests(image, self.namespace)
         docs += manifests.gateway_customer(self.namespace, prefix=f"/{self.namespace}/customer")
         self._step(2, steps, lambda: [self.kc.apply(doc) for doc in docs])
-        self._step(
-            3, steps, lambda: self._wait_pods(plan.Step(steps[2], waits_for="pods 2/2", timeout_s=300))
-        )
+        self._step(3, steps, lambda: self._wait_pods(plan.Step(steps[2], waits_for="pods 2/2", timeout_s=300)))
 
     def _step(self, index: int, steps: list[str], fn: Any) -> None:
-        if self.progress:
-            self.progress(index, len(steps), steps[index - 1])
+        self._track(index, len(steps), steps[index - 1])
         fn()
 
     def down(self) -> None:

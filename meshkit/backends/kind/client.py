@@ -96,10 +96,7 @@ def pod_from_object(obj: Mapping[str, Any]) -> Pod:
         app=labels.get("app", ""),
         version=labels.get("version", ""),
         deployment=deployment_of(obj),
-        ready=bool(statuses)
-        and ready_count == len(statuses)
-        and status.get("phase") == "Running"
-        and not deleting,
+        ready=bool(statuses) and ready_count == len(statuses) and status.get("phase") == "Running" and not deleting,
         sidecar=SIDECAR in names,
         service_account=spec.get("serviceAccountName", ""),
         namespace=meta.get("namespace", ""),
@@ -266,9 +263,7 @@ class KubeClient:
             doing=f"read {path} from service {service} in {namespace}",
         )
 
-    def pod_log(
-        self, pod: str, container: str, since_seconds: int | None = None, tail_lines: int | None = None
-    ) -> str:
+    def pod_log(self, pod: str, container: str, since_seconds: int | None = None, tail_lines: int | None = None) -> str:
         query: list[tuple[str, Any]] = [("container", container), ("timestamps", "false")]
         if since_seconds:
             query.append(("sinceSeconds", since_seconds))

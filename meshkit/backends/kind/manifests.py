@@ -289,7 +289,11 @@ class _PlainDumper(yaml.SafeDumper):
 def to_yaml(docs: list[Doc], header: str = "") -> str:
     """Multi-document YAML, keys in the order built (kubectl's reading order)."""
     dump = [yaml.dump(doc, Dumper=_PlainDumper, sort_keys=False, default_flow_style=False) for doc in docs]
-    comment = "".join(f"# {line}\n" for line in textwrap.wrap(header, 100, break_on_hyphens=False, break_long_words=False)) if header else ""
+    comment = (
+        "".join(f"# {line}\n" for line in textwrap.wrap(header, 100, break_on_hyphens=False, break_long_words=False))
+        if header
+        else ""
+    )
     return comment + "---\n".join(dump)
 
 

@@ -17,7 +17,7 @@ import os
 import platform as _platform
 import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from meshkit.backends.kind import versions
@@ -74,9 +74,7 @@ def subprocess_runner(env_path: str | None = None) -> Runner:
         if env_path is not None:
             env["PATH"] = env_path
         try:
-            done = subprocess.run(
-                list(argv), capture_output=True, text=True, timeout=timeout, env=env, check=False
-            )
+            done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, env=env, check=False)
         except subprocess.TimeoutExpired:
             return 124, f"no answer within {timeout:.0f}s"
         except OSError as exc:
@@ -116,7 +114,12 @@ def install_hint(tool: str, system: str | None = None, machine: str | None = Non
 
 
 def check_tool(
-    name: str, *, path: str | None = None, run: Runner | None = None, system: str | None = None
+    name: str,
+    *,
+    path: str | None = None,
+    run: Runner | None = None,
+    system: str | None = None,
+    minimum: tuple[int, ...] | None = None,
 ) -> ToolStatus:
     """Locate ``name`` on ``path`` (default: $PATH), ask its version and compare it to the minimum."""
     run = run or subprocess_runner(path)
@@ -126,8 +129,7 @@ def check_tool(
             name,
             None,
             None,
-            f"{name} is not on PATH; the kind backend needs it. Install it with: "
-            f"{install_hint(name, system)}",
+            f"{name} is not on PATH; meshkit needs it for real clusters. Install it with: {install_hint(name, system)}",
         )
     code, out = run([exe, *_VERSION_ARGS[name]], 20.0)
     if name == "docker" and code != 0:
@@ -146,7 +148,7 @@ def check_tool(
             "then check with: docker info",
         )
     found = versions.parse_version(out) if code == 0 else None
-    minimum = versions.MIN_VERSIONS[name]
+    minimum = minimum or versions.MIN_VERSIONS[name]
     if found is None:
         return ToolStatus(
             name,
@@ -184,13 +186,15 @@ def check_prerequisites(
     path: str | None = None,
     run: Runner | None = None,
     system: str | None = None,
+    minimums: Mapping[str, tuple[int, ...]] | None = None,
 ) -> Prerequisites:
     """Check ``tools`` and an Istio installer (``"istioctl"``, ``"helm"``, ``"auto"`` or ``""`` for none).
 
     ``auto`` takes istioctl when a matching one is on PATH, else helm when present, else reports
     istioctl (the recommended path) as missing with helm named as the alternative.
     """
-    statuses = [check_tool(tool, path=path, run=run, system=system) for tool in tools]
+    minimums = minimums or {}
+    statuses = [check_tool(tool, path=path, run=run, system=system, minimum=minimums.get(tool)) for tool in tools]
     chosen = installer
     if installer in ("istioctl", "helm"):
         statuses.append(check_tool(installer, path=path, run=run, system=system))

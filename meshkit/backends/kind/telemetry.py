@@ -27,6 +27,7 @@ from meshkit.errors import MeshkitError, NotFound
 
 PROMETHEUS = "prometheus:9090"
 JAEGER = "tracing:80"
+KIALI = "kiali:20001"
 JAEGER_BASE = "jaeger"  # the addon's jaeger_query base_path
 AGENT_METRICS_PORT = 15020  # istio-agent's merged (Envoy + app) Prometheus endpoint
 ISTIO_METRICS = '{__name__=~"istio_.*"}'
@@ -40,9 +41,7 @@ def tidy_vector(payload: dict[str, Any]) -> list[dict[str, Any]]:
     [{'destination_version': 'v1', 'value': 0.25, 'time': 1500000000.0}]
     """
     if payload.get("status") != "success":
-        raise MeshkitError(
-            f"Prometheus answered {payload.get('errorType', 'error')}: {payload.get('error', payload)}"
-        )
+        raise MeshkitError(f"Prometheus answered {payload.get('errorType', 'error')}: {payload.get('error', payload)}")
     data = payload.get("data") or {}
     kind, result = data.get("resultType"), data.get("result")
     if kind == "scalar" and isinstance(result, list):
@@ -61,9 +60,7 @@ def tidy_vector(payload: dict[str, Any]) -> list[dict[str, Any]]:
 class ClusterTelemetry:
     """Telemetry readers for one namespace; ``istio_ns`` is where the addons run."""
 
-    def __init__(
-        self, kc: KubeClient, istio_ns: str = "istio-system", clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, kc: KubeClient, istio_ns: str = "istio-system", clock: Callable[[], float] = time.time) -> None:
         self.kc, self.istio_ns, self.clock = kc, istio_ns, clock
 
     def _addon_get(self, service: str, addon: str, path: str, query: list[tuple[str, Any]]) -> str:
@@ -96,9 +93,7 @@ class ClusterTelemetry:
             )
         # two selectors, unioned by Prometheus: traffic into and out of this namespace (the gateway's too)
         ns = self.kc.where.namespace
-        matches = [
-            ISTIO_METRICS[:-1] + f',{side}_workload_namespace="{ns}"}}' for side in ("destination", "source")
-        ]
+        matches = [ISTIO_METRICS[:-1] + f',{side}_workload_namespace="{ns}"}}' for side in ("destination", "source")]
         return self._addon_get(PROMETHEUS, "prometheus", "federate", [("match[]", m) for m in matches])
 
     def traces(self, service: str | None = None, limit: int = 20, lookback: str = "1h") -> dict[str, Any]:
@@ -114,6 +109,15 @@ class ClusterTelemetry:
         )
         payload = json.loads(text)
         return {"data": payload.get("data") or [], "errors": payload.get("errors")}
+
+    def kiali_graph(self, duration: str = "60s", graph_type: str = "versionedApp") -> dict[str, Any]:
+        """Kiali's service graph of the namespace (Cytoscape JSON: ``elements.nodes`` / ``elements.edges``).
+
+        Kiali needs at least two requests inside ``duration`` before an edge shows.
+        """
+        query = [("namespaces", self.kc.where.namespace), ("graphType", graph_type), ("duration", duration)]
+        result: dict[str, Any] = json.loads(self._addon_get(KIALI, "kiali", "kiali/api/namespaces/graph", query))
+        return result
 
     def request_log(
         self, since: float = 0.0, limit: int = 10_000, gateway_selector: str | None = "istio=ingressgateway"

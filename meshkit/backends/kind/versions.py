@@ -23,9 +23,7 @@ ISTIO_ADDONS_BASE = f"https://raw.githubusercontent.com/istio/istio/{ISTIO_VERSI
 ISTIO_HELM_REPO = "https://istio-release.storage.googleapis.com/charts"
 
 #: addon name -> manifest URL; fetched at install time by kubectl, never vendored here
-ADDONS: dict[str, str] = {
-    name: f"{ISTIO_ADDONS_BASE}/{name}.yaml" for name in ("prometheus", "jaeger", "kiali")
-}
+ADDONS: dict[str, str] = {name: f"{ISTIO_ADDONS_BASE}/{name}.yaml" for name in ("prometheus", "jaeger", "kiali")}
 OPTIONAL_ADDONS: dict[str, str] = {"grafana": f"{ISTIO_ADDONS_BASE}/grafana.yaml"}
 
 #: minimum versions of the host tools; kubectl follows the ±1 minor skew policy around node v1.36
