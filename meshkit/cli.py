@@ -335,6 +335,40 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_certs(args: argparse.Namespace) -> int:
+    secrets = _mesh(args).certs(args.pod)
+    if args.output == "json":
+        _print(json.dumps(secrets, indent=2))
+        return 0
+    rows = [("RESOURCE NAME", "TYPE", "STATUS", "VALID CERT", "SERIAL NUMBER", "NOT AFTER", "NOT BEFORE")]
+    for name, s in secrets.items():
+        rows.append((name, str(s.get("type", "")), str(s.get("status", "")), str(s.get("valid_cert", "")),
+                     str(s.get("serial_number", "")), str(s.get("not_after", "")), str(s.get("not_before", ""))))
+    _table(rows)
+    default = secrets.get("default", {})
+    _print(f"\nidentity: {default.get('spiffe_id', '-')}   issuer: {default.get('issuer', '-')}")
+    return 0
+
+
+def cmd_sniff(args: argparse.Namespace) -> int:
+    from meshkit.backends.local.sniff import render
+
+    views = _mesh(args).sniff(args.target, args.requests, args.seconds)
+    _print(json.dumps(views, indent=2) if args.output == "json" else render(views))
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    claims: dict[str, Any] = {}
+    for item in args.claim or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise MeshkitError(f'bad claim "{item}": use --claim name=value')
+        claims[key] = value
+    _print(_mesh(args).token(args.subject, args.ttl, **claims))
+    return 0
+
+
 def cmd_lab(args: argparse.Namespace) -> int:
     labs = Path(__file__).resolve().parent.parent / "labs"
     if not labs.is_dir():
@@ -439,6 +473,18 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("-o", "--output", choices=["text", "json"], default="text")
     xp = verb("explain", cmd_explain, "why did the last requests fail?")
     xp.add_argument("--limit", type=int, default=10)
+    ce = verb("certs", cmd_certs, "a pod's workload certificate (like istioctl proxy-config secret)")
+    ce.add_argument("pod")
+    ce.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    sn = verb("sniff", cmd_sniff, "show the bytes that cross the wire to a pod (plaintext vs mTLS)")
+    sn.add_argument("target")
+    sn.add_argument("--requests", type=int, default=3)
+    sn.add_argument("--seconds", type=float, default=3.0)
+    sn.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    to = verb("token", cmd_token, "mint a test JWT from the mesh's local issuer")
+    to.add_argument("--claim", action="append", help="name=value (repeatable)")
+    to.add_argument("--subject")
+    to.add_argument("--ttl", type=float, default=3600)
     la = verb("lab", cmd_lab, "open JupyterLab on the labs")
     la.add_argument("--reset", action="store_true", help="remove learners' leftovers from the running mesh")
     return p

@@ -30,6 +30,7 @@ __all__ = [
     "ConnectFailure",
     "Connection",
     "Request",
+    "ResetConnection",
     "Response",
     "UpstreamReset",
     "connect",
@@ -69,6 +70,10 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 class UpstreamReset(Exception):
     """The connection closed or reset before a complete response arrived."""
+
+
+class ResetConnection(Exception):
+    """Raised by a handler to reset the downstream connection instead of answering."""
 
 
 class ConnectFailure(Exception):
@@ -196,6 +201,10 @@ class ServerProtocol(asyncio.Protocol):
             req = self.queue.popleft()
             try:
                 resp = await self.handler(req)
+            except ResetConnection:
+                if self.transport is not None:
+                    self.transport.abort()
+                break
             except Exception as exc:  # a handler bug must not kill the connection silently
                 resp = Response(500, {"content-type": "text/plain"}, f"internal error: {exc!r}\n".encode())
             if self.transport is None:

@@ -107,6 +107,18 @@ class Mesh:
     def exec(self, pod: str, url: str, headers: Mapping[str, str] | None = None) -> tuple[int, str]:
         return self.backend.exec_request(pod, url, headers)
 
+    def certs(self, pod: str) -> dict[str, Any]:
+        """The pod's certificate chain as ``istioctl proxy-config secret`` shows it."""
+        return self.backend.certs(pod)  # type: ignore[attr-defined]
+
+    def sniff(self, target: str, requests: int = 3, seconds: float = 3.0) -> list[dict[str, Any]]:
+        """What an eavesdropper sees on the wire to ``target`` while a few requests flow."""
+        return self.backend.sniff(target, seconds, requests)  # type: ignore[attr-defined]
+
+    def token(self, subject: str | None = None, ttl: float = 3600, **claims: Any) -> str:
+        """Mint a test JWT from the local issuer, e.g. ``mesh.token(role="customer")``."""
+        return self.backend.token(claims, subject, ttl)  # type: ignore[attr-defined]
+
     # traffic -----------------------------------------------------------------------------------
     def curl(self, path: str = "/customer", headers: Mapping[str, str] | None = None) -> tuple[int, str]:
         """One request through the ingress gateway: (status, body)."""

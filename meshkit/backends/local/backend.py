@@ -225,7 +225,8 @@ class LocalBackend(Backend):
 
     def _pods_of(self, target: str) -> list[Pod]:
         pods = self.pods()
-        chosen = [p for p in pods if p.name == target] or [p for p in pods if p.deployment == target]
+        chosen = ([p for p in pods if p.name == target] or [p for p in pods if p.deployment == target]
+                  or [p for p in pods if p.app == target])
         if not chosen:
             names = ", ".join(sorted({p.deployment for p in pods} | {p.name for p in pods}))
             raise NotFound(f'no pod or deployment named "{target}"; known: {names}')
@@ -282,18 +283,53 @@ class LocalBackend(Backend):
     def exec_request(self, pod: str, url: str, headers: Mapping[str, str] | None = None,
                      method: str = "GET") -> tuple[int, str]:
         target = self._pods_of(pod)[0]
-        port = target.extra["ports"].get("outbound")
         rest = url.split("://", 1)[-1]
         authority, _, path = rest.partition("/")
         hdrs = {"host": authority, **{k.lower(): v for k, v in (headers or {}).items()}}
+        port = target.extra["ports"].get("outbound")
         if port is None:
-            raise MeshkitError(f"pod {target.name} has no sidecar to send through")
+            # no sidecar: the pod reaches the service's pod directly, in plaintext (like Istio's curl sample)
+            service = authority.split(":")[0].split(".")[0]
+            backends = [p for p in self.pods() if p.app == service and p.ready]
+            if not backends:
+                return 503, f"curl: (6) Could not resolve host: {service}"
+            port = backends[0].extra["ports"].get("inbound") or backends[0].extra["ports"]["app"]
         req = urllib.request.Request(f"http://127.0.0.1:{port}/{path}", headers=hdrs, method=method)
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return resp.status, resp.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
+        except (ConnectionError, urllib.error.URLError) as exc:
+            reason = getattr(exc, "reason", exc)
+            return 0, f"curl: (56) Recv failure: {reason}"
+
+    def certs(self, pod: str) -> dict[str, Any]:
+        """The pod's workload certificate and root, like ``istioctl proxy-config secret``."""
+        target = self._pods_of(pod)[0]
+        admin = target.extra["ports"]["admin"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/certs", timeout=10) as resp:
+            result: dict[str, Any] = json.loads(resp.read())
+            return result
+
+    def sniff(self, target: str, seconds: float = 3.0, requests: int = 3,
+              headers: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """Capture what crosses the wire to a pod while ``requests`` go through the gateway."""
+        from meshkit.traffic import run_load
+
+        pod = self._pods_of(target)[0]
+        admin = pod.extra["ports"]["admin"]
+        post = urllib.request.Request(f"http://127.0.0.1:{admin}/sniff?seconds={seconds}", data=b"", method="POST")
+        urllib.request.urlopen(post, timeout=10).close()
+        self.wait_synced()
+        run_load(self.gateway_url(), n=requests, headers=headers)
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/sniff", timeout=10) as resp:
+            views: list[dict[str, Any]] = json.loads(resp.read())
+        return views
+
+    def token(self, claims: Mapping[str, Any], subject: str | None = None, ttl: float = 3600) -> str:
+        """A JWT from the mesh's local issuer (``testing@secure.istio.io``), for the JWT labs."""
+        return str(self._call("POST", "/token", {"claims": dict(claims), "subject": subject, "ttl": ttl})["token"])
 
     # traffic / telemetry -------------------------------------------------------------------------
     def gateway_url(self) -> str:

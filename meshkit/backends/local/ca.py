@@ -5,11 +5,10 @@ with 0600 permissions), so a restarted control plane keeps issuing certificates 
 sidecars trust. Keys are EC P-256: fast to generate, and what Istio's own CA issues by default.
 
 Example:
-    >>> ca = CertificateAuthority.load_or_create(tmp_path)          # doctest: +SKIP
-    >>> cert = ca.issue("tutorial", "customer", ttl_s=3600)         # doctest: +SKIP
-    >>> cert.spiffe_id
+    >>> ca = CertificateAuthority.load_or_create(state_dir)                 # doctest: +SKIP
+    >>> ca.issue("tutorial", "customer", ttl_s=3600).spiffe_id             # doctest: +SKIP
     'spiffe://cluster.local/ns/tutorial/sa/customer'
-    >>> principal_of(cert.spiffe_id)
+    >>> principal_of("spiffe://cluster.local/ns/tutorial/sa/customer")
     'cluster.local/ns/tutorial/sa/customer'
 """
 

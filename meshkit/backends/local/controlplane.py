@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from meshkit.backends.local.ca import CertificateAuthority
 from meshkit.backends.local.collector import Collector
+from meshkit.backends.local.jwt import LocalIssuer
 from meshkit.backends.local.proxy.stats import merge_expositions
 from meshkit.backends.local.store import ResourceStore, key_of
 from meshkit.backends.local.timeapi import TimeService
-from meshkit.backends.local.workloads import GATEWAY, Deployments, DeploymentSpec
+from meshkit.backends.local.workloads import GATEWAY, Deployments, DeploymentSpec, service_account
 from meshkit.errors import NotFound
 from meshkit.http1 import Request, Response, SimpleClient, serve
 
@@ -39,6 +41,8 @@ DEFAULT_DEPLOYMENTS = (
     DeploymentSpec("recommendation", "v2"),
 )
 JSON = {"content-type": "application/json"}
+# where RequestAuthentication can fetch the local issuer's keys (jwks inline works as well)
+LOCAL_JWKS_URI = "http://jwks.meshkit.local/jwks.json"
 
 
 def customer_gateway() -> list[dict[str, Any]]:
@@ -88,6 +92,9 @@ class ControlPlane:
         self.collector = Collector(max_records=30_000, max_spans=30_000, max_traces=5_000)
         self.started = time.time()
         self.api_port = 0
+        self.ca = CertificateAuthority.load_or_create(home / "ca")
+        self.issuer = LocalIssuer.load_or_create(home / "jwt")
+        self.cert_ttl = float(os.environ.get("MESHKIT_CERT_TTL", 24 * 3600))
 
     # config -------------------------------------------------------------------------------------
     def bump(self) -> None:
@@ -105,6 +112,7 @@ class ControlPlane:
             "services": [{"name": s, "namespace": "tutorial", "port": 8080} for s in SERVICES],
             "endpoints": [p.endpoint() for p in pods if not p.spec.gateway],
             "internet": {"worldtimeapi.org": ["127.0.0.1", self.time_service.port]},
+            "jwks": {LOCAL_JWKS_URI: self.issuer.jwks()},
             "resources": self.store.list(),
         }
 
@@ -138,6 +146,20 @@ class ControlPlane:
             pod.ports, pod.ready = body["ports"], True
             self.bump()
             return {"version": self.version}
+        if route == "POST /certs":
+            pod = deps.pods[body["pod"]]
+            cert = self.ca.issue(pod.namespace, service_account(pod.spec), ttl_s=self.cert_ttl)
+            return {
+                "spiffe_id": cert.spiffe_id, "not_before": cert.not_before.isoformat(),
+                "not_after": cert.not_after.isoformat(), "serial_number": str(cert.serial_number),
+                "issuer": cert.issuer, "cert_pem": cert.cert_pem, "root_pem": cert.root_pem, "key_pem": cert.key_pem,
+            }
+        if route == "POST /token":
+            token = self.issuer.mint(body.get("claims") or {}, subject=body.get("subject"),
+                                     ttl_s=float(body.get("ttl", 3600)), audience=body.get("audience"))
+            return {"token": token, "issuer": self.issuer.issuer, "jwks_uri": LOCAL_JWKS_URI}
+        if route == "GET /jwks":
+            return self.issuer.jwks()
         if route == "POST /telemetry":
             self.collector.ingest(body.get("records", []), body.get("spans", []))
             return {"ok": True}

@@ -12,10 +12,15 @@ import asyncio
 import json
 import signal
 import sys
+import time
+from datetime import datetime
 from typing import Any
 
+from meshkit.backends.local.ca import WorkloadCert
 from meshkit.backends.local.proxy.config import ProxyIdentity
 from meshkit.backends.local.proxy.sidecar import Sidecar
+from meshkit.backends.local.sniff import Tap, describe
+from meshkit.backends.local.tls import RotatingContexts
 from meshkit.http1 import Request, Response, SimpleClient, serve
 from meshkit.sample.app import AppSpec, SampleApp
 
@@ -31,6 +36,9 @@ class Pod:
         self.poller = SimpleClient(host, int(port))
         self.app: SampleApp | None = None
         self.sidecar: Sidecar | None = None
+        self.contexts: RotatingContexts
+        self.taps: list[Tap] = []
+        self._restore: asyncio.Future[None] | None = None
         self.ports: dict[str, int] = {}
         self.stop_event = asyncio.Event()
 
@@ -45,7 +53,8 @@ class Pod:
             app_server = await serve(self.app.handle, "127.0.0.1", 0)
             self.ports["app"] = app_server.sockets[0].getsockname()[1]
         if a["sidecar"]:
-            self.sidecar = Sidecar(identity, app_port=self.ports.get("app"))
+            self.contexts = RotatingContexts(await self._fetch_cert())
+            self.sidecar = Sidecar(identity, app_port=self.ports.get("app"), contexts=self.contexts)
             ports = await self.sidecar.start(outbound_port=a.get("gateway_port", 0) if a["gateway"] else 0)
             self.ports.update(ports)
             if self.app is not None:
@@ -62,12 +71,57 @@ class Pod:
         tasks = [asyncio.ensure_future(self._flush_loop())]
         if self.sidecar is not None:
             tasks.append(asyncio.ensure_future(self._xds_loop()))
+            tasks.append(asyncio.ensure_future(self._rotate_loop()))
         await self.stop_event.wait()
         for task in tasks:
             task.cancel()
         if self.sidecar is not None:
             await self._flush()
             await self.sidecar.stop()
+
+    async def _sniff(self, seconds: float) -> None:
+        """Put taps in front of the inbound listeners for ``seconds``; clients reconnect through them."""
+        for tap in self.taps:
+            tap.close()
+        self.taps = []
+        ports = dict(self.ports)
+        for name in ("inbound", "inbound_tls"):
+            if name in self.ports:
+                tap = Tap(name, self.ports[name])
+                ports[name] = await tap.start()
+                self.taps.append(tap)
+        await self._post("/register", {"pod": self.name, "ports": ports})
+
+        async def restore() -> None:
+            await asyncio.sleep(seconds)
+            await self._post("/register", {"pod": self.name, "ports": self.ports})
+
+        self._restore = asyncio.ensure_future(restore())
+
+    async def _fetch_cert(self) -> WorkloadCert:
+        """Ask the control plane's CA for this workload's certificate (istio-agent's SDS in spirit)."""
+        resp = await self._post("/certs", {"pod": self.name})
+        data = json.loads(resp.body)
+        return WorkloadCert(
+            spiffe_id=data["spiffe_id"],
+            not_before=datetime.fromisoformat(data["not_before"]),
+            not_after=datetime.fromisoformat(data["not_after"]),
+            serial_number=int(data["serial_number"]),
+            issuer=data["issuer"],
+            cert_pem=data["cert_pem"],
+            root_pem=data["root_pem"],
+            key_pem=data["key_pem"],
+        )
+
+    async def _rotate_loop(self) -> None:
+        # rotate at half of the certificate's life, as istio-agent does; open connections keep theirs
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                if self.contexts.cert.needs_rotation(time.time()):
+                    self.contexts.rotate(await self._fetch_cert())
+            except Exception:
+                await asyncio.sleep(1.0)
 
     async def _xds_loop(self) -> None:
         assert self.sidecar is not None
@@ -118,6 +172,16 @@ class Pod:
         if path == "/access_log" and self.sidecar is not None:
             lines = self.sidecar.telemetry.access_log.tail()
             return Response(200, {"content-type": "text/plain"}, ("".join(f"{line}\n" for line in lines)).encode())
+        if path == "/sniff" and req.method == "POST":
+            seconds = float(req.path.partition("seconds=")[2] or 3)
+            await self._sniff(min(seconds, 60.0))
+            return Response(200, {"content-type": "application/json"}, b'{"sniffing": true}')
+        if path == "/sniff":
+            views = [describe(c) for tap in self.taps for c in tap.captures()]
+            return Response(200, {"content-type": "application/json"}, json.dumps(views).encode())
+        if path == "/certs" and self.sidecar is not None:
+            described = self.contexts.cert.describe(time.time())
+            return Response(200, {"content-type": "application/json"}, json.dumps(described, default=str).encode())
         if path == "/app_log" and self.app is not None:
             return Response(200, {"content-type": "text/plain"}, ("\n".join(self.app.log) + "\n").encode())
         if path == "/ready":

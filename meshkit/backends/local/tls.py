@@ -14,9 +14,11 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 import os
+import socket
 import ssl
 import tempfile
 from collections.abc import Callable, Iterable
@@ -230,6 +232,35 @@ def is_tls_client_hello(first_bytes: bytes) -> bool:
         return False
     # Byte 5, when present, is the handshake message type: 1 = ClientHello.
     return len(first_bytes) < 6 or first_bytes[5] == 0x01
+
+
+async def peek_is_tls(sock: socket.socket, timeout: float = 5.0) -> bool:
+    """Wait for a freshly accepted (non-blocking) socket's first bytes and tell TLS from plaintext
+    without consuming them, so the socket can then be handed to
+    ``loop.connect_accepted_socket(factory, sock, ssl=ctx_or_None)``. Raises TimeoutError when the
+    client sends nothing, ConnectionError when it closes first.
+
+    >>> sock, _ = await loop.sock_accept(listener)                           # doctest: +SKIP
+    >>> tls = await peek_is_tls(sock)                                        # doctest: +SKIP
+    """
+    loop = asyncio.get_running_loop()
+    readable: asyncio.Future[None] = loop.create_future()
+    fd = sock.fileno()
+
+    def ready() -> None:
+        if not readable.done():
+            readable.set_result(None)
+
+    loop.add_reader(fd, ready)
+    try:
+        await asyncio.wait_for(readable, timeout)
+    finally:
+        loop.remove_reader(fd)
+    first = sock.recv(8, socket.MSG_PEEK)
+    if not first:
+        raise ConnectionError("client closed the connection before sending anything")
+    # A short first segment still tells: no plaintext protocol we serve starts with 0x16.
+    return is_tls_client_hello(first) if len(first) >= TLS_PEEK_BYTES else first[0] == TLS_HANDSHAKE_RECORD
 
 
 class RotatingContexts:

@@ -5,11 +5,30 @@ thresholds (``connectionPool``) and its outlier detector (``outlierDetection``).
 client proxy and per cluster, exactly like Envoy: two sidecars calling the same subset do not
 share a budget.
 
+Envoy semantics kept here:
+
+* **Load balancing** — ROUND_ROBIN strict rotation, RANDOM uniform, LEAST_REQUEST "power of two
+  choices" (two hosts drawn with replacement, the one with fewer active requests wins).
+* **Connection pool (HTTP/1.1)** — one request per connection at a time. A request with no idle
+  connection is *pending* (``max_pending_requests``) until a connection is opened for it (below
+  ``max_connections``; a host with no connection at all may always open one, as Envoy's per-host
+  pools do) or a busy connection of its host is handed over. ``max_requests`` is checked when a
+  request is attached to a connection. ``max_requests_per_connection`` closes a connection after
+  that many requests (1 disables keep-alive). Overflow raises :class:`Overflow` (503 UO).
+* **Outlier detection** — consecutive 5xx / gateway errors counted per host (locally originated
+  failures mapped to 503/504 by the router; overflows never count); ejection for
+  ``base × backoff`` (capped at ``max(300 s, base)``), lifted at the first interval sweep after
+  that time; the backoff decays by one per healthy interval; ``max_ejection_percent`` bounds the
+  share of ejected hosts; ``min_health_percent`` is Envoy's panic threshold.
+
 Example::
 
     cluster = Cluster(ClusterSpec("outbound|8080|version-v1|recommendation.tutorial.svc.cluster.local",
                                   endpoints=(Endpoint("recommendation-v1-x", "127.0.0.1", 41234),)))
-    host = cluster.pick(exclude=frozenset())
+    host = cluster.pick()
+    conn = await cluster.acquire(host)          # counted active; raises Overflow at a threshold
+    ...
+    cluster.release(host, conn, reusable=True)
 """
 
 from __future__ import annotations
@@ -18,14 +37,14 @@ import asyncio
 import math
 import random
 import ssl
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-from meshkit.http1 import Connection, connect
+from meshkit.http1 import ConnectFailure, Connection, connect
 
 UNLIMITED = 2**32 - 1
+MAX_EJECTION_TIME = 300.0  # Envoy's max_ejection_time default (or base_ejection_time if larger)
 
 
 class Overflow(Exception):
@@ -64,14 +83,25 @@ class PoolLimits:
 
 @dataclass(frozen=True, slots=True)
 class OutlierSpec:
-    """Istio ``outlierDetection`` with Istio's defaults."""
+    """Istio ``outlierDetection`` with Istio's defaults.
 
-    consecutive_5xx: int = 5
-    consecutive_gateway: int = 0
+    ``at_least_one``: Envoy before 1.27 compared the share of hosts *already* ejected with
+    ``max_ejection_percent``, so the first ejection always happened (the tutorial era); today's
+    Envoy checks the share *after* the ejection and Istio does not set ``always_eject_one_host``,
+    so with the default 10 % a cluster of fewer than ten hosts ejects nothing.
+    """
+
+    consecutive_5xx: int = 5  # 0 disables
+    consecutive_gateway: int = 0  # 0 disables
     interval: float = 10.0
     base_ejection: float = 30.0
     max_ejection_percent: float = 10.0
     min_health_percent: float = 0.0
+    at_least_one: bool = False
+
+    @property
+    def max_ejection(self) -> float:
+        return max(MAX_EJECTION_TIME, self.base_ejection)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +126,8 @@ class ClusterSpec:
             parts.append(f"http1MaxPendingRequests {lim.max_pending_requests}")
         if lim.max_requests != UNLIMITED:
             parts.append(f"http2MaxRequests {lim.max_requests}")
+        if lim.max_requests_per_connection:
+            parts.append(f"maxRequestsPerConnection {lim.max_requests_per_connection}")
         if lim.max_retries != UNLIMITED:
             parts.append(f"maxRetries {lim.max_retries}")
         return ", ".join(parts)
@@ -106,29 +138,38 @@ class Host:
 
     __slots__ = (
         "active",
+        "connections",
         "consecutive_5xx",
         "consecutive_gateway",
-        "ejected_until",
+        "eject_backoff",
+        "ejected",
+        "ejected_at",
         "endpoint",
         "idle",
         "times_ejected",
+        "unejected_at",
     )
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
-        self.active = 0
+        self.active = 0  # requests attached to a connection of this host (LEAST_REQUEST's measure)
+        self.connections = 0  # open or opening connections, idle ones included
         self.idle: deque[Connection] = deque()
         self.consecutive_5xx = 0
         self.consecutive_gateway = 0
-        self.ejected_until: float | None = None
+        self.ejected = False
+        self.ejected_at = 0.0
+        self.unejected_at: float | None = None
+        self.eject_backoff = 0  # Envoy's multiplier of base_ejection_time; decays while healthy
         self.times_ejected = 0
 
-    @property
-    def ejected(self) -> bool:
-        return self.ejected_until is not None
+    def ejection_time(self, od: OutlierSpec) -> float:
+        """How long the current (or next) ejection lasts."""
+        return min(od.base_ejection * max(1, self.eject_backoff), od.max_ejection)
 
 
-Connector = Callable[[Endpoint, "Cluster"], "asyncio.Future[Connection] | Any"]
+Waiter = tuple[Host, "asyncio.Future[Connection | None]"]
+SslFor = Callable[[Endpoint, ClusterSpec], tuple[ssl.SSLContext | None, int]]
 
 
 class Cluster:
@@ -139,7 +180,7 @@ class Cluster:
         spec: ClusterSpec,
         clock: Callable[[], float] | None = None,
         rng: random.Random | None = None,
-        ssl_for: Callable[[Endpoint, ClusterSpec], tuple[ssl.SSLContext | None, int]] | None = None,
+        ssl_for: SslFor | None = None,
     ) -> None:
         self.spec = spec
         self.clock = clock or asyncio.get_event_loop().time
@@ -150,11 +191,18 @@ class Cluster:
         self.pending = 0
         self.active_requests = 0
         self.active_retries = 0
-        self.waiters: deque[tuple[Host, asyncio.Future[Connection | None]]] = deque()
+        self.waiters: deque[Waiter] = deque()
+        self.stats: Counter[str] = Counter()  # Envoy counter names: upstream_rq_pending_overflow, ...
         self._rr = 0
         self._next_sweep = self.clock() + (spec.outlier.interval if spec.outlier else 0.0)
-        self.overflows = 0
-        self.ejections = 0
+
+    @property
+    def overflows(self) -> int:
+        return self.stats["upstream_rq_pending_overflow"] + self.stats["upstream_rq_overflow"]
+
+    @property
+    def ejections(self) -> int:
+        return self.stats["outlier_detection.ejections_enforced_total"]
 
     # configuration -------------------------------------------------------------------------------
     def update(self, spec: ClusterSpec) -> None:
@@ -162,22 +210,25 @@ class Cluster:
         old = {h.endpoint.pod: h for h in self.hosts}
         hosts = []
         for ep in spec.endpoints:
-            host = old.pop(ep.pod, None)
-            if host is None or host.endpoint.port != ep.port:
-                host = Host(ep)
-            else:
+            host = old.get(ep.pod)
+            if host is not None and host.endpoint.port == ep.port:
+                del old[ep.pod]
                 host.endpoint = ep
+            else:
+                host = Host(ep)
             hosts.append(host)
         for gone in old.values():
             while gone.idle:
-                gone.idle.pop().close()
-                self.connections -= 1
+                self._discard(gone, gone.idle.pop(), dispatch=False)
         if spec.outlier != self.spec.outlier:
+            # Envoy builds a new detector with a new cluster: all outlier state starts afresh
             for host in hosts:
-                host.ejected_until, host.times_ejected = None, 0
+                host.ejected, host.eject_backoff, host.unejected_at = False, 0, None
+                host.consecutive_5xx = host.consecutive_gateway = 0
             self._next_sweep = self.clock() + (spec.outlier.interval if spec.outlier else 0.0)
         self.hosts = hosts
         self.spec = spec
+        self._dispatch()  # new limits may let waiters in
 
     # load balancing ------------------------------------------------------------------------------
     def available(self) -> list[Host]:
@@ -186,9 +237,9 @@ class Cluster:
         od = self.spec.outlier
         if od is None or not ready:
             return ready
-        self._sweep()
+        self.sweep()
         healthy = [h for h in ready if not h.ejected]
-        if od.min_health_percent > 0 and len(healthy) * 100.0 < od.min_health_percent * len(ready):
+        if len(healthy) * 100.0 < od.min_health_percent * len(ready):
             return ready  # Envoy's panic mode: below the threshold, balance over every host
         return healthy
 
@@ -198,102 +249,161 @@ class Cluster:
         if not hosts:
             return None
         if exclude:
-            fresh = [h for h in hosts if h.endpoint.pod not in exclude]
-            hosts = fresh or hosts
-        if len(hosts) == 1:
+            hosts = [h for h in hosts if h.endpoint.pod not in exclude] or hosts
+        n = len(hosts)
+        if n == 1:
             return hosts[0]
         lb = self.spec.lb
         if lb == "ROUND_ROBIN":
+            host = hosts[self._rr % n]
             self._rr += 1
-            return hosts[self._rr % len(hosts)]
+            return host
         if lb == "RANDOM":
-            return hosts[self.rng.randrange(len(hosts))]
-        # LEAST_REQUEST (and its alias LEAST_CONN): Envoy's power of two random choices
-        a, b = self.rng.sample(hosts, 2)
-        return b if b.active < a.active else a
+            return hosts[self.rng.randrange(n)]
+        # LEAST_REQUEST (and its alias LEAST_CONN): Envoy's two choices, drawn with replacement
+        first, second = hosts[self.rng.randrange(n)], hosts[self.rng.randrange(n)]
+        return second if second.active < first.active else first
 
     # connection pool / circuit breaker ----------------------------------------------------------
     async def acquire(self, host: Host) -> Connection:
-        """A connection to ``host`` within the cluster's thresholds; raises Overflow or connect errors."""
+        """A connection to ``host`` with this request attached (counted active).
+
+        Raises :class:`Overflow` at a threshold, or the connect error. Pair with :meth:`release`.
+        """
         lim = self.spec.limits
-        if self.active_requests >= lim.max_requests:
-            self.overflows += 1
-            raise Overflow("max_requests")
-        while host.idle:
-            conn = host.idle.pop()
-            if conn.usable:
-                return conn
-            self.connections -= 1
-        if self.connections >= lim.max_connections:
+        conn = self._take_idle(host)
+        if conn is None:
             if self.pending >= lim.max_pending_requests:
-                self.overflows += 1
+                self.stats["upstream_rq_pending_overflow"] += 1
                 raise Overflow("max_pending_requests")
             self.pending += 1
-            fut: asyncio.Future[Connection | None] = asyncio.get_running_loop().create_future()
-            self.waiters.append((host, fut))
             try:
-                handed = await fut
+                if self._can_open(host):
+                    conn = await self._open(host, reserved=False)
+                else:
+                    self.stats["upstream_cx_overflow"] += 1
+                    conn = await self._wait(host)
             finally:
                 self.pending -= 1
-            if handed is not None:
-                return handed
-            # a slot was freed for us (the count already includes this new connection)
-            return await self._open(host, counted=True)
-        return await self._open(host, counted=False)
+        if self.active_requests >= lim.max_requests:
+            self.stats["upstream_rq_overflow"] += 1
+            self._recycle(host, conn)
+            raise Overflow("max_requests")
+        self.active_requests += 1
+        host.active += 1
+        return conn
 
-    async def _open(self, host: Host, counted: bool) -> Connection:
-        if not counted:
+    def release(self, host: Host, conn: Connection, reusable: bool) -> None:
+        """The request on ``conn`` is over: keep the connection for the next one, or close it."""
+        self.active_requests -= 1
+        host.active -= 1
+        per_conn = self.spec.limits.max_requests_per_connection
+        if (per_conn and conn.requests >= per_conn) or not conn.usable:
+            reusable = False
+        if reusable:
+            self._recycle(host, conn)
+        else:
+            self._discard(host, conn)
+
+    def _can_open(self, host: Host) -> bool:
+        # Envoy pools are per host: a host without any connection may always open one, so a
+        # pending request never waits on connections that belong to other hosts
+        return self.connections < self.spec.limits.max_connections or host.connections == 0
+
+    async def _open(self, host: Host, reserved: bool) -> Connection:
+        if not reserved:
+            host.connections += 1
             self.connections += 1
         ctx, port = self.ssl_for(host.endpoint, self.spec) if self.ssl_for else (None, host.endpoint.port)
         try:
             return await connect(host.endpoint.address, port, ctx, timeout=self.spec.limits.connect_timeout)
         except BaseException:
+            host.connections -= 1
             self.connections -= 1
-            self._wake_one()
+            self._dispatch()
             raise
 
-    def release(self, host: Host, conn: Connection, reusable: bool) -> None:
-        per_conn = self.spec.limits.max_requests_per_connection
-        if per_conn and conn.requests >= per_conn:
-            reusable = False
-        if reusable and not conn.usable:
-            reusable = False
-        if self.waiters:
-            waiter_host, fut = self.waiters[0]
-            if reusable and waiter_host is host:
-                self.waiters.popleft()
-                if not fut.done():
-                    fut.set_result(conn)
-                    return
-            conn.close()
-            self._hand_slot()
-            return
-        if reusable:
-            host.idle.append(conn)
+    async def _wait(self, host: Host) -> Connection:
+        fut: asyncio.Future[Connection | None] = asyncio.get_running_loop().create_future()
+        entry: Waiter = (host, fut)
+        self.waiters.append(entry)
+        try:
+            handed = await fut
+        except asyncio.CancelledError:
+            self._abandon(entry)
+            raise
+        if handed is not None:
+            return handed
+        return await self._open(host, reserved=True)  # a slot was reserved for us
+
+    def _abandon(self, entry: Waiter) -> None:
+        # a waiter cancelled (route timeout) must give back whatever it was handed meanwhile
+        host, fut = entry
+        try:
+            self.waiters.remove(entry)
+        except ValueError:
+            pass
+        if fut.done() and not fut.cancelled():
+            handed = fut.result()
+            if handed is not None:
+                self._recycle(host, handed)
+            else:
+                host.connections -= 1
+                self.connections -= 1
+                self._dispatch()
         else:
-            conn.close()
-            self.connections -= 1
+            fut.cancel()
 
-    def _hand_slot(self) -> None:
-        # the closed connection's slot passes to the first waiter, which opens its own
-        while self.waiters:
-            _, fut = self.waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
+    def _take_idle(self, host: Host) -> Connection | None:
+        while host.idle:
+            conn = host.idle.pop()
+            if conn.usable:
+                return conn
+            self._discard(host, conn)
+        return None
+
+    def _recycle(self, host: Host, conn: Connection) -> None:
+        """A free, reusable connection: to the first request waiting for its host, else idle."""
+        for entry in self.waiters:
+            waiter_host, fut = entry
+            if waiter_host is host and not fut.done():
+                self.waiters.remove(entry)
+                fut.set_result(conn)
                 return
-        self.connections -= 1
+        host.idle.append(conn)
 
-    def _wake_one(self) -> None:
-        if self.waiters and self.connections < self.spec.limits.max_connections:
-            self.connections += 1
-            self._hand_slot()
+    def _discard(self, host: Host, conn: Connection, dispatch: bool = True) -> None:
+        conn.close()
+        host.connections -= 1
+        self.connections -= 1
+        if dispatch:
+            self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Let waiting requests open a connection where the thresholds now allow it (FIFO)."""
+        keep: deque[Waiter] = deque()
+        while self.waiters:
+            host, fut = entry = self.waiters.popleft()
+            if fut.done():
+                continue
+            if self._can_open(host):
+                host.connections += 1  # reserve the slot now, the waiter connects when it runs
+                self.connections += 1
+                fut.set_result(None)
+            else:
+                keep.append(entry)
+        self.waiters = keep
 
     def try_retry_budget(self) -> bool:
-        """Envoy's ``max_retries``: concurrent retries per cluster."""
+        """Envoy's ``max_retries``: concurrent retries per cluster; pair with :meth:`end_retry`."""
         if self.active_retries >= self.spec.limits.max_retries:
+            self.stats["upstream_rq_retry_overflow"] += 1
             return False
         self.active_retries += 1
         return True
+
+    def end_retry(self) -> None:
+        self.active_retries -= 1
 
     # outlier detection ---------------------------------------------------------------------------
     def report(self, host: Host, status: int) -> bool:
@@ -301,50 +411,95 @@ class Cluster:
         od = self.spec.outlier
         if od is None:
             return False
-        if status >= 500:
-            host.consecutive_5xx += 1
-        else:
-            host.consecutive_5xx = 0
+        if not 500 <= status <= 599:
+            host.consecutive_5xx = host.consecutive_gateway = 0
+            return False
+        ejected = False
         if status in (502, 503, 504):
             host.consecutive_gateway += 1
+            if od.consecutive_gateway and host.consecutive_gateway == od.consecutive_gateway:
+                ejected = self._consecutive_error(host, "gateway")
         else:
             host.consecutive_gateway = 0
-        trip = (od.consecutive_5xx and host.consecutive_5xx >= od.consecutive_5xx) or (
-            od.consecutive_gateway and host.consecutive_gateway >= od.consecutive_gateway
-        )
-        if not trip or host.ejected:
-            return False
-        ejected = sum(1 for h in self.hosts if h.ejected)
-        if ejected and ejected * 100.0 / max(1, len(self.hosts)) >= od.max_ejection_percent:
-            return False
-        host.times_ejected += 1
-        cap = max(300.0, od.base_ejection)
-        host.ejected_until = self.clock() + min(cap, od.base_ejection * host.times_ejected)
-        host.consecutive_5xx = host.consecutive_gateway = 0
-        self.ejections += 1
-        return True
+        host.consecutive_5xx += 1
+        if od.consecutive_5xx and host.consecutive_5xx == od.consecutive_5xx:
+            ejected = self._consecutive_error(host, "5xx") or ejected
+        return ejected
 
-    def _sweep(self) -> None:
+    def _consecutive_error(self, host: Host, kind: str) -> bool:
+        od = self.spec.outlier
+        assert od is not None
+        if host.ejected:
+            return False
+        ejected = self._may_eject(od)
+        if ejected:
+            self._eject(host, od)
+        else:
+            self.stats["outlier_detection.ejections_overflow"] += 1
+        # the triggering counter restarts, so the next bout needs the full count again
+        if kind == "5xx":
+            host.consecutive_5xx = 0
+        else:
+            host.consecutive_gateway = 0
+        return ejected
+
+    def _may_eject(self, od: OutlierSpec) -> bool:
+        total = len(self.hosts)
+        already = sum(1 for h in self.hosts if h.ejected)
+        if od.at_least_one:
+            return 100.0 * already / total < od.max_ejection_percent
+        return 100.0 * (already + 1) / total <= od.max_ejection_percent
+
+    def _eject(self, host: Host, od: OutlierSpec) -> None:
+        host.ejected = True
+        host.ejected_at = self.clock()
+        host.times_ejected += 1
+        if host.eject_backoff * od.base_ejection < od.max_ejection + od.base_ejection:
+            host.eject_backoff += 1
+        self.stats["outlier_detection.ejections_enforced_total"] += 1
+
+    def sweep(self) -> None:
+        """Run the interval timer's work for every tick that has passed (un-ejection, decay)."""
         od = self.spec.outlier
         if od is None or od.interval <= 0:
             return
         now = self.clock()
-        if now < self._next_sweep:
-            return
-        ticks = math.floor((now - self._next_sweep) / od.interval) + 1
-        tick = self._next_sweep
-        for _ in range(min(ticks, 1000)):
-            for host in self.hosts:
-                if host.ejected_until is not None:
-                    if host.ejected_until <= tick:
-                        host.ejected_until = None
-                elif host.times_ejected > 0:
-                    host.times_ejected -= 1  # a healthy interval lowers the next ejection's length
-            tick += od.interval
-        self._next_sweep = self._next_sweep + ticks * od.interval
+        while self._next_sweep <= now:
+            self._tick(self._next_sweep, od)
+            self._next_sweep += od.interval
+            if not any(h.ejected or h.eject_backoff for h in self.hosts) and self._next_sweep <= now:
+                # nothing left to lift or decay: jump to the first tick after now
+                self._next_sweep += od.interval * (math.floor((now - self._next_sweep) / od.interval) + 1)
+
+    def _tick(self, now: float, od: OutlierSpec) -> None:
+        for host in self.hosts:
+            if host.ejected and host.ejection_time(od) <= now - host.ejected_at:
+                host.ejected = False
+                host.unejected_at = now
+                host.consecutive_5xx = host.consecutive_gateway = 0
+        for host in self.hosts:
+            if (
+                not host.ejected
+                and host.eject_backoff
+                and host.unejected_at is not None
+                and now - host.unejected_at >= od.interval
+            ):
+                host.eject_backoff -= 1
+
+    def drop_idle(self) -> None:
+        """Close pooled idle connections (new requests open fresh ones)."""
+        for host in self.hosts:
+            while host.idle:
+                host.idle.pop().close()
+                self.connections -= 1
 
     def close(self) -> None:
         for host in self.hosts:
             while host.idle:
                 host.idle.pop().close()
+            host.connections = 0
+        for _, fut in self.waiters:
+            if not fut.done():
+                fut.set_exception(ConnectFailure("cluster removed"))
+        self.waiters.clear()
         self.connections = 0

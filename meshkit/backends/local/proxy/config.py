@@ -15,11 +15,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 from meshkit.backends.local.proxy.cluster import UNLIMITED, ClusterSpec, Endpoint, OutlierSpec, PoolLimits
 from meshkit.backends.local.proxy.matching import MatchSet, compile_match, qualify_gateway
 
+_HTTP_STATUSES = frozenset(s.value for s in HTTPStatus)  # Istio: integers that are HTTP statuses
 DEFAULT_RETRY_ON = frozenset(
     {"connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes"}
 )
@@ -43,6 +45,17 @@ class ProxyIdentity:
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
+    """One route's compiled retry policy (Envoy ``RetryPolicy`` as Istio builds it).
+
+    The defaults are Istio's default policy: 2 retries on connect-failure, refused-stream and
+    the gRPC cancelled/unavailable codes, previous hosts avoided.
+
+    Example::
+
+        compile_retry({"attempts": 3, "retryOn": "5xx"}, "current")
+        # RetryPolicy(num_retries=3, retry_on=frozenset({'5xx'}), ...)
+    """
+
     num_retries: int = 2
     retry_on: frozenset[str] = DEFAULT_RETRY_ON
     codes: frozenset[int] = frozenset()
@@ -54,6 +67,8 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class FaultSpec:
+    """One route's compiled ``fault``: percentages in 0–100 (0: never), 0 s / status 0: none."""
+
     delay_s: float = 0.0
     delay_percent: float = 0.0
     abort_status: int = 0
@@ -160,37 +175,51 @@ def _dur(value: Any) -> float | None:
 
 
 def compile_retry(spec: Mapping[str, Any] | None, profile: str) -> RetryPolicy | None:
-    """Istio's translation of ``HTTPRetry`` (and its default policy when ``retries`` is unset)."""
+    """Istio's translation of ``HTTPRetry`` (and its default policy when ``retries`` is unset).
+
+    ``None`` means no retry at all: ``attempts`` 0 or unset disables retries (Istio reads the
+    unset int as 0). The default policy retries an application's 503 only in the tutorial-era
+    profile (Istio >= 1.24 excludes it). Otherwise Istio starts from the default policy and
+    overrides field by field; integers in ``retryOn`` become retriable status codes.
+
+    Example::
+
+        compile_retry(None, "tutorial").codes                       # frozenset({503})
+        compile_retry({"attempts": 0}, "current")                   # None
+        compile_retry({"attempts": 3, "retryOn": "gateway-error,409"}, "current").codes  # {409}
+    """
     default_codes = frozenset({503}) if profile == "tutorial" else frozenset()
     if spec is None:
         return RetryPolicy(codes=default_codes)
-    attempts = spec.get("attempts")
-    if attempts == 0:
+    attempts = int(spec.get("attempts") or 0)
+    if attempts <= 0:
         return None
     retry_on, codes = DEFAULT_RETRY_ON, default_codes
-    if spec.get("retryOn"):
+    if str(spec.get("retryOn") or "").strip():
         names, nums = set(), set()
         for item in str(spec["retryOn"]).split(","):
             item = item.strip()
-            if item.isdigit():
+            if item.isdigit() and int(item) in _HTTP_STATUSES:
                 nums.add(int(item))
             elif item:
                 names.add(item)
         if nums:
             names.add("retriable-status-codes")
         retry_on, codes = frozenset(names), frozenset(nums)
+    ignore_previous = spec.get("retryIgnorePreviousHosts")
     return RetryPolicy(
-        num_retries=int(attempts) if attempts is not None else 2,
+        num_retries=attempts,
         retry_on=retry_on,
         codes=codes,
         per_try_timeout=_dur(spec.get("perTryTimeout")),
         backoff_base=_dur(spec.get("backoff")) or 0.025,
-        previous_hosts=bool(spec.get("retryIgnorePreviousHosts", True)),
+        previous_hosts=True if ignore_previous is None else bool(ignore_previous),
         explicit=True,
     )
 
 
 def _percent(block: Mapping[str, Any]) -> float:
+    # Istio uses ``percentage`` when set, else the deprecated integer ``percent`` (0 when unset)
     if "percentage" in block:
         return float((block.get("percentage") or {}).get("value", 0.0))
     if "percent" in block:
@@ -199,6 +228,13 @@ def _percent(block: Mapping[str, Any]) -> float:
 
 
 def compile_fault(spec: Mapping[str, Any] | None) -> FaultSpec | None:
+    """Istio's ``TranslateFault``: an unset percentage injects nothing; ``percent`` is the old int.
+
+    Example::
+
+        compile_fault({"abort": {"httpStatus": 503, "percentage": {"value": 50}}})
+        # FaultSpec(delay_s=0.0, delay_percent=0.0, abort_status=503, abort_percent=50.0)
+    """
     if not spec:
         return None
     delay, abort = spec.get("delay") or {}, spec.get("abort") or {}
@@ -215,6 +251,7 @@ def cluster_name(host: str, subset: str, port: int) -> str:
 
 
 def _pool(policy: Mapping[str, Any]) -> PoolLimits:
+    """Istio's ``applyConnectionPool``: a zero or unset threshold keeps Istio's "unlimited"."""
     cp = policy.get("connectionPool") or {}
     tcp, http = cp.get("tcp") or {}, cp.get("http") or {}
 
@@ -233,21 +270,29 @@ def _pool(policy: Mapping[str, Any]) -> PoolLimits:
 
 
 def _outlier(policy: Mapping[str, Any], profile: str) -> OutlierSpec | None:
+    """Istio's ``applyOutlierDetection``: unset or zero fields keep Envoy's defaults."""
     od = policy.get("outlierDetection")
     if od is None:
         return None
-    c5 = od.get("consecutive5xxErrors")
-    gw = int(od.get("consecutiveGatewayErrors") or 0)
-    if profile == "tutorial" and od.get("consecutiveErrors") is not None:
-        # Istio <= 1.6 mapped the deprecated field to gateway errors with 5xx enforcement off
-        gw, c5 = int(od["consecutiveErrors"]), 0
+    c5, gw = 5, 0  # Envoy enforces consecutive 5xx (5) by default, gateway errors not at all
+    legacy = int(od.get("consecutiveErrors") or 0)
+    if profile == "tutorial" and legacy > 0:
+        # Istio <= 1.6 mapped the deprecated field to gateway errors with 5xx enforcement off;
+        # since 1.7 it is ignored (the validation warns)
+        gw, c5 = legacy, 0
+    if od.get("consecutive5xxErrors") is not None:
+        c5 = int(od["consecutive5xxErrors"])
+    if od.get("consecutiveGatewayErrors") is not None:
+        gw = int(od["consecutiveGatewayErrors"])
+    max_percent = float(od.get("maxEjectionPercent") or 0)
     return OutlierSpec(
-        consecutive_5xx=5 if c5 is None else int(c5),
+        consecutive_5xx=c5,
         consecutive_gateway=gw,
         interval=_dur(od.get("interval")) or 10.0,
         base_ejection=_dur(od.get("baseEjectionTime")) or 30.0,
-        max_ejection_percent=float(od.get("maxEjectionPercent", 10)),
-        min_health_percent=float(od.get("minHealthPercent", 0)),
+        max_ejection_percent=max_percent if max_percent > 0 else 10.0,
+        min_health_percent=max(0.0, float(od.get("minHealthPercent") or 0)),
+        at_least_one=profile == "tutorial",  # Envoy < 1.27 always allowed the first ejection
     )
 
 

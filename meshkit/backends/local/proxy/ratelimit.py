@@ -31,6 +31,7 @@ from typing import Any
 
 from meshkit.backends.local.peerauth import ROOT_NAMESPACE
 from meshkit.errors import InvalidConfig, Unsupported
+from meshkit.resources.duration import parse_nanos
 
 RATE_LIMITED_STATUS = 429
 RATE_LIMITED_BODY = b"local_rate_limited"
@@ -108,11 +109,11 @@ class RateLimitDecision:
 def _duration_s(value: Any, where: str) -> float:
     if isinstance(value, Mapping):
         return float(value.get("seconds", 0)) + float(value.get("nanos", 0)) / 1e9
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)(ms|s)\s*", str(value))
-    if not match:
-        raise InvalidConfig([f"{where}: {value!r} is not a duration like \"60s\" or \"0.5s\""])
-    number = float(match.group(1))
-    return number / 1000 if match.group(2) == "ms" else number
+    # The same grammar the resource validator accepts, so a config it admitted always compiles here.
+    try:
+        return parse_nanos(str(value)) / 1e9
+    except ValueError:
+        raise InvalidConfig([f"{where}: {value!r} is not a duration like \"60s\" or \"0.5s\""]) from None
 
 
 def _percent(value: Any, where: str) -> tuple[float, bool]:
@@ -227,7 +228,10 @@ class LocalRateLimit:
             problem = f"{where}.token_bucket: max_tokens and tokens_per_fill must be integers"
             raise InvalidConfig([problem]) from None
         interval = _duration_s(bucket["fill_interval"], f"{where}.token_bucket.fill_interval")
-        TokenBucket(max_tokens, per_fill, interval, clock=lambda: 0.0)  # validates like Envoy does
+        try:
+            TokenBucket(max_tokens, per_fill, interval, clock=lambda: 0.0)  # validates like Envoy does
+        except InvalidConfig as exc:
+            raise InvalidConfig([f"{where}.{problem}" for problem in exc.problems]) from None
         enabled, enabled_set = _percent(config.get("filter_enabled"), f"{where}.filter_enabled")
         enforced, enforced_set = _percent(config.get("filter_enforced"), f"{where}.filter_enforced")
         warnings = []

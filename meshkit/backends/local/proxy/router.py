@@ -3,13 +3,23 @@ timeout, retries and the upstream exchange through the cluster's pool.
 
 Semantics kept from Envoy/Istio:
 
-* the route ``timeout`` covers every attempt; hitting it answers 504 ``upstream request timeout``
-  with flag UT and is never retried; ``perTryTimeout`` bounds one attempt;
-* retries follow ``retryOn`` (a per-try timeout is retried only under ``5xx``, ``gateway-error``
-  or ``reset``), prefer a host not tried before, wait a fully jittered exponential backoff
-  (base 25 ms) and, when exhausted, return the last answer with flag URX;
-* a circuit-breaker overflow answers 503 UO at once and is never retried;
-* every attempt's outcome feeds outlier detection; a cluster with no host left answers 503 UH.
+* the route ``timeout`` covers every attempt and backoff; hitting it cancels the attempt in
+  flight (its connection is closed and its pool slot freed, and outlier detection counts it as a
+  timeout) and answers 504 ``upstream request timeout`` with flag UT; it is never retried;
+* ``perTryTimeout`` bounds one attempt (from when the request is on a connection); an expired
+  attempt counts as a 504 for outlier detection and is retried only under ``5xx``,
+  ``gateway-error`` or ``reset``;
+* retries follow ``retryOn``, prefer a host not tried before (previous-hosts predicate), wait a
+  jittered exponential backoff (retry *n* waits ``rand[0, (2^n - 1) × base)``, at most 10 × base)
+  and hold one unit of the cluster's ``maxRetries`` budget while they run; when the retries are
+  exhausted the last answer is returned with flag URX, when the budget is full with flag UO;
+* a circuit-breaker overflow answers 503 UO at once, is never retried and never counts for
+  outlier detection; a cluster with no host left answers 503 UH ``no healthy upstream``.
+
+Example::
+
+    router = Router(lambda: clusters, random.Random(1), asyncio.sleep, prepare, lambda: False)
+    response = await router(exchange)        # exchange.route already chosen by the route filter
 """
 
 from __future__ import annotations
@@ -31,6 +41,10 @@ from meshkit.backends.local.proxy.exchange import (
 )
 from meshkit.http1 import ConnectFailure, Request, Response, UpstreamReset
 
+# gRPC retryOn conditions and the grpc-status each one matches
+GRPC_RETRY_ON = {"cancelled": "1", "deadline-exceeded": "4", "resource-exhausted": "8", "internal": "13",
+                 "unavailable": "14"}
+
 
 @dataclass(frozen=True, slots=True)
 class Failure:
@@ -41,7 +55,7 @@ class Failure:
 
     @property
     def as_status(self) -> int:
-        """How outlier detection counts it (locally originated errors as gateway errors)."""
+        """How outlier detection counts it: Envoy maps local-origin errors to 503 and timeouts to 504."""
         return 504 if self.kind == "timeout" else 503
 
 
@@ -49,29 +63,54 @@ Outcome = Response | Failure
 
 
 def should_retry(outcome: Outcome, policy: RetryPolicy) -> bool:
+    """Envoy's retry decision for one attempt's outcome under ``policy.retry_on``.
+
+    Example::
+
+        should_retry(Response(503), RetryPolicy(retry_on=frozenset({"5xx"})))      # True
+        should_retry(Failure("overflow"), RetryPolicy(retry_on=frozenset({"5xx"})))  # False, never
+    """
     on = policy.retry_on
     if isinstance(outcome, Failure):
         if outcome.kind == "overflow":
             return False
-        if outcome.kind == "connect":
-            return bool(on & {"connect-failure", "5xx", "gateway-error", "reset"})
-        if outcome.kind == "timeout":
-            return bool(on & {"5xx", "gateway-error", "reset"})
-        return bool(on & {"5xx", "reset"})
+        if outcome.kind == "connect" and on & {"connect-failure", "reset-before-request"}:
+            return True
+        # a reset (including an expired per-try timeout) counts as a 5xx and as a gateway error
+        return bool(on & {"5xx", "gateway-error", "reset"})
     status = outcome.status
-    if "5xx" in on and status >= 500:
+    if "5xx" in on and 500 <= status <= 599:
         return True
     if "gateway-error" in on and status in (502, 503, 504):
         return True
     if "retriable-4xx" in on and status == 409:
         return True
-    return "retriable-status-codes" in on and status in policy.codes
+    if "retriable-status-codes" in on and status in policy.codes:
+        return True
+    if "envoy-ratelimited" in on and "x-envoy-ratelimited" in outcome.headers:
+        return True
+    grpc = outcome.headers.get("grpc-status")
+    return grpc is not None and any(GRPC_RETRY_ON.get(name) == grpc for name in on)
 
 
-def backoff(attempt: int, base: float, rng: random.Random) -> float:
-    """Envoy's fully jittered exponential backoff: retry N waits rand[0, (2^N - 1) * base)."""
-    ceiling = min((2**attempt - 1) * base, 10 * base)
-    return rng.random() * ceiling
+def backoff(retry: int, base: float, rng: random.Random) -> float:
+    """Envoy's jittered exponential backoff before retry number ``retry`` (1, 2, ...).
+
+    Example::
+
+        backoff(1, 0.025, rng)   # in [0, 0.025)
+        backoff(3, 0.025, rng)   # in [0, 0.175)
+    """
+    return min(rng.random() * (2**retry - 1) * base, 10 * base)
+
+
+class _Flight:
+    """The attempt currently on a connection, so a route timeout can charge its host."""
+
+    __slots__ = ("host",)
+
+    def __init__(self) -> None:
+        self.host: Host | None = None
 
 
 class Router:
@@ -90,6 +129,7 @@ class Router:
         self.sleep = sleep
         self.prepare = prepare  # builds the upstream request (headers for tracing, peer metadata...)
         self.shadow_suffix = shadow_suffix
+        self._background: set[asyncio.Future[None]] = set()
 
     async def __call__(self, ex: Exchange) -> Response:
         route = ex.route
@@ -109,13 +149,16 @@ class Router:
         for mirror in route.mirrors:
             if self.rng.random() * 100.0 < mirror.percent and mirror.cluster in clusters:
                 self._mirror(ex, clusters[mirror.cluster])
-        if route.timeout:
-            try:
-                return await asyncio.wait_for(self._attempts(ex, cluster, route), route.timeout)
-            except asyncio.TimeoutError:
-                rule = f"timeout {route.timeout:g}s in {route.origin}"
-                return ex.local_reply(504, "UT", "upstream_response_timeout", TIMEOUT_BODY, rule)
-        return await self._attempts(ex, cluster, route)
+        if not route.timeout:
+            return await self._attempts(ex, cluster, route, _Flight())
+        flight = _Flight()
+        try:
+            return await asyncio.wait_for(self._attempts(ex, cluster, route, flight), route.timeout)
+        except TimeoutError:
+            if flight.host is not None:
+                cluster.report(flight.host, 504)  # the reset attempt is a local-origin timeout
+            rule = f"timeout {route.timeout:g}s in {route.origin}"
+            return ex.local_reply(504, "UT", "upstream_response_timeout", TIMEOUT_BODY, rule)
 
     def _pick(self, route: Route) -> Destination:
         dests = route.destinations
@@ -128,14 +171,14 @@ class Router:
                 return dest
         return dests[-1]
 
-    async def _attempts(self, ex: Exchange, cluster: Cluster, route: Route) -> Response:
+    async def _attempts(self, ex: Exchange, cluster: Cluster, route: Route, flight: _Flight) -> Response:
         policy = route.retry
         retries_left = policy.num_retries if policy else 0
         tried: set[str] = set()
         attempt = 0
         while True:
             attempt += 1
-            exclude = frozenset(tried) if policy is None or policy.previous_hosts else frozenset()
+            exclude = frozenset(tried) if policy is not None and policy.previous_hosts else frozenset()
             host = cluster.pick(exclude)
             if host is None:
                 rule = f"no healthy host in {_cluster_label(cluster)}"
@@ -145,28 +188,36 @@ class Router:
             tried.add(host.endpoint.pod)
             ex.rec.attempts = attempt
             self._note_upstream(ex, host)
-            retrying = attempt > 1
-            outcome = await self._send(ex, cluster, host, attempt, policy.per_try_timeout if policy else None)
-            if retrying:
-                cluster.active_retries -= 1
+            per_try = policy.per_try_timeout if policy else None
+            try:
+                outcome = await self._send(ex, cluster, host, attempt, per_try, flight)
+            finally:
+                if attempt > 1:
+                    cluster.end_retry()  # the retry budget is held until the retried attempt ends
             if isinstance(outcome, Failure) and outcome.kind == "overflow":
                 rule = f"circuit breaker on {_cluster_label(cluster)} ({cluster.spec.describe_limits()})"
-                return ex.local_reply(503, "UO", "upstream_reset_before_response_started{overflow}", OVERFLOW_BODY, rule)
+                details = "upstream_reset_before_response_started{overflow}"
+                return ex.local_reply(503, "UO", details, OVERFLOW_BODY, rule)
             status = outcome.status if isinstance(outcome, Response) else outcome.as_status
             if cluster.report(host, status):
-                od = cluster.spec.outlier
-                ex.rec.rule = ex.rec.rule or (
-                    f"outlier detection ejected {host.endpoint.pod} from {_cluster_label(cluster)}"
-                    f" for {od.base_ejection * host.times_ejected:g}s" if od else ""
-                )
-            retryable = policy is not None and should_retry(outcome, policy)
-            if retryable and retries_left > 0 and cluster.try_retry_budget():
-                retries_left -= 1
-                await self.sleep(backoff(attempt, policy.backoff_base if policy else 0.025, self.rng))
-                continue
-            if retryable and policy is not None and policy.num_retries > 0:
-                ex.flag("URX", f"retries exhausted ({policy.num_retries}) on {_cluster_label(cluster)}")
-            return self._reply(ex, outcome)
+                self._note_ejection(ex, cluster, host)
+            if policy is None or not should_retry(outcome, policy):
+                return self._reply(ex, outcome)
+            label = _cluster_label(cluster)
+            if retries_left == 0:
+                if policy.num_retries > 0:
+                    ex.flag("URX", f"retries exhausted ({policy.num_retries}) on {label}")
+                return self._reply(ex, outcome)
+            retries_left -= 1
+            if not cluster.try_retry_budget():
+                limit = cluster.spec.limits.max_retries
+                ex.flag("UO", f"retry budget of {label} exhausted (maxRetries {limit})")
+                return self._reply(ex, outcome)
+            try:
+                await self.sleep(backoff(attempt, policy.backoff_base, self.rng))
+            except BaseException:
+                cluster.end_retry()
+                raise
 
     def _reply(self, ex: Exchange, outcome: Outcome) -> Response:
         if isinstance(outcome, Response):
@@ -191,35 +242,40 @@ class Router:
         rec.destination_version = ep.version or rec.destination_version
         rec.destination_principal = ep.principal or rec.destination_principal
 
+    def _note_ejection(self, ex: Exchange, cluster: Cluster, host: Host) -> None:
+        od = cluster.spec.outlier
+        if od is not None and not ex.rec.rule:
+            ex.rec.rule = (
+                f"outlier detection ejected {host.endpoint.pod} from {_cluster_label(cluster)}"
+                f" for {host.ejection_time(od):g}s"
+            )
+
     async def _send(
-        self, ex: Exchange, cluster: Cluster, host: Host, attempt: int, per_try: float | None
+        self, ex: Exchange, cluster: Cluster, host: Host, attempt: int, per_try: float | None, flight: _Flight
     ) -> Outcome:
-        cluster.active_requests += 1
-        host.active += 1
-        conn = None
-        reusable = False
         try:
+            conn = await cluster.acquire(host)
+        except Overflow as exc:
+            return Failure("overflow", exc.threshold)
+        except ConnectFailure as exc:
+            return Failure("connect", str(exc))
+        reusable = False
+        flight.host = host
+        outcome: Outcome
+        try:
+            coro = conn.roundtrip(self.prepare(ex, cluster, host, attempt))
             try:
-                conn = await cluster.acquire(host)
-            except Overflow as exc:
-                return Failure("overflow", exc.threshold)
-            except ConnectFailure as exc:
-                return Failure("connect", str(exc))
-            upstream = self.prepare(ex, cluster, host, attempt)
-            try:
-                coro = conn.roundtrip(upstream)
-                resp = await (asyncio.wait_for(coro, per_try) if per_try else coro)
-            except asyncio.TimeoutError:
-                return Failure("timeout")
+                outcome = await (asyncio.wait_for(coro, per_try) if per_try else coro)
+                reusable = outcome.keep_alive
+            except TimeoutError:
+                outcome = Failure("timeout")
             except UpstreamReset as exc:
-                return Failure("reset", str(exc))
-            reusable = resp.keep_alive
-            return resp
+                outcome = Failure("reset", str(exc))
         finally:
-            cluster.active_requests -= 1
-            host.active -= 1
-            if conn is not None:
-                cluster.release(host, conn, reusable)
+            # runs on a route timeout too (cancellation): the connection closes, the slot frees
+            cluster.release(host, conn, reusable)
+        flight.host = None  # not reached when cancelled: the route timeout charges this host
+        return outcome
 
     def _mirror(self, ex: Exchange, cluster: Cluster) -> None:
         host = cluster.pick()
@@ -235,13 +291,17 @@ class Router:
         async def fire() -> None:
             # fire and forget: the reply is discarded and never delays the caller
             try:
-                outcome = await self._send(shadow, cluster, host, 1, None)
+                outcome = await self._send(shadow, cluster, host, 1, None, _Flight())
                 if not isinstance(outcome, Failure):
                     cluster.report(host, outcome.status)
+                elif outcome.kind != "overflow":
+                    cluster.report(host, outcome.as_status)
             except Exception:
                 return
 
-        asyncio.ensure_future(fire())
+        task = asyncio.ensure_future(fire())
+        self._background.add(task)  # keep a reference until done, or the loop may drop the task
+        task.add_done_callback(self._background.discard)
 
 
 def _cluster_label(cluster: Cluster) -> str:

@@ -36,7 +36,9 @@ from meshkit.backends.local.proxy.fault import FaultFilter
 from meshkit.backends.local.proxy.matching import qualify_gateway
 from meshkit.backends.local.proxy.router import Router
 from meshkit.backends.local.proxy.routing import RouteFilter
+from meshkit.backends.local.proxy.security import WorkloadSecurity
 from meshkit.backends.local.proxy.telemetry import Telemetry
+from meshkit.backends.local.tls import RotatingContexts
 from meshkit.http1 import Request, Response, SimpleClient, serve
 from meshkit.telemetry.record import RequestRecord
 
@@ -54,7 +56,7 @@ class Sidecar:
         rng: random.Random | None = None,
         sleep: Sleep = asyncio.sleep,
         inbound_filters: Callable[[Sidecar], list[Filter]] | None = None,
-        ssl_for: Callable[[Endpoint, ClusterSpec], tuple[ssl.SSLContext | None, int]] | None = None,
+        contexts: RotatingContexts | None = None,
     ) -> None:
         self.identity = identity
         self.app_port = app_port
@@ -63,7 +65,9 @@ class Sidecar:
         self.telemetry = telemetry or Telemetry(identity)
         self.view = ProxyView(0, identity, "current", "REGISTRY_ONLY", {}, {})
         self.clusters: dict[str, Cluster] = {}
-        self.ssl_for = ssl_for
+        self.contexts = contexts
+        self.security = WorkloadSecurity(identity, contexts)
+        self.ssl_for: Callable[[Endpoint, ClusterSpec], tuple[ssl.SSLContext | None, int]] = self.security.ssl_for
         self.servers: list[asyncio.base_events.Server] = []
         self.ports: dict[str, int] = {}
         self._app = SimpleClient("127.0.0.1", app_port) if app_port else None
@@ -73,18 +77,21 @@ class Sidecar:
             [RouteFilter(lambda: self.view, gateway_name), FaultFilter(self.rng, self.sleep)],
             Router(lambda: self.clusters, self.rng, self.sleep, self._upstream_request, self._shadow),
         )
-        filters = inbound_filters(self) if inbound_filters else []
+        filters = inbound_filters(self) if inbound_filters else self.security.inbound_filters()
         self.inbound = chain(filters, self._to_app)
 
     # config ------------------------------------------------------------------------------------
     def apply_snapshot(self, snapshot: Mapping[str, Any]) -> None:
         """Compile a pushed snapshot and swap it in; runtime cluster state survives the push."""
         view = compile_view(snapshot, self.identity)
+        stale = self.security.apply(view, snapshot.get("jwks", {}))
         clusters: dict[str, Cluster] = {}
         for name, spec in view.clusters.items():
             old = self.clusters.get(name)
             if old is not None:
                 old.update(spec)
+                if stale:
+                    old.drop_idle()  # mTLS on/off changed: pooled connections speak the old way
                 clusters[name] = old
             else:
                 clusters[name] = Cluster(spec, rng=self.rng, ssl_for=self.ssl_for)
@@ -111,6 +118,10 @@ class Sidecar:
             inb = await serve(self.handle_inbound, "127.0.0.1", inbound_port)
             self.servers.append(inb)
             self.ports["inbound"] = inb.sockets[0].getsockname()[1]
+            if self.contexts is not None:
+                tls = await serve(self.handle_inbound, "127.0.0.1", 0, ssl_context=self.contexts.listener_context)
+                self.servers.append(tls)
+                self.ports["inbound_tls"] = tls.sockets[0].getsockname()[1]
         return self.ports
 
     async def stop(self) -> None:
@@ -173,7 +184,6 @@ class Sidecar:
             labels = peer.get("LABELS", {})
             rec.source_app = labels.get("app", "unknown")
             rec.source_version = labels.get("version", "unknown")
-        rec.connection_security_policy = "mutual_tls" if req.ssl_object is not None else "none"
         ex = Exchange(req, rec)
         span = self.telemetry.begin(req, "server", self.view.trace_sampling, self.rng)
         started = time.perf_counter()

@@ -1,0 +1,607 @@
+"""Notebook helpers: start or reuse the mesh, load the tutorial's files, and checks that explain.
+
+Every lab starts with ``mesh = lab.setup(backend=BACKEND)`` (start or connect, remove leftovers)
+and asserts its lesson with a check, which measures the mesh and answers ✓ or ✗ with what it saw,
+what was expected and a hint. Checks raise :class:`AssertionError` instead when ``strict=True`` or
+when the environment variable ``MESHKIT_LAB_STRICT=1`` is set (the test suite sets it, so a lab
+whose lesson does not hold fails its run). On a backend other than ``local`` config takes a moment
+to reach the proxies, so checks measure again until a deadline, saying "not yet, retrying".
+
+Example::
+
+    from meshkit import lab
+    from meshkit.lab import check
+    mesh = lab.setup()
+    mesh.apply(lab.istiofile("destination-rule-recommendation-v1-v2.yaml"),
+               lab.istiofile("virtual-service-recommendation-v1_and_v2.yaml"))
+    check.canary(mesh, v2=10)        # ✓ canary 90/10: v2 answered 9.6 % of 1000 replies (expected 10 % ± 4)
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import itertools
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import meshkit
+from meshkit.errors import MeshkitError, MeshNotRunning, NotFound
+from meshkit.mesh import Mesh
+from meshkit.resources.duration import parse_duration
+
+ISTIOFILES = Path(__file__).resolve().parent.parent / "cluster" / "istiofiles"
+#: the deployments ``meshkit up`` creates, one replica each; setup() returns the mesh to them
+DEFAULT_DEPLOYMENTS = {
+    "customer": ("customer", "v1"),
+    "preference-v1": ("preference", "v1"),
+    "recommendation-v1": ("recommendation", "v1"),
+    "recommendation-v2": ("recommendation", "v2"),
+}
+GATEWAY = "istio-ingressgateway"
+_DURATION_KEYS = frozenset({"timeout", "perTryTimeout", "fixedDelay", "interval", "baseEjectionTime",
+                            "connectTimeout", "idleTimeout", "fill_interval"})
+STRICT_ENV = "MESHKIT_LAB_STRICT"
+
+
+# -- setup -----------------------------------------------------------------------------------------
+def setup(backend: str = "local", profile: str = "current", home: str | Path | None = None,
+          **options: Any) -> Mesh:
+    """Start the mesh (or connect to the running one) and remove every leftover of earlier labs.
+
+    Leftovers are Istio resources (all but the ingress gateway's), extra deployments and replicas,
+    misbehaving or slowed-down pods. A local mesh running another semantics profile is restarted.
+
+    Example::
+
+        mesh = lab.setup()                     # local mesh under $MESHKIT_HOME
+        mesh = lab.setup(backend="kind")       # real Istio
+    """
+    opts = dict(options)
+    if home is not None:
+        opts["home"] = str(home)
+    try:
+        mesh = meshkit.connect(backend, **opts)
+        if backend == "local" and mesh.profile != profile:
+            print(f"restarting the local mesh: it runs profile {mesh.profile!r}, this lab wants {profile!r}")
+            mesh.backend.down()
+            raise MeshNotRunning(str(home or ""))
+    except MeshNotRunning:
+        print(f"starting the {backend} mesh (profile {profile}) ...", flush=True)
+        mesh = meshkit.up(backend, profile=profile, **opts)
+    mesh.reset()
+    tidy(mesh)
+    pods = mesh.pods()
+    print(f"mesh ready: {len(pods)} pods, profile {mesh.profile}, ingress gateway {mesh.backend.gateway_url()}")
+    return mesh
+
+
+def tidy(mesh: Mesh) -> None:
+    """Bring the workloads back to the defaults: one healthy, fast replica per default deployment."""
+    replicas = Counter(p.deployment for p in mesh.pods())
+    for deployment in replicas:
+        if deployment not in DEFAULT_DEPLOYMENTS and deployment != GATEWAY:
+            mesh.undeploy(deployment)
+    for deployment, (service, version) in DEFAULT_DEPLOYMENTS.items():
+        if deployment not in replicas:
+            mesh.deploy(service, version)
+        elif replicas[deployment] != 1:
+            mesh.scale(deployment, 1)
+        mesh.behave(deployment)
+        mesh.delay(deployment, 0)
+
+
+# -- files, logs and the CLI -----------------------------------------------------------------------
+def istiofile(name: str, time_scale: float = 1.0) -> str:
+    """The YAML of ``cluster/istiofiles/<name>``, every duration multiplied by ``time_scale``.
+
+    ``time_scale=0.1`` turns the tutorial's ``timeout: 1s`` into ``100ms`` (the labs' FAST mode).
+
+    Example::
+
+        mesh.apply(lab.istiofile("virtual-service-recommendation-timeout.yaml", time_scale=0.1))
+    """
+    path = ISTIOFILES / name
+    if not path.is_file():
+        known = ", ".join(sorted(p.name for p in ISTIOFILES.glob("*.yaml")))
+        raise NotFound(f"no file {name!r} in {ISTIOFILES}; known: {known}")
+    text = path.read_text()
+    if time_scale == 1.0:
+        return text
+    docs = [_scale(doc, time_scale) for doc in yaml.safe_load_all(text) if doc]
+    return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+def _scale(node: Any, factor: float) -> Any:
+    if isinstance(node, dict):
+        return {k: _format_duration(parse_duration(str(v)) * factor) if k in _DURATION_KEYS else _scale(v, factor)
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [_scale(v, factor) for v in node]
+    return node
+
+
+def _format_duration(seconds: float) -> str:
+    ms = max(1, round(seconds * 1000))
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+@dataclass(frozen=True)
+class Yaml:
+    """YAML text that a notebook shows highlighted (``lab.show(...)``)."""
+
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+    def _repr_markdown_(self) -> str:
+        return f"```yaml\n{self.text.rstrip()}\n```"
+
+
+def show(name_or_text: str, time_scale: float = 1.0) -> Yaml:
+    """An istiofile (by name) or YAML text, displayed highlighted as a cell's last expression."""
+    is_name = "\n" not in name_or_text and name_or_text.endswith((".yaml", ".yml"))
+    return Yaml(istiofile(name_or_text, time_scale) if is_name else name_or_text)
+
+
+def pod_of(mesh: Mesh, deployment: str, index: int = 0) -> str:
+    """The name of a deployment's ``index``-th pod (pods sorted by name)."""
+    pods = sorted(p.name for p in mesh.pods() if p.deployment == deployment)
+    if len(pods) <= index:
+        raise NotFound(f"deployment {deployment!r} has {len(pods)} pods; no pod #{index}")
+    return pods[index]
+
+
+def logs(mesh: Mesh, target: str, tail: int = 5) -> str:
+    """The last ``tail`` lines of a pod's (or a deployment's first pod's) application log."""
+    app_log = getattr(mesh.backend, "app_log", None)
+    if app_log is None:
+        raise MeshkitError(f"the {mesh.backend.name} backend has no application logs")
+    pod = target if any(p.name == target for p in mesh.pods()) else pod_of(mesh, target)
+    lines = str(app_log(pod)).splitlines()
+    return "\n".join(lines[-tail:])
+
+
+def cli(mesh: Mesh, *args: str) -> str:
+    """Run ``meshkit ARGS...`` against this mesh, as a learner would in a terminal; returns stdout.
+
+    Example::
+
+        print(lab.cli(mesh, "sniff", "preference"))
+    """
+    home = getattr(mesh.backend, "home", None)
+    base = ["--backend", mesh.backend.name] + (["--home", str(home)] if home else [])
+    code = "import sys; from meshkit.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.run([sys.executable, "-c", code, *base, *args], capture_output=True, text=True,
+                          timeout=120, check=False)
+    if proc.returncode != 0:
+        raise MeshkitError(f"meshkit {' '.join(args)} failed: {(proc.stderr or proc.stdout).strip()}")
+    return proc.stdout
+
+
+def token(mesh: Mesh, **claims: str) -> str:
+    """A JWT from the mesh's local test issuer (``meshkit token --claim k=v``)."""
+    args = [arg for k, v in claims.items() for arg in ("--claim", f"{k}={v}")]
+    return cli(mesh, "token", *args).strip()
+
+
+# -- telemetry shortcuts ---------------------------------------------------------------------------
+def records(mesh: Mesh, seconds: float = 60.0) -> list[dict[str, Any]]:
+    """Every proxy's request records of the last ``seconds``."""
+    return mesh.request_log(since=time.time() - seconds)
+
+
+def graph(mesh: Mesh, window_s: float = 60.0) -> dict[str, Any]:
+    """The service graph (Kiali's shape) of the last ``window_s`` seconds."""
+    from meshkit.telemetry.graph import graph as build
+
+    return build(records(mesh, window_s + 5), window_s)
+
+
+def metrics(mesh: Mesh, name: str = "istio_requests_total", limit: int = 12) -> str:
+    """The first ``limit`` series of metric ``name`` in the proxies' Prometheus exposition."""
+    lines = [x for x in mesh.backend.metrics_text().splitlines() if x.startswith((name + "{", name + " "))]
+    more = f"\n... {len(lines) - limit} more series" if len(lines) > limit else ""
+    return "\n".join(lines[:limit]) + more
+
+
+def explain(mesh: Mesh, seconds: float = 60.0, limit: int = 5) -> list[str]:
+    """One line per recent failed request: which proxy or app answered, and why."""
+    from meshkit.telemetry.explain import explain as why
+
+    return why(records(mesh, seconds), limit)
+
+
+# -- checks ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CheckResult:
+    """The answer of a check: ✓ or ✗, what was seen, what was expected and, on ✗, a hint."""
+
+    name: str
+    ok: bool
+    seen: str
+    expected: str
+    hint: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __str__(self) -> str:
+        text = f"{'✓' if self.ok else '✗'} {self.name}: {self.seen} (expected {self.expected})"
+        return text if self.ok or not self.hint else f"{text}\n  hint: {self.hint}"
+
+    def _repr_html_(self) -> str:
+        color, mark = ("#2a7a2a", "✓") if self.ok else ("#d62728", "✗")
+        hint = "" if self.ok or not self.hint else f"<div>💡 {html.escape(self.hint)}</div>"
+        return (f'<div style="border-left:4px solid {color};padding:4px 8px;margin:4px 0">'
+                f'<b style="color:{color}">{mark} {html.escape(self.name)}</b><br>'
+                f"seen: {html.escape(self.seen)}<br>expected: {html.escape(self.expected)}{hint}</div>")
+
+
+def _strict(strict: bool | None) -> bool:
+    if strict is not None:
+        return strict
+    return os.environ.get(STRICT_ENV, "").lower() in ("1", "true", "yes")
+
+
+def poll(measure: Callable[[], CheckResult], deadline_s: float, interval_s: float = 3.0) -> CheckResult:
+    """Measure until ✓ or until ``deadline_s`` has passed, saying so between attempts."""
+    end = time.monotonic() + deadline_s
+    while True:
+        result = measure()
+        if result.ok or time.monotonic() + interval_s > end:
+            return result
+        print(f"not yet, retrying: {result.seen}", flush=True)
+        time.sleep(interval_s)
+
+
+def _check(measure: Callable[..., CheckResult]) -> Callable[..., CheckResult]:
+    @functools.wraps(measure)
+    def run(mesh: Mesh, *args: Any, strict: bool | None = None, deadline_s: float | None = None,
+            **kwargs: Any) -> CheckResult:
+        if deadline_s is None:  # the local control plane pushes before apply() returns
+            deadline_s = 0.0 if mesh.backend.name == "local" else 90.0
+        result = poll(lambda: measure(mesh, *args, **kwargs), deadline_s)
+        if _strict(strict) and not result.ok:
+            raise AssertionError(str(result))
+        return result
+
+    return run
+
+
+def _errors(recs: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [r for r in recs if r["code"] != 200]
+
+
+def _first_error(recs: Sequence[Mapping[str, Any]]) -> str:
+    bad = _errors(recs)
+    return f"; first error: {bad[0]['code']} {bad[0]['body'][:120]!r}" if bad else ""
+
+
+def _dest_rows(mesh: Mesh, since: float, settle: float = 0.6) -> list[dict[str, Any]]:
+    time.sleep(settle)  # proxies ship their records every 0.2 s
+    return [r for r in mesh.request_log(since=since) if r.get("reporter") == "destination"]
+
+
+class Checks:
+    """The lessons' claims, measured. Every check takes the mesh first and returns a CheckResult;
+    ``strict=True`` raises instead of answering ✗, ``deadline_s`` bounds the retries."""
+
+    @staticmethod
+    @_check
+    def canary(mesh: Mesh, v2: float = 10, n: int = 1000, tolerance: float = 4, version: str = "v2") -> CheckResult:
+        """``version`` answers ``v2`` % (± ``tolerance`` points) of ``n`` requests, none failing."""
+        result = mesh.load(n=n, concurrency=8, flags=False)
+        versions = Counter(r["version"] for r in result.records if r["version"])
+        replies = sum(versions.values())
+        share = 100.0 * versions[version] / replies if replies else 0.0
+        errors = len(_errors(result.records))
+        ok = errors == 0 and abs(share - v2) <= tolerance
+        hint = (f"some requests failed{_first_error(result.records)}" if errors else
+                f"are the weights {100 - v2:g}/{v2:g}? see mesh.get('virtualservice', 'recommendation')")
+        seen = f"{version} answered {share:.1f} % of {replies} replies" + (f", {errors} failed" if errors else "")
+        return CheckResult(f"canary {100 - v2:g}/{v2:g}", ok, seen, f"{v2:g} % ± {tolerance:g}", hint)
+
+    @staticmethod
+    @_check
+    def all_to(mesh: Mesh, version: str, n: int = 40, headers: Mapping[str, str] | None = None) -> CheckResult:
+        """Every one of ``n`` requests is answered by ``version``."""
+        result = mesh.load(n=n, concurrency=4, headers=headers, flags=False)
+        versions = dict(Counter(r["version"] or f"error {r['code']}" for r in result.records))
+        ok = versions == {version: n}
+        return CheckResult(f"all traffic to {version}", ok, f"replies by version {versions}",
+                           f"{{{version!r}: {n}}}",
+                           f"apply the DestinationRule with the subsets and the VirtualService routing to {version}"
+                           + _first_error(result.records))
+
+    @staticmethod
+    @_check
+    def header_routing(mesh: Mesh, headers: Mapping[str, str], version: str, otherwise: str | None = None,
+                       n: int = 20) -> CheckResult:
+        """Requests with ``headers`` go to ``version``; the others (if ``otherwise``) to that version."""
+        matched = Counter(r["version"] or f"error {r['code']}"
+                          for r in mesh.load(n=n, headers=headers, flags=False).records)
+        seen = f"with {dict(headers)}: {dict(matched)}"
+        ok = matched == Counter({version: n})
+        expected = f"all {n} with the header to {version}"
+        if otherwise is not None:
+            rest = Counter(r["version"] or f"error {r['code']}" for r in mesh.load(n=n, flags=False).records)
+            seen += f"; without: {dict(rest)}"
+            ok = ok and rest == Counter({otherwise: n})
+            expected += f", all others to {otherwise}"
+        return CheckResult("header routing", ok, seen, expected,
+                           "customer copies user-agent into baggage-user-agent; match that header with a regex")
+
+    @staticmethod
+    @_check
+    def mirroring(mesh: Mesh, served: str = "v1", mirror: str = "v2", n: int = 30) -> CheckResult:
+        """Replies all come from ``served`` while ``mirror`` receives a copy of each request."""
+        since = time.time() - 0.1
+        result = mesh.load(n=n, flags=False)
+        versions = dict(Counter(r["version"] or f"error {r['code']}" for r in result.records))
+        copies = sum(1 for r in _dest_rows(mesh, since)
+                     if r.get("destination_app") == "recommendation" and r.get("destination_version") == mirror)
+        ok = versions == {served: n} and copies >= n
+        return CheckResult("mirroring", ok, f"replies {versions}, {copies} copies reached {mirror}",
+                           f"{n} replies from {served} and {n} copies at {mirror}",
+                           "route 100 % to the served subset and set mirror: {host, subset} on the same rule")
+
+    @staticmethod
+    @_check
+    def egress_blocked(mesh: Mesh) -> CheckResult:
+        """v3's call to worldtimeapi.org fails: REGISTRY_ONLY and no ServiceEntry."""
+        code, body = mesh.curl()
+        ok = code != 200 and "Error: 500" in body
+        return CheckResult("egress blocked", ok, f"{code} {body[:140]!r}",
+                           "503 with preference => Error: 500 inside",
+                           "route all traffic to v3, and delete the ServiceEntry if one is applied")
+
+    @staticmethod
+    @_check
+    def egress_open(mesh: Mesh) -> CheckResult:
+        """v3 reaches worldtimeapi.org and prints the time."""
+        code, body = mesh.curl()
+        ok = code == 200 and "recommendation v3 " in body
+        return CheckResult("egress through a ServiceEntry", ok, f"{code} {body[:140]!r}",
+                           "200 with 'recommendation v3 <datetime>'",
+                           "apply service-entry-worldtimeapi-egress.yaml (host worldtimeapi.org, port 80 http)")
+
+    @staticmethod
+    @_check
+    def succeeds(mesh: Mesh, n: int = 40, concurrency: int = 1,
+                 headers: Mapping[str, str] | None = None) -> CheckResult:
+        """Every one of ``n`` requests answers 200."""
+        result = mesh.load(n=n, concurrency=concurrency, headers=headers, flags=False)
+        codes = dict(Counter(str(r["code"]) for r in result.records))
+        return CheckResult("every request succeeds", codes == {"200": n}, f"codes {codes}", f"{{'200': {n}}}",
+                           "lab.explain(mesh) names the proxy that answered" + _first_error(result.records))
+
+    @staticmethod
+    @_check
+    def fails(mesh: Mesh, n: int = 40, at_least: int = 1, flag: str | None = None, body: str | None = None,
+              concurrency: int = 1) -> CheckResult:
+        """At least ``at_least`` of ``n`` requests fail (with Envoy ``flag``, or ``body`` in the reply)."""
+        result = mesh.load(n=n, concurrency=concurrency, flags=flag is not None)
+        bad = [r for r in _errors(result.records)
+               if (flag is None or r.get("flags") == flag) and (body is None or body in r["body"])]
+        what = " ".join(x for x in (flag and f"flag {flag}", body and repr(body)) if x) or "any error"
+        return CheckResult("failures are visible", len(bad) >= at_least,
+                           f"{len(bad)} of {n} failed ({what}){_first_error(result.records)}",
+                           f"at least {at_least} failing with {what}",
+                           "is a pod misbehaving (mesh.misbehave) and are retries still hiding it?")
+
+    @staticmethod
+    @_check
+    def timeout(mesh: Mesh, seconds: float, n: int = 10, concurrency: int = 5) -> CheckResult:
+        """Slow replies become 504 "upstream request timeout" after about ``seconds``; the rest are fast."""
+        result = mesh.load(n=n, concurrency=concurrency, flags=False)
+        timed = [r["latency_ms"] / 1000 for r in result.records if "upstream request timeout" in r["body"]]
+        fast = [r["latency_ms"] / 1000 for r in result.records if r["code"] == 200]
+        slack = max(0.5, 0.5 * seconds)
+        ok = bool(timed) and all(seconds * 0.95 <= t <= seconds + slack for t in timed) and \
+            all(t < seconds for t in fast) and len(timed) + len(fast) == n
+        seen = (f"{len(timed)} timed out after {min(timed, default=0):.2f}–{max(timed, default=0):.2f} s, "
+                f"{len(fast)} succeeded (slowest {max(fast, default=0):.2f} s)")
+        return CheckResult(f"timeout {seconds:g} s", ok, seen,
+                           f"some 504 after {seconds:g}–{seconds + slack:g} s, the rest faster than {seconds:g} s",
+                           "is a pod slowed down (mesh.delay) and the VirtualService timeout applied?")
+
+    @staticmethod
+    @_check
+    def circuit_breaker(mesh: Mesh, n: int = 40, concurrency: int = 20) -> CheckResult:
+        """With ``concurrency`` clients some requests overflow the pool (503 UO) and some pass."""
+        result = mesh.load(n=n, concurrency=concurrency, flags=True)
+        flags = dict(Counter(f"{r['code']} {r.get('flags', '-')}" for r in result.records))
+        overflow = sum(1 for r in result.records if r.get("flags") == "UO" or "reset reason: overflow" in r["body"])
+        ok = overflow >= 1 and any(r["code"] == 200 for r in result.records)
+        return CheckResult("circuit breaker", ok, f"{overflow} overflows (UO) of {n}; {flags}",
+                           "some 503 UO and some 200",
+                           "apply the DestinationRule with connectionPool maxConnections 1, "
+                           "http1MaxPendingRequests 1 and keep a pod slow")
+
+    @staticmethod
+    @_check
+    def ejection(mesh: Mesh, pod: str, n: int = 60, max_errors: int = 1) -> CheckResult:
+        """A misbehaving ``pod`` fails at most ``max_errors`` times, then is ejected from the pool."""
+        result = mesh.load(n=n, flags=False)
+        bad = [i for i, r in enumerate(result.records) if r["code"] != 200]
+        hits = sum(1 for r in result.records if pod in r["body"])
+        return CheckResult("pool ejection", len(bad) <= max_errors,
+                           f"{len(bad)} errors in {n} requests (positions {bad[:8]}), {hits} answered by {pod}",
+                           f"at most {max_errors} error(s): the first failure ejects the pod",
+                           "outlierDetection with consecutive5xxErrors: 1 on the subset of the misbehaving pod")
+
+    @staticmethod
+    @_check
+    def fault_abort(mesh: Mesh, percent: float, n: int = 1000, tolerance: float = 5,
+                    status: int | None = None) -> CheckResult:
+        """About ``percent`` % of requests are aborted by the caller's proxy ("fault filter abort")."""
+        result = mesh.load(n=n, concurrency=8, flags=False)
+        aborted = [r for r in result.records if "fault filter abort" in r["body"]]
+        share = 100.0 * len(aborted) / n
+        right_status = status is None or all(f"Error: {status} - fault filter abort" in r["body"] for r in aborted)
+        other = len(_errors(result.records)) - len(aborted)
+        ok = abs(share - percent) <= tolerance and right_status and other == 0
+        seen = f"{share:.1f} % of {n} aborted" + ("" if right_status else f", not with {status}") + \
+            (f", {other} other errors" if other else "")
+        return CheckResult(f"abort {percent:g} %", ok, seen, f"{percent:g} % ± {tolerance:g}"
+                           + (f" with status {status}" if status else ""),
+                           "fault.abort {httpStatus, percentage.value} on the route to recommendation")
+
+    @staticmethod
+    @_check
+    def fault_delay(mesh: Mesh, seconds: float, percent: float, n: int = 100, concurrency: int = 50,
+                    tolerance: float = 20) -> CheckResult:
+        """About ``percent`` % of requests take at least ``seconds`` longer (delay injected)."""
+        result = mesh.load(n=n, concurrency=concurrency, flags=False)
+        slow = sum(1 for r in result.records if r["latency_ms"] >= seconds * 950)
+        share = 100.0 * slow / n
+        errors = len(_errors(result.records))
+        ok = abs(share - percent) <= tolerance and errors == 0
+        return CheckResult(f"delay {seconds:g} s for {percent:g} %", ok,
+                           f"{share:.0f} % of {n} took ≥ {seconds:g} s" + (f", {errors} failed" if errors else ""),
+                           f"{percent:g} % ± {tolerance:g}",
+                           "fault.delay {fixedDelay, percentage.value}; without percentage no request is delayed")
+
+    @staticmethod
+    @_check
+    def load_balancing(mesh: Mesh, policy: str, n: int = 80, slow: str | None = None) -> CheckResult:
+        """ROUND_ROBIN cycles the pods, RANDOM repeats them irregularly, LEAST_REQUEST avoids ``slow``."""
+        pods = [p.name for p in mesh.pods() if p.app == "recommendation"]
+        concurrency = 8 if policy == "LEAST_REQUEST" else 1
+        order = [r["pod"] for r in mesh.load(n=n, concurrency=concurrency, flags=False).records]
+        counts = Counter(order)
+        repeats = sum(a == b for a, b in itertools.pairwise(order))
+        seen = f"{dict(counts)}, {repeats} back-to-back repeats"
+        if policy == "ROUND_ROBIN":
+            ok = repeats == 0 and set(counts) == set(pods) and max(counts.values()) - min(counts.values()) <= 1
+            expected = f"every pod in turn ({n // len(pods)} each), no repeats"
+        elif policy == "RANDOM":
+            ok = repeats >= 1 and set(counts) == set(pods)
+            expected = "every pod, in an irregular order (some repeats)"
+        elif policy == "LEAST_REQUEST":
+            if slow is None:
+                raise ValueError("load_balancing('LEAST_REQUEST') needs slow=<the slowed-down pod>")
+            fair = n / len(pods)
+            ok = counts[slow] < 0.7 * fair
+            expected = f"the slow pod {slow} well under its fair share of {fair:.0f}"
+        else:
+            raise ValueError(f"policy must be ROUND_ROBIN, RANDOM or LEAST_REQUEST, got {policy!r}")
+        return CheckResult(f"load balancing {policy}", ok, seen, expected,
+                           f"DestinationRule trafficPolicy.loadBalancer.simple: {policy}")
+
+    @staticmethod
+    @_check
+    def denied(mesh: Mesh, expected_body: str, n: int = 3, headers: Mapping[str, str] | None = None,
+               code: int | None = None) -> CheckResult:
+        """Every request is refused with exactly ``expected_body`` (and ``code`` when given)."""
+        result = mesh.load(n=n, headers=headers, flags=False)
+        seen = Counter(f"{r['code']} {r['body']!r}" for r in result.records)
+        ok = all(r["code"] != 200 and r["body"].strip() == expected_body.strip()
+                 and (code is None or r["code"] == code) for r in result.records)
+        return CheckResult("refused", ok, "; ".join(f"{v}× {k}" for k, v in seen.items()),
+                           f"{code or 'an error'} {expected_body!r}",
+                           "the innermost sidecar that refuses answers 403 'RBAC: access denied'; callers wrap it")
+
+    @staticmethod
+    @_check
+    def mtls(mesh: Mesh, expected: str = "mutual_tls", n: int = 20) -> CheckResult:
+        """The servers' proxies report ``connection_security_policy == expected`` for every request."""
+        since = time.time() - 0.1
+        mesh.load(n=n, flags=False)
+        rows = [r for r in _dest_rows(mesh, since) if r.get("namespace", "tutorial") == "tutorial"]
+        policies = dict(Counter(str(r.get("connection_security_policy")) for r in rows))
+        ok = bool(rows) and set(policies) == {expected}
+        return CheckResult(f"connections are {expected}", ok, f"server-side reports {policies}",
+                           f"every report {expected!r}",
+                           "PeerAuthentication mode (STRICT or PERMISSIVE) and auto mTLS decide it")
+
+    @staticmethod
+    @_check
+    def rate_limited(mesh: Mesh, allowed: int, n: int | None = None) -> CheckResult:
+        """Of ``n`` quick requests exactly ``allowed`` pass; the rest are refused with 429."""
+        total = n if n is not None else 2 * allowed
+        result = mesh.load(n=total, flags=True)
+        passed = sum(1 for r in result.records if r["code"] == 200)
+        limited = sum(1 for r in result.records if r.get("flags") == "RL" or "429" in r["body"])
+        ok = passed == allowed and limited == total - allowed
+        return CheckResult("rate limit", ok, f"{passed} passed, {limited} refused with 429 of {total}",
+                           f"{allowed} passed, {total - allowed} refused",
+                           "the token bucket holds max_tokens and refills tokens_per_fill every fill_interval"
+                           + _first_error(result.records))
+
+    @staticmethod
+    @_check
+    def config_pushed(mesh: Mesh, before: Mapping[str, int]) -> CheckResult:
+        """Every sidecar's config version moved past ``before`` (name → version) and is in sync."""
+        pods = [p for p in mesh.pods() if p.sidecar and p.name in before]
+        moved = [p.name for p in pods if p.config_version > before[p.name] and p.synced]
+        seen = ", ".join(f"{p.name.split('-')[0]} v{before[p.name]}→v{p.config_version}" for p in pods)
+        return CheckResult("config pushed to every proxy", bool(pods) and len(moved) == len(pods), seen,
+                           "every proxy on a newer version, SYNCED", "apply a resource, then look again")
+
+    @staticmethod
+    @_check
+    def metrics(mesh: Mesh, metric: str = "istio_requests_total") -> CheckResult:
+        """The proxies expose ``metric`` as both reporters (source and destination)."""
+        mesh.load(n=10, flags=False)
+        lines = [x for x in mesh.backend.metrics_text().splitlines() if x.startswith(metric + "{")]
+        reporters = sorted({r for r in ("source", "destination") for x in lines if f'reporter="{r}"' in x})
+        return CheckResult(f"metric {metric}", reporters == ["destination", "source"],
+                           f"{len(lines)} series, reporters {reporters}", "series from both reporters",
+                           "send some traffic first; each request is counted by the caller's and the server's proxy")
+
+    @staticmethod
+    @_check
+    def trace(mesh: Mesh, services: Sequence[str] = (GATEWAY, "customer", "preference", "recommendation"),
+              ) -> CheckResult:
+        """One request yields one trace whose spans cover every service on its path."""
+        mesh.curl()
+        time.sleep(0.6)
+        best: set[str] = set()
+        for tr in mesh.backend.traces(service="customer", limit=5).get("data", []):
+            names = {str(p.get("serviceName", "")) for p in tr.get("processes", {}).values()}
+            covered = {s for s in services if any(n == s or n.startswith(s + ".") for n in names)}
+            best = max(best, covered, key=len)
+        return CheckResult("trace of the whole chain", best == set(services),
+                           f"services in the best trace {sorted(best)}", f"{list(services)}",
+                           "apps must forward the B3/W3C headers so spans join one trace")
+
+    @staticmethod
+    @_check
+    def graph(mesh: Mesh, path: Sequence[str] = ("customer", "preference", "recommendation"),
+              window_s: float = 60.0) -> CheckResult:
+        """The service graph has an edge from each app of ``path`` to the next one's service."""
+        g = graph(mesh, window_s)
+        nodes = {n["data"]["id"]: n["data"] for n in g["elements"]["nodes"]}
+        pairs = {(nodes[e["data"]["source"]].get("app"), nodes[e["data"]["target"]].get("app"))
+                 for e in g["elements"]["edges"]}
+        wanted = list(itertools.pairwise(path))
+        missing = [f"{a}→{b}" for a, b in wanted if (a, b) not in pairs]
+        return CheckResult("service graph", not missing, f"{len(pairs)} edges; missing {missing or 'none'}",
+                           " → ".join(path), "send traffic in the last minute; the graph is built from it")
+
+    @staticmethod
+    @_check
+    def explained(mesh: Mesh, contains: str, seconds: float = 60.0) -> CheckResult:
+        """``lab.explain`` names the cause: one of its lines contains ``contains``."""
+        lines = explain(mesh, seconds, limit=20)
+        hit = next((x for x in lines if contains in x), None)
+        return CheckResult("failure explained", hit is not None, hit or f"{len(lines)} lines, none matching",
+                           f"a line with {contains!r}", "generate failing traffic first")
+
+
+check = Checks()
+
+__all__ = ["ISTIOFILES", "CheckResult", "Checks", "Yaml", "check", "cli", "explain", "graph", "istiofile",
+           "logs", "metrics", "pod_of", "poll", "records", "setup", "show", "tidy", "token"]
