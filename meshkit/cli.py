@@ -206,8 +206,9 @@ def cmd_curl(args: argparse.Namespace) -> int:
     headers = _headers(args.header)
     if args.user_agent:
         headers["user-agent"] = args.user_agent
+    cacert = Path(args.cacert).read_text() if args.cacert else None
     for i in range(args.n):
-        _, body = mesh.curl(args.path, headers)
+        _, body = mesh.curl(args.path, headers, https=args.https, cacert=cacert)
         _print(body)
         if args.interval and i + 1 < args.n:
             time.sleep(args.interval)
@@ -358,6 +359,23 @@ def cmd_sniff(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_secret(args: argparse.Namespace) -> int:
+    if args.self_signed:
+        from meshkit.backends.local.tls import make_self_signed
+
+        cert, key = make_self_signed(args.self_signed)
+        out = Path(f"{args.name}.crt")
+        out.write_text(cert)
+        _print(f"self-signed certificate for {', '.join(args.self_signed)} written to {out} (trust it with --cacert)")
+    elif args.cert and args.key:
+        cert, key = Path(args.cert).read_text(), Path(args.key).read_text()
+    else:
+        raise MeshkitError("secret tls needs --cert FILE --key FILE, or --self-signed HOST")
+    _mesh(args).create_tls_secret(args.name, cert, key)
+    _print(f"secret/{args.name} created")
+    return 0
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     claims: dict[str, Any] = {}
     for item in args.claim or []:
@@ -429,6 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
     cu.add_argument("-A", "--user-agent")
     cu.add_argument("-n", type=int, default=1)
     cu.add_argument("--interval", type=float, default=0.0)
+    cu.add_argument("--https", action="store_true", help="use the gateway's HTTPS listener")
+    cu.add_argument("--cacert", help="PEM file of the certificate to trust (with --https)")
     lo = verb("load", cmd_load, "generate load through the gateway")
     lo.add_argument("-n", type=int)
     lo.add_argument("-d", "--duration", type=float)
@@ -481,6 +501,12 @@ def build_parser() -> argparse.ArgumentParser:
     sn.add_argument("--requests", type=int, default=3)
     sn.add_argument("--seconds", type=float, default=3.0)
     sn.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    se = verb("secret", cmd_secret, "create a TLS secret for a Gateway's credentialName")
+    se.add_argument("type", choices=["tls"])
+    se.add_argument("name")
+    se.add_argument("--cert")
+    se.add_argument("--key")
+    se.add_argument("--self-signed", nargs="+", metavar="HOST", help="mint a self-signed certificate for HOST")
     to = verb("token", cmd_token, "mint a test JWT from the mesh's local issuer")
     to.add_argument("--claim", action="append", help="name=value (repeatable)")
     to.add_argument("--subject")

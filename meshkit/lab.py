@@ -236,6 +236,9 @@ class CheckResult:
     def __bool__(self) -> bool:
         return self.ok
 
+    def __repr__(self) -> str:
+        return str(self)
+
     def __str__(self) -> str:
         text = f"{'✓' if self.ok else '✗'} {self.name}: {self.seen} (expected {self.expected})"
         return text if self.ok or not self.hint else f"{text}\n  hint: {self.hint}"

@@ -10,6 +10,7 @@ Example::
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -120,10 +121,24 @@ class Mesh:
         return self.backend.token(claims, subject, ttl)  # type: ignore[attr-defined]
 
     # traffic -----------------------------------------------------------------------------------
-    def curl(self, path: str = "/customer", headers: Mapping[str, str] | None = None) -> tuple[int, str]:
-        """One request through the ingress gateway: (status, body)."""
-        rec = run_load(self.backend.gateway_url(), n=1, headers=headers, path=path).records[0]
+    def curl(self, path: str = "/customer", headers: Mapping[str, str] | None = None, *, https: bool = False,
+             cacert: str | None = None) -> tuple[int, str]:
+        """One request through the ingress gateway: (status, body).
+
+        ``https=True`` uses the gateway's HTTPS listener; ``cacert`` is the PEM to trust (the
+        learner's self-signed certificate), and the ``host`` header is also the SNI name.
+        """
+        ctx = None
+        base = self.backend.gateway_url()
+        if https:
+            base = self.backend.gateway_https_url()  # type: ignore[attr-defined]
+            ctx = ssl.create_default_context(cadata=cacert) if cacert else ssl.create_default_context()
+        rec = run_load(base, n=1, headers=headers, path=path, ssl_context=ctx).records[0]
         return rec["code"], rec["body"]
+
+    def create_tls_secret(self, name: str, cert_pem: str, key_pem: str) -> None:
+        """A TLS credential for a Gateway's ``credentialName`` (``kubectl create secret tls`` in Istio)."""
+        self.backend.create_tls_secret(name, cert_pem, key_pem)  # type: ignore[attr-defined]
 
     def load(
         self,

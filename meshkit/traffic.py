@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 import threading
 import time
 import uuid
@@ -86,11 +87,16 @@ class _Plan:
     timeout: float = 30.0
     sink: Callable[[dict[str, Any]], None] | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+    ssl_context: ssl.SSLContext | None = None  # for an https:// base URL
 
 
 async def _worker(plan: _Plan, counter: list[int], out: list[dict[str, Any]], t0: float, interval: float) -> None:
     url = urlsplit(plan.base)
-    host, port = url.hostname or "127.0.0.1", url.port or 80
+    host, port = url.hostname or "127.0.0.1", url.port or (443 if url.scheme == "https" else 80)
+    sni = plan.headers.get("host", host).split(":")[0]
+    tls = plan.ssl_context if url.scheme == "https" else None
+    if url.scheme == "https" and tls is None:
+        tls = ssl.create_default_context()
     conn: Connection | None = None
     while not plan.stop.is_set():
         i = counter[0]
@@ -110,7 +116,7 @@ async def _worker(plan: _Plan, counter: list[int], out: list[dict[str, Any]], t0
         code, body = 0, ""
         try:
             if conn is None or not conn.usable:
-                conn = await connect(host, port)
+                conn = await connect(host, port, tls, server_hostname=sni)
             resp = await asyncio.wait_for(conn.roundtrip(Request("GET", plan.path, headers)), plan.timeout)
             code, body = resp.status, resp.body.decode("utf-8", "replace")
             if not resp.keep_alive:
@@ -156,11 +162,13 @@ def run_load(
     qps: float | None = None,
     headers: Mapping[str, str] | None = None,
     path: str = "/customer",
+    ssl_context: ssl.SSLContext | None = None,
 ) -> LoadResult:
     """Send a bounded load through the gateway and wait for it (safe inside a notebook)."""
     if n is None and duration is None:
         n = 100
-    plan = _Plan(base_url, path, dict(headers or {}), n, duration, concurrency, qps)
+    hdrs = {k.lower(): v for k, v in (headers or {}).items()}
+    plan = _Plan(base_url, path, hdrs, n, duration, concurrency, qps, ssl_context=ssl_context)
     result: list[LoadResult] = []
 
     def target() -> None:

@@ -98,7 +98,7 @@ class LocalBackend(Backend):
             detail = json.loads(exc.read() or b"{}").get("error", exc.reason)
             if exc.code == 404:
                 raise NotFound(str(detail)) from None
-            raise MeshkitError(f"control plane refused {path}: {detail}") from None
+            raise MeshkitError(f"{detail}") from None
         except (urllib.error.URLError, ConnectionError) as exc:
             raise MeshNotRunning(str(self.home)) from exc
 
@@ -326,6 +326,18 @@ class LocalBackend(Backend):
         with urllib.request.urlopen(f"http://127.0.0.1:{admin}/sniff", timeout=10) as resp:
             views: list[dict[str, Any]] = json.loads(resp.read())
         return views
+
+    def gateway_https_url(self) -> str:
+        """The ingress gateway's HTTPS listener (Gateway servers on port 443)."""
+        gw = [p for p in self.pods() if p.app == "istio-ingressgateway"]
+        if not gw:
+            raise MeshkitError("the ingress gateway is not running")
+        return f"https://127.0.0.1:{gw[0].extra['ports']['https']}"
+
+    def create_tls_secret(self, name: str, cert_pem: str, key_pem: str) -> None:
+        """Store a TLS credential for Gateway ``credentialName`` (kubectl create secret tls)."""
+        self._call("POST", "/secrets", {"name": name, "cert": cert_pem, "key": key_pem})
+        self.wait_synced()
 
     def token(self, claims: Mapping[str, Any], subject: str | None = None, ttl: float = 3600) -> str:
         """A JWT from the mesh's local issuer (``testing@secure.istio.io``), for the JWT labs."""

@@ -95,6 +95,8 @@ class ControlPlane:
         self.ca = CertificateAuthority.load_or_create(home / "ca")
         self.issuer = LocalIssuer.load_or_create(home / "jwt")
         self.cert_ttl = float(os.environ.get("MESHKIT_CERT_TTL", 24 * 3600))
+        secrets_file = home / "secrets.json"
+        self.secrets: dict[str, dict[str, str]] = json.loads(secrets_file.read_text()) if secrets_file.exists() else {}
 
     # config -------------------------------------------------------------------------------------
     def bump(self) -> None:
@@ -102,7 +104,7 @@ class ControlPlane:
         self.changed.set()
         self.changed = asyncio.Event()
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, gateway: bool = False) -> dict[str, Any]:
         assert self.deployments is not None
         pods = [p for p in self.deployments.pods.values() if p.ports]
         return {
@@ -114,6 +116,8 @@ class ControlPlane:
             "internet": {"worldtimeapi.org": ["127.0.0.1", self.time_service.port]},
             "jwks": {LOCAL_JWKS_URI: self.issuer.jwks()},
             "resources": self.store.list(),
+            # TLS keys go to the gateway only, as SDS serves a credentialName to the gateway that uses it
+            "secrets": self.secrets if gateway else {},
         }
 
     # API ----------------------------------------------------------------------------------------
@@ -154,6 +158,14 @@ class ControlPlane:
                 "not_after": cert.not_after.isoformat(), "serial_number": str(cert.serial_number),
                 "issuer": cert.issuer, "cert_pem": cert.cert_pem, "root_pem": cert.root_pem, "key_pem": cert.key_pem,
             }
+        if route == "POST /secrets":
+            self._check_secret(body)
+            self.secrets[body["name"]] = {"cert": body["cert"], "key": body["key"]}
+            _write_private(self.home / "secrets.json", json.dumps(self.secrets).encode())
+            self.bump()
+            return {"name": body["name"]}
+        if route == "GET /secrets":
+            return {"names": sorted(self.secrets)}
         if route == "POST /token":
             token = self.issuer.mint(body.get("claims") or {}, subject=body.get("subject"),
                                      ttl_s=float(body.get("ttl", 3600)), audience=body.get("audience"))
@@ -240,7 +252,19 @@ class ControlPlane:
                 await asyncio.wait_for(self.changed.wait(), 25.0)
             except TimeoutError:
                 return Response(304, {}, b"")
-        return self.snapshot()
+        return self.snapshot(gateway=state is not None and state.spec.gateway)
+
+    @staticmethod
+    def _check_secret(body: dict[str, Any]) -> None:
+        from meshkit.backends.local.tls import gateway_server_context
+        from meshkit.errors import InvalidConfig
+
+        if not body.get("name") or not body.get("cert") or not body.get("key"):
+            raise ValueError("a TLS secret needs a name, a certificate and a key")
+        try:
+            gateway_server_context(body["cert"], body["key"])
+        except InvalidConfig as exc:
+            raise ValueError(f'secret "{body["name"]}": {exc}') from None
 
     def ready(self) -> bool:
         assert self.deployments is not None
@@ -306,6 +330,16 @@ class ControlPlane:
 
 def _json(data: Any, status: int = 200) -> Response:
     return Response(status, dict(JSON), json.dumps(data).encode())
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
 
 
 def _write_state(home: Path, state: dict[str, Any]) -> None:

@@ -165,6 +165,10 @@ class Pod:
                 "clusters": sorted(view.clusters),
                 "routes": {h: [r.name for r in v.routes] for h, v in view.vhosts.items() if "." not in h},
             }
+            if self.sidecar.identity.gateway:
+                dump["gateway_routes"] = {port: [v.name for v in vs] for port, vs in view.gateway_routes.items()}
+                dump["https_hosts"] = sorted(self.sidecar.gateway_tls.by_host)
+                dump["https_problems"] = self.sidecar.gateway_tls.problems
             return Response(200, {"content-type": "application/json"}, json.dumps(dump).encode())
         if path == "/stats/prometheus" and self.sidecar is not None:
             body = self.sidecar.telemetry.stats.exposition()

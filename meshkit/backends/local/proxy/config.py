@@ -127,7 +127,10 @@ class ProxyView:
     outbound_policy: str
     vhosts: dict[str, VirtualHost]  # alias ("recommendation", "recommendation:8080", FQDN...) -> vhost
     clusters: dict[str, ClusterSpec]
-    gateway_routes: tuple[VirtualHost, ...] = ()  # gateway proxies: VS bound to their Gateways
+    # gateway proxies: per Gateway server port (80, 443), the VirtualServices bound to it
+    gateway_routes: dict[int, tuple[VirtualHost, ...]] = field(default_factory=dict)
+    # gateway proxies: HTTPS servers as (hosts, credentialName, tls mode)
+    gateway_tls: tuple[tuple[tuple[str, ...], str, str], ...] = ()
     resources: list[dict[str, Any]] = field(default_factory=list)
     trace_sampling: float = 100.0
 
@@ -377,8 +380,8 @@ def compile_view(snapshot: Mapping[str, Any], me: ProxyIdentity) -> ProxyView:
         vhosts[host] = vhosts[f"{host}:{port}"] = default
 
     # VirtualServices bound to the mesh → sidecar routes; bound to a Gateway → gateway routes
-    gateway_names = _gateways_selecting(resources, me) if me.gateway else set()
-    gateway_vhosts: list[VirtualHost] = []
+    gateway_ports = _gateways_selecting(resources, me) if me.gateway else {}
+    gateway_vhosts: dict[int, list[VirtualHost]] = {}
     claimed: set[str] = set()
     for vs in _by_kind(resources, "VirtualService"):
         vs_ns = vs["metadata"].get("namespace", ns)
@@ -386,14 +389,18 @@ def compile_view(snapshot: Mapping[str, Any], me: ProxyIdentity) -> ProxyView:
         bound = {qualify_gateway(g, vs_ns) for g in spec.get("gateways") or ["mesh"]}
         origin = f"VirtualService {vs_ns}/{vs['metadata']['name']}"
         for h in spec.get("hosts", []):
-            host = h if h == "*" or h in externals else fqdn(h, vs_ns)
-            port = int(services.get(host, {}).get("port", 8080)) if host in services else 80
             routes = tuple(
                 _route(r, i, vs_ns, profile, services, externals, origin) for i, r in enumerate(spec.get("http") or [])
             )
+            if me.gateway:
+                # a gateway matches the Host it was sent, as written in the VirtualService
+                for gw in bound & set(gateway_ports):
+                    for server_port in gateway_ports[gw]:
+                        gateway_vhosts.setdefault(server_port, []).append(VirtualHost(h.lower(), routes, server_port))
+                continue
+            host = h if h == "*" or h in externals else fqdn(h, vs_ns)
+            port = int(services.get(host, {}).get("port", 8080)) if host in services else 80
             vhost = VirtualHost(host, routes, port)
-            if me.gateway and bound & gateway_names:
-                gateway_vhosts.append(vhost)
             if not me.gateway and "mesh" in bound and host not in claimed and host != "*":
                 claimed.add(host)  # two VirtualServices for one host: the oldest wins
                 if host in services:
@@ -414,7 +421,8 @@ def compile_view(snapshot: Mapping[str, Any], me: ProxyIdentity) -> ProxyView:
         outbound_policy=snapshot.get("outbound_policy", "REGISTRY_ONLY"),
         vhosts=vhosts,
         clusters=clusters,
-        gateway_routes=tuple(gateway_vhosts),
+        gateway_routes={port: tuple(v) for port, v in gateway_vhosts.items()},
+        gateway_tls=_gateway_tls(resources, me) if me.gateway else (),
         resources=resources,
         trace_sampling=sampling,
     )
@@ -507,10 +515,30 @@ def _route(
     )
 
 
-def _gateways_selecting(resources: list[dict[str, Any]], me: ProxyIdentity) -> set[str]:
-    names = set()
-    for gw in _by_kind(resources, "Gateway"):
-        selector = gw["spec"].get("selector") or {}
-        if all(me.labels.get(k) == v for k, v in selector.items()):
-            names.add(f"{gw['metadata'].get('namespace', 'tutorial')}/{gw['metadata']['name']}")
+def _selecting(resources: list[dict[str, Any]], me: ProxyIdentity) -> list[dict[str, Any]]:
+    return [
+        gw for gw in _by_kind(resources, "Gateway")
+        if all(me.labels.get(k) == v for k, v in (gw["spec"].get("selector") or {}).items())
+    ]
+
+
+def _gateways_selecting(resources: list[dict[str, Any]], me: ProxyIdentity) -> dict[str, set[int]]:
+    """Gateway name → the server ports it opens on this gateway proxy (80 plain, 443 HTTPS)."""
+    names: dict[str, set[int]] = {}
+    for gw in _selecting(resources, me):
+        name = f"{gw['metadata'].get('namespace', 'tutorial')}/{gw['metadata']['name']}"
+        for server in gw["spec"].get("servers") or []:
+            https = str((server.get("port") or {}).get("protocol", "HTTP")).upper() == "HTTPS"
+            names.setdefault(name, set()).add(443 if https else 80)
     return names
+
+
+def _gateway_tls(resources: list[dict[str, Any]], me: ProxyIdentity) -> tuple[tuple[tuple[str, ...], str, str], ...]:
+    out = []
+    for gw in _selecting(resources, me):
+        for server in gw["spec"].get("servers") or []:
+            tls = server.get("tls") or {}
+            if str((server.get("port") or {}).get("protocol", "")).upper() == "HTTPS" and tls:
+                hosts = tuple(h.split("/")[-1].lower() for h in server.get("hosts") or ["*"])
+                out.append((hosts, str(tls.get("credentialName", "")), str(tls.get("mode", "SIMPLE"))))
+    return tuple(out)

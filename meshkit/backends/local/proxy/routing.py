@@ -19,9 +19,10 @@ from meshkit.http1 import Response
 class RouteFilter(Filter):
     """Picks the virtual host and the route; everything after it reads ``ex.route``."""
 
-    def __init__(self, view: Callable[[], ProxyView], gateway_name: str = "mesh") -> None:
+    def __init__(self, view: Callable[[], ProxyView], gateway_name: str = "mesh", server_port: int = 80) -> None:
         self.view = view
         self.gateway_name = gateway_name
+        self.server_port = server_port  # gateways: which Gateway server (80 or 443) this listener is
 
     async def __call__(self, ex: Exchange, next_: Handler) -> Response:
         view = self.view()
@@ -29,7 +30,7 @@ class RouteFilter(Filter):
         authority = req.headers.get("host", "")
         ex.rec.authority = authority
         if view.identity.gateway:
-            candidates = _gateway_vhosts(view, authority)
+            candidates = _gateway_vhosts(view, authority, self.server_port)
             if not candidates:
                 ex.rec.route_name = "-"
                 return ex.local_reply(404, "NR", "route_not_found", rule="no VirtualService bound to the gateway")
@@ -70,9 +71,12 @@ class RouteFilter(Filter):
         return ex.local_reply(404, "NR", "route_not_found", rule=rule)
 
 
-def _gateway_vhosts(view: ProxyView, authority: str) -> list[VirtualHost]:
+def _gateway_vhosts(view: ProxyView, authority: str, server_port: int) -> list[VirtualHost]:
     host = authority.split(":")[0].lower()
-    return [v for v in view.gateway_routes if v.name in ("*", host) or host.endswith(v.name.lstrip("*"))]
+    return [
+        v for v in view.gateway_routes.get(server_port, ())
+        if v.name in ("*", host) or (v.name.startswith("*.") and host.endswith(v.name[1:]))
+    ]
 
 
 def _unknown_host(ex: Exchange, view: ProxyView, authority: str) -> Response:

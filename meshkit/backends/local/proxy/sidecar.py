@@ -38,7 +38,7 @@ from meshkit.backends.local.proxy.router import Router
 from meshkit.backends.local.proxy.routing import RouteFilter
 from meshkit.backends.local.proxy.security import WorkloadSecurity
 from meshkit.backends.local.proxy.telemetry import Telemetry
-from meshkit.backends.local.tls import RotatingContexts
+from meshkit.backends.local.tls import RotatingContexts, gateway_server_context
 from meshkit.http1 import Request, Response, SimpleClient, serve
 from meshkit.telemetry.record import RequestRecord
 
@@ -77,6 +77,8 @@ class Sidecar:
             [RouteFilter(lambda: self.view, gateway_name), FaultFilter(self.rng, self.sleep)],
             Router(lambda: self.clusters, self.rng, self.sleep, self._upstream_request, self._shadow),
         )
+        self.https = self.outbound
+        self.gateway_tls = GatewayTls()
         filters = inbound_filters(self) if inbound_filters else self.security.inbound_filters()
         self.inbound = chain(filters, self._to_app)
 
@@ -100,11 +102,16 @@ class Sidecar:
                 old.close()
         if self.identity.gateway:
             bound = [qualify_gateway(n, self.identity.namespace) for n in _selecting_gateways(view)]
-            self.outbound = chain(
-                [RouteFilter(lambda: self.view, bound[0] if bound else "mesh"), FaultFilter(self.rng, self.sleep)],
-                Router(lambda: self.clusters, self.rng, self.sleep, self._upstream_request, self._shadow),
-            )
+            self.outbound = self._gateway_chain(bound[0] if bound else "mesh", 80)
+            self.https = self._gateway_chain(bound[0] if bound else "mesh", 443)
+            self.gateway_tls.update(view.gateway_tls, snapshot.get("secrets", {}))
         self.view, self.clusters = view, clusters
+
+    def _gateway_chain(self, gateway_name: str, server_port: int) -> Handler:
+        return chain(
+            [RouteFilter(lambda: self.view, gateway_name, server_port), FaultFilter(self.rng, self.sleep)],
+            Router(lambda: self.clusters, self.rng, self.sleep, self._upstream_request, self._shadow),
+        )
 
     def _shadow(self) -> bool:
         return self.view.profile == "tutorial"
@@ -114,6 +121,10 @@ class Sidecar:
         out = await serve(self.handle_outbound, "127.0.0.1", outbound_port)
         self.servers.append(out)
         self.ports["outbound"] = out.sockets[0].getsockname()[1]
+        if self.identity.gateway:
+            tls_server = await serve(self.handle_https, "127.0.0.1", 0, ssl_context=self.gateway_tls.listener)
+            self.servers.append(tls_server)
+            self.ports["https"] = tls_server.sockets[0].getsockname()[1]
         if not self.identity.gateway:
             inb = await serve(self.handle_inbound, "127.0.0.1", inbound_port)
             self.servers.append(inb)
@@ -133,7 +144,11 @@ class Sidecar:
             self._app.close()
 
     # outbound (client side) ---------------------------------------------------------------------
-    async def handle_outbound(self, req: Request) -> Response:
+    async def handle_https(self, req: Request) -> Response:
+        """The gateway's HTTPS server (Gateway port 443, TLS terminated here)."""
+        return await self.handle_outbound(req, self.https)
+
+    async def handle_outbound(self, req: Request, handler: Handler | None = None) -> Response:
         me = self.identity
         rec = RequestRecord(proxy=me.pod, reporter="source", start_time=time.time())
         rec.source_workload, rec.source_app, rec.source_version = me.workload, me.app, me.version or "unknown"
@@ -144,7 +159,7 @@ class Sidecar:
         ex = Exchange(req, rec)
         span = self.telemetry.begin(req, "client" if not me.gateway else "server", self.view.trace_sampling, self.rng)
         started = time.perf_counter()
-        resp = await self.outbound(ex)
+        resp = await (handler or self.outbound)(ex)
         self.telemetry.finish(ex, resp, started, span)
         return resp
 
@@ -203,6 +218,50 @@ class Sidecar:
             )
         ex.rec.response_code_details = "via_upstream"
         return resp
+
+
+class GatewayTls:
+    """The HTTPS servers of a gateway: one certificate per host, chosen by SNI like Envoy's filter chains.
+
+    The listener context has no certificate of its own; each handshake switches to the context of
+    the Gateway server whose ``hosts`` match the SNI name, or is refused when none does.
+    """
+
+    def __init__(self) -> None:
+        self.by_host: dict[str, ssl.SSLContext] = {}
+        self.problems: list[str] = []
+        listener = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        listener.minimum_version = ssl.TLSVersion.TLSv1_2
+        listener.sni_callback = self._select
+        self.listener = listener
+        self._seen: tuple[Any, ...] = ()
+
+    def update(self, servers: tuple[tuple[tuple[str, ...], str, str], ...], secrets: Mapping[str, Any]) -> None:
+        key = (servers, tuple(sorted((n, s.get("cert", "")) for n, s in secrets.items())))
+        if key == self._seen:
+            return
+        by_host: dict[str, ssl.SSLContext] = {}
+        problems = []
+        for hosts, credential, _mode in servers:
+            secret = secrets.get(credential)
+            if secret is None:
+                problems.append(f'credentialName "{credential}" not found: create it with meshkit secret tls')
+                continue
+            ctx = gateway_server_context(secret["cert"], secret["key"])
+            for host in hosts:
+                by_host.setdefault(host, ctx)
+        self.by_host, self.problems, self._seen = by_host, problems, key
+
+    def _select(self, ssl_object: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext) -> int | None:
+        name = (server_name or "").lower()
+        ctx = self.by_host.get(name)
+        if ctx is None:
+            wildcard = "*." + name.split(".", 1)[1] if "." in name else ""
+            ctx = self.by_host.get(wildcard) or self.by_host.get("*")
+        if ctx is None:
+            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+        ssl_object.context = ctx
+        return None
 
 
 def _selecting_gateways(view: ProxyView) -> list[str]:
