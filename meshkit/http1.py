@@ -55,6 +55,7 @@ class Request:
     ssl_object: ssl.SSLObject | None = None
     local_port: int = 0
     context: dict[str, Any] = field(default_factory=dict)  # per-request scratch space for filters
+    connection: dict[str, Any] | None = None  # per-connection scratch space (e.g. the peer's identity)
 
 
 @dataclass(slots=True)
@@ -113,6 +114,7 @@ class ServerProtocol(asyncio.Protocol):
         "_headers",
         "_url",
         "busy",
+        "conn_state",
         "handler",
         "local_port",
         "on_close",
@@ -133,6 +135,7 @@ class ServerProtocol(asyncio.Protocol):
         self.ssl_object: ssl.SSLObject | None = None
         self.local_port = 0
         self.on_close = on_close
+        self.conn_state: dict[str, Any] = {}
         self._url = b""
         self._headers: dict[str, str] = {}
         self._cur_header = ""
@@ -188,6 +191,7 @@ class ServerProtocol(asyncio.Protocol):
             self.ssl_object,
             self.local_port,
         )
+        req.connection = self.conn_state
         self.queue.append(req)
         if not self.busy:
             self.busy = True

@@ -23,6 +23,7 @@ import asyncio
 import json
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
@@ -73,6 +74,13 @@ class SampleApp:
         self.delay_s = 0.0
         self.log: deque[str] = deque(maxlen=log_capacity)
         self._clients: dict[tuple[str, int], SimpleClient] = {}
+        # in a local pod the sidecar shares the process: outbound calls are handed to it directly
+        self.transport: Callable[[Request], Awaitable[Response]] | None = None
+
+    async def _send(self, host: str, port: int, path: str, headers: dict[str, str]) -> Response:
+        if self.transport is not None:
+            return await self.transport(Request("GET", path, headers))
+        return await self._client(host, port).request("GET", path, headers)
 
     def _client(self, host: str, port: int) -> SimpleClient:
         target = self.spec.outbound or (host, port)
@@ -129,7 +137,7 @@ class SampleApp:
         headers["host"] = f"{callee}:8080"
         headers["user-agent"] = f"{name}/{self.spec.version}"
         try:
-            resp = await self._client(callee, 8080).request("GET", "/", headers)
+            resp = await self._send(callee, 8080, "/", headers)
         except Exception as exc:
             kind, message = _java_like(exc, callee)
             self._log(f"{name} call to {callee} failed: {kind}: {message}")
@@ -145,7 +153,7 @@ class SampleApp:
         headers = {k: v for k in PROPAGATED if (v := req.headers.get(k)) is not None}
         headers["host"] = host
         try:
-            resp = await self._client(host, port).request("GET", path, headers)
+            resp = await self._send(host, port, path, headers)
             if resp.status != 200:
                 raise OSError(f"time service answered {resp.status}")
             now = json.loads(resp.body)["datetime"]

@@ -76,4 +76,5 @@ class RequestRecord:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
-_FIELDS = tuple(f.name for f in fields(RequestRecord))
+FIELDS = tuple(f.name for f in fields(RequestRecord))
+_FIELDS = FIELDS

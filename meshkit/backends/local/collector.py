@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshkit.backends.local.proxy.tracing import GATEWAY_WORKLOADS, SpanContext, finish_span, jaeger_trace_id
 from meshkit.errors import NotFound
 from meshkit.telemetry.record import RequestRecord
 
@@ -63,10 +64,19 @@ class _Trace:
     spans: list[_Span] = field(default_factory=list)
     span_ids: set[str] = field(default_factory=set)
     start_us: int = 0
+    # records whose span is built only when someone asks for traces (most never are)
+    pending: list[RequestRecord] = field(default_factory=list)
 
 
 def _record_dict(rec: RequestRecord) -> dict[str, Any]:
     return {f: getattr(rec, f) for f in _FIELDS}
+
+
+def _context_of(rec: RequestRecord) -> SpanContext:
+    """The span context a proxy had for ``rec`` (client side on a sidecar's outbound, else server)."""
+    outbound = rec.reporter == "source" and rec.source_workload not in GATEWAY_WORKLOADS
+    return SpanContext(rec.trace_id, rec.span_id, rec.parent_span_id, rec.sampled,
+                       "client" if outbound else "server", rec.request_id)
 
 
 def _jaeger_tags(tags: tuple[tuple[str, str, Any], ...]) -> list[dict[str, Any]]:
@@ -125,6 +135,57 @@ class Collector:
                 span = self._parse_span(raw)
                 if span is not None:
                     self._add_span(span)
+
+    def ingest_rows(self, rows: Iterable[list[Any]]) -> None:
+        """The proxies' compact batch: one list of values per record, in ``RequestRecord`` field order.
+
+        Sampled records also stand for their span; it is built from the record when traces are read,
+        so the per-request cost here is one record, not a record and a span.
+        """
+        width = len(_FIELDS)
+        with self._lock:
+            for row in rows:
+                if not isinstance(row, list) or len(row) != width or not isinstance(row[0], str):
+                    self.rejected += 1
+                    continue
+                rec = RequestRecord(*row)
+                self._add_record(rec)
+                if rec.sampled and rec.trace_id and rec.span_id:
+                    self._add_pending(rec)
+
+    def _add_pending(self, rec: RequestRecord) -> None:
+        tid = jaeger_trace_id(rec.trace_id)
+        trace = self._traces.get(tid)
+        start_us = int(rec.start_time * 1_000_000)
+        if trace is None:
+            trace = self._traces[tid] = _Trace(start_us=start_us)
+        elif len(trace.spans) + len(trace.pending) >= self.max_spans_per_trace:
+            self.rejected += 1
+            return
+        else:
+            self._traces.move_to_end(tid)
+        trace.pending.append(rec)
+        trace.start_us = min(trace.start_us, start_us)
+        self._span_count += 1
+        while self._span_count > self.max_spans or len(self._traces) > self.max_traces:
+            _, evicted = self._traces.popitem(last=False)
+            self._span_count -= len(evicted.spans) + len(evicted.pending)
+
+    def _materialize(self) -> None:
+        """Turn pending records into spans (called under the lock, before reading traces)."""
+        for trace in self._traces.values():
+            if not trace.pending:
+                continue
+            pending, trace.pending = trace.pending, []
+            for rec in pending:
+                span = self._parse_span(finish_span(_context_of(rec), rec))
+                if span is None or span.span_id in trace.span_ids:
+                    self._span_count -= 1
+                    continue
+                trace.spans.append(span)
+                trace.span_ids.add(span.span_id)
+                if len(self._services) < _MAX_SERVICES:
+                    self._services.add(span.service)
 
     def _parse_record(self, data: Mapping[str, Any]) -> RequestRecord | None:
         if not isinstance(data, Mapping) or not isinstance(data.get("proxy"), str):
@@ -263,6 +324,7 @@ class Collector:
     def jaeger_services(self) -> dict[str, Any]:
         """``GET /api/services``: the service names seen in spans, e.g. ``customer.tutorial``."""
         with self._lock:
+            self._materialize()
             names = sorted(self._services)
         return {"data": names, "total": len(names), "limit": 0, "offset": 0, "errors": None}
 
@@ -301,8 +363,9 @@ class Collector:
         cutoff_us = int(((self._clock() if now is None else now) - lookback_s) * 1_000_000)
         want_tags = {k: str(v) for k, v in (tags or {}).items()}
         with self._lock:
+            self._materialize()
             services = self._resolve_service(service) if service else None
-            traces = [(tid, list(t.spans), t.start_us) for tid, t in self._traces.items()]
+            traces = [(tid, list(t.spans), t.start_us) for tid, t in self._traces.items() if t.spans]
         found = []
         for tid, spans, start_us in traces:
             if max(s.start_us for s in spans) < cutoff_us:
@@ -328,6 +391,7 @@ class Collector:
     def jaeger_trace(self, trace_id: str) -> dict[str, Any]:
         """``GET /api/traces/{traceID}``; NotFound when the trace is unknown or already evicted."""
         with self._lock:
+            self._materialize()
             trace = self._traces.get(trace_id.lower())
             spans = list(trace.spans) if trace else None
         if spans is None:

@@ -31,6 +31,7 @@ from meshkit.backends.local.timeapi import TimeService
 from meshkit.backends.local.workloads import GATEWAY, Deployments, DeploymentSpec, service_account
 from meshkit.errors import NotFound
 from meshkit.http1 import Request, Response, SimpleClient, serve
+from meshkit.wire import dumps, loads
 
 SERVICES = ("customer", "preference", "recommendation")
 DEFAULT_DEPLOYMENTS = (
@@ -124,7 +125,7 @@ class ControlPlane:
     async def handle(self, req: Request) -> Response:
         url = urlsplit(req.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
-        body = json.loads(req.body) if req.body else {}
+        body = loads(req.body) if req.body else {}
         route = f"{req.method} {url.path}"
         try:
             result = await self._dispatch(route, query, body)
@@ -173,7 +174,7 @@ class ControlPlane:
         if route == "GET /jwks":
             return self.issuer.jwks()
         if route == "POST /telemetry":
-            self.collector.ingest(body.get("records", []), body.get("spans", []))
+            self.collector.ingest_rows(body.get("rows", []))
             return {"ok": True}
         if route == "GET /status":
             return self.status()
@@ -329,7 +330,7 @@ class ControlPlane:
 
 
 def _json(data: Any, status: int = 200) -> Response:
-    return Response(status, dict(JSON), json.dumps(data).encode())
+    return Response(status, dict(JSON), dumps(data))
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -22,6 +22,7 @@ from meshkit.backends.local.proxy.sidecar import Sidecar
 from meshkit.backends.local.sniff import Tap, describe
 from meshkit.backends.local.tls import RotatingContexts
 from meshkit.http1 import Request, Response, SimpleClient, serve
+from meshkit.wire import dumps
 from meshkit.sample.app import AppSpec, SampleApp
 
 FLUSH_INTERVAL = 0.2
@@ -59,6 +60,10 @@ class Pod:
             self.ports.update(ports)
             if self.app is not None:
                 self.app.spec = AppSpec(a["service"], a["version"], self.name, ("127.0.0.1", ports["outbound"]))
+                # app and sidecar share the process: the pod-internal hop is a call, not a socket
+                # (the ports stay open for `meshkit exec` and direct calls to the app)
+                self.app.transport = self.sidecar.handle_outbound
+                self.sidecar.app_handler = self.app.handle
         admin = await serve(self.admin, "127.0.0.1", 0)
         self.ports["admin"] = admin.sockets[0].getsockname()[1]
         if self.sidecar is not None:
@@ -148,9 +153,10 @@ class Pod:
     async def _flush(self) -> None:
         if self.sidecar is None:
             return
-        records, spans = self.sidecar.telemetry.drain()
-        if records or spans:
-            await self._post("/telemetry", {"records": records, "spans": spans})
+        rows = self.sidecar.telemetry.drain()
+        if rows:
+            await self.control.request("POST", "/telemetry", {"host": "istiod", "content-type": "application/json"},
+                                       dumps({"rows": rows}))
 
     async def _post(self, path: str, body: dict[str, Any]) -> Response:
         data = json.dumps(body).encode()

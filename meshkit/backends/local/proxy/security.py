@@ -122,7 +122,13 @@ class PeerAuthnFilter(Filter):
         if (self.sec.mode == "STRICT" and not tls) or (self.sec.mode == "DISABLE" and tls):
             raise ResetConnection(f"PeerAuthentication {self.sec.mode} refuses {'mTLS' if tls else 'plaintext'}")
         req.headers.pop(XFCC, None)  # a downstream never gets to claim an identity by header
-        spiffe = peer_spiffe_id(req.ssl_object) if tls else None
+        spiffe = None
+        if tls:
+            # the identity is the connection's: read the certificate once, not on every request
+            conn = req.connection if req.connection is not None else {}
+            spiffe = conn.get("spiffe")
+            if spiffe is None:
+                spiffe = conn["spiffe"] = peer_spiffe_id(req.ssl_object) or ""
         if spiffe:
             rec.source_principal = spiffe
             rec.connection_security_policy = "mutual_tls"

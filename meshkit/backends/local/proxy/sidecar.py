@@ -71,6 +71,8 @@ class Sidecar:
         self.servers: list[asyncio.base_events.Server] = []
         self.ports: dict[str, int] = {}
         self._app = SimpleClient("127.0.0.1", app_port) if app_port else None
+        # set by the pod when the app shares this process: inbound requests are handed over directly
+        self.app_handler: Callable[[Request], Awaitable[Response]] | None = None
         gateway_name = "mesh"
         self._peer_meta = _encode_peer(identity)
         self.outbound = chain(
@@ -207,6 +209,9 @@ class Sidecar:
         return resp
 
     async def _to_app(self, ex: Exchange) -> Response:
+        if self.app_handler is not None:
+            ex.rec.response_code_details = "via_upstream"
+            return await self.app_handler(ex.req)
         if self._app is None:
             return ex.local_reply(503, "UH", "no_healthy_upstream", b"no healthy upstream")
         req = ex.req

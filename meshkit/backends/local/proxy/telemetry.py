@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import operator
 import os
 import random
 import time
@@ -23,14 +24,16 @@ from typing import TYPE_CHECKING, Any
 
 from meshkit.backends.local.proxy.accesslog import AccessLog
 from meshkit.backends.local.proxy.stats import ProxyStats
-from meshkit.backends.local.proxy.tracing import SpanContext, finish_span, start_span
+from meshkit.backends.local.proxy.tracing import SpanContext, start_span
 from meshkit.http1 import Request, Response
+from meshkit.telemetry.record import FIELDS
 
 if TYPE_CHECKING:
     from meshkit.backends.local.proxy.config import ProxyIdentity
     from meshkit.backends.local.proxy.exchange import Exchange
 
 EXCERPT = 120
+_ROW = operator.attrgetter(*FIELDS)  # one C call turns a record into its wire row
 
 
 def enabled_by_env() -> bool:
@@ -41,8 +44,7 @@ class Telemetry:
     def __init__(self, identity: ProxyIdentity, capacity: int = 5000, enabled: bool | None = None) -> None:
         self.identity = identity
         self.enabled = enabled_by_env() if enabled is None else enabled
-        self.outbox: deque[dict[str, Any]] = deque(maxlen=capacity)
-        self.span_outbox: deque[dict[str, Any]] = deque(maxlen=capacity)
+        self.outbox: deque[tuple[Any, ...]] = deque(maxlen=capacity)
         self.access_log = AccessLog(capacity=2000)
         self.stats = ProxyStats(identity.pod, identity.workload, identity.app, identity.version or "unknown",
                                 identity.namespace)
@@ -73,16 +75,17 @@ class Telemetry:
         if not self.enabled:
             return
         if span is not None:
+            # the record carries its span: the collector builds the Jaeger span only when asked
             rec.trace_id, rec.span_id, rec.parent_span_id = span.trace_id, span.span_id, span.parent_span_id
             rec.sampled = span.sampled
-            if span.sampled:
-                self.span_outbox.append(finish_span(span, rec))
+        else:
+            rec.sampled = False
         self.stats.record(rec)
         self.access_log.append(rec)
-        self.outbox.append(rec.to_dict())
+        self.outbox.append(_ROW(rec))
 
-    def drain(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        records, spans = list(self.outbox), list(self.span_outbox)
+    def drain(self) -> list[tuple[Any, ...]]:
+        """The records waiting to be shipped, as rows in ``RequestRecord`` field order."""
+        rows = list(self.outbox)
         self.outbox.clear()
-        self.span_outbox.clear()
-        return records, spans
+        return rows

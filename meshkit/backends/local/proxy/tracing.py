@@ -66,13 +66,16 @@ class _Incoming:
     debug: bool
 
 
+# ids come from a generator seeded from os.urandom per process, not the injected rng: pods are
+# separate processes and a shared seed would give every pod the same ids
+_IDS = random.Random(os.urandom(16))
+
+
 def _new_id(nbytes: int) -> str:
-    # ids come from os.urandom, not the injected rng: pods are separate processes and a shared
-    # seed would give every pod the same ids
     while True:
-        value = os.urandom(nbytes).hex()
-        if value.strip("0"):
-            return value
+        value = _IDS.getrandbits(nbytes * 8)
+        if value:
+            return f"{value:0{nbytes * 2}x}"
 
 
 def _sampled_flag(value: str | None) -> bool | None:
