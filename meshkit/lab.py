@@ -38,8 +38,19 @@ import meshkit
 from meshkit.errors import MeshkitError, MeshNotRunning, NotFound
 from meshkit.mesh import Mesh
 from meshkit.resources.duration import parse_duration
+from meshkit.traffic import LoadResult
 
-ISTIOFILES = Path(__file__).resolve().parent.parent / "cluster" / "istiofiles"
+
+def _find_istiofiles() -> Path:
+    """cluster/istiofiles beside the package (a checkout), else under the working directory or its parent."""
+    beside = Path(__file__).resolve().parent.parent / "cluster" / "istiofiles"
+    for candidate in (beside, Path.cwd() / "cluster" / "istiofiles", Path.cwd().parent / "cluster" / "istiofiles"):
+        if candidate.is_dir():
+            return candidate
+    return beside
+
+
+ISTIOFILES = _find_istiofiles()
 #: the deployments ``meshkit up`` creates, one replica each; setup() returns the mesh to them
 DEFAULT_DEPLOYMENTS = {
     "customer": ("customer", "v1"),
@@ -189,37 +200,12 @@ def cli(mesh: Mesh, *args: str) -> str:
     return proc.stdout
 
 
-def token(mesh: Mesh, **claims: str) -> str:
-    """A JWT from the mesh's local test issuer (``meshkit token --claim k=v``)."""
-    args = [arg for k, v in claims.items() for arg in ("--claim", f"{k}={v}")]
-    return cli(mesh, "token", *args).strip()
-
-
 # -- telemetry shortcuts ---------------------------------------------------------------------------
-def records(mesh: Mesh, seconds: float = 60.0) -> list[dict[str, Any]]:
-    """Every proxy's request records of the last ``seconds``."""
-    return mesh.request_log(since=time.time() - seconds)
-
-
-def graph(mesh: Mesh, window_s: float = 60.0) -> dict[str, Any]:
-    """The service graph (Kiali's shape) of the last ``window_s`` seconds."""
-    from meshkit.telemetry.graph import graph as build
-
-    return build(records(mesh, window_s + 5), window_s)
-
-
 def metrics(mesh: Mesh, name: str = "istio_requests_total", limit: int = 12) -> str:
     """The first ``limit`` series of metric ``name`` in the proxies' Prometheus exposition."""
-    lines = [x for x in mesh.backend.metrics_text().splitlines() if x.startswith((name + "{", name + " "))]
+    lines = [x for x in mesh.metrics().splitlines() if x.startswith((name + "{", name + " "))]
     more = f"\n... {len(lines) - limit} more series" if len(lines) > limit else ""
     return "\n".join(lines[:limit]) + more
-
-
-def explain(mesh: Mesh, seconds: float = 60.0, limit: int = 5) -> list[str]:
-    """One line per recent failed request: which proxy or app answered, and why."""
-    from meshkit.telemetry.explain import explain as why
-
-    return why(records(mesh, seconds), limit)
 
 
 # -- checks ----------------------------------------------------------------------------------------
@@ -257,15 +243,21 @@ def _strict(strict: bool | None) -> bool:
     return os.environ.get(STRICT_ENV, "").lower() in ("1", "true", "yes")
 
 
-def poll(measure: Callable[[], CheckResult], deadline_s: float, interval_s: float = 3.0) -> CheckResult:
-    """Measure until ✓ or until ``deadline_s`` has passed, saying so between attempts."""
-    end = time.monotonic() + deadline_s
+def poll(measure: Callable[[], CheckResult], deadline_s: float, interval_s: float = 3.0,
+         clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> CheckResult:
+    """Measure until ✓ or until ``deadline_s`` has passed, saying "not yet, retrying" between attempts.
+
+    Example::
+
+        poll(lambda: check.all_to(mesh, "v1", strict=False, deadline_s=0), deadline_s=60)
+    """
+    end = clock() + deadline_s
     while True:
         result = measure()
-        if result.ok or time.monotonic() + interval_s > end:
+        if result.ok or clock() + interval_s > end:
             return result
         print(f"not yet, retrying: {result.seen}", flush=True)
-        time.sleep(interval_s)
+        sleep(interval_s)
 
 
 def _check(measure: Callable[..., CheckResult]) -> Callable[..., CheckResult]:
@@ -291,9 +283,13 @@ def _first_error(recs: Sequence[Mapping[str, Any]]) -> str:
     return f"; first error: {bad[0]['code']} {bad[0]['body'][:120]!r}" if bad else ""
 
 
-def _dest_rows(mesh: Mesh, since: float, settle: float = 0.6) -> list[dict[str, Any]]:
+def _dest_rows(mesh: Mesh, result: LoadResult, settle: float = 0.6) -> list[dict[str, Any]]:
+    """The servers' records of the requests in ``result`` (joined by x-request-id)."""
     time.sleep(settle)  # proxies ship their records every 0.2 s
-    return [r for r in mesh.request_log(since=since) if r.get("reporter") == "destination"]
+    ids = {r["request_id"] for r in result.records}
+    since = min((r["t"] for r in result.records), default=time.time()) - 1
+    return [r for r in mesh.request_log(since=since)
+            if r.get("reporter") == "destination" and r.get("request_id") in ids]
 
 
 class Checks:
@@ -349,10 +345,9 @@ class Checks:
     @_check
     def mirroring(mesh: Mesh, served: str = "v1", mirror: str = "v2", n: int = 30) -> CheckResult:
         """Replies all come from ``served`` while ``mirror`` receives a copy of each request."""
-        since = time.time() - 0.1
         result = mesh.load(n=n, flags=False)
         versions = dict(Counter(r["version"] or f"error {r['code']}" for r in result.records))
-        copies = sum(1 for r in _dest_rows(mesh, since)
+        copies = sum(1 for r in _dest_rows(mesh, result)
                      if r.get("destination_app") == "recommendation" and r.get("destination_version") == mirror)
         ok = versions == {served: n} and copies >= n
         return CheckResult("mirroring", ok, f"replies {versions}, {copies} copies reached {mirror}",
@@ -387,7 +382,7 @@ class Checks:
         result = mesh.load(n=n, concurrency=concurrency, headers=headers, flags=False)
         codes = dict(Counter(str(r["code"]) for r in result.records))
         return CheckResult("every request succeeds", codes == {"200": n}, f"codes {codes}", f"{{'200': {n}}}",
-                           "lab.explain(mesh) names the proxy that answered" + _first_error(result.records))
+                           "mesh.explain() names the proxy that answered" + _first_error(result.records))
 
     @staticmethod
     @_check
@@ -520,9 +515,8 @@ class Checks:
     @_check
     def mtls(mesh: Mesh, expected: str = "mutual_tls", n: int = 20) -> CheckResult:
         """The servers' proxies report ``connection_security_policy == expected`` for every request."""
-        since = time.time() - 0.1
-        mesh.load(n=n, flags=False)
-        rows = [r for r in _dest_rows(mesh, since) if r.get("namespace", "tutorial") == "tutorial"]
+        rows = [r for r in _dest_rows(mesh, mesh.load(n=n, flags=False))
+                if r.get("namespace", "tutorial") == "tutorial"]
         policies = dict(Counter(str(r.get("connection_security_policy")) for r in rows))
         ok = bool(rows) and set(policies) == {expected}
         return CheckResult(f"connections are {expected}", ok, f"server-side reports {policies}",
@@ -558,7 +552,7 @@ class Checks:
     def metrics(mesh: Mesh, metric: str = "istio_requests_total") -> CheckResult:
         """The proxies expose ``metric`` as both reporters (source and destination)."""
         mesh.load(n=10, flags=False)
-        lines = [x for x in mesh.backend.metrics_text().splitlines() if x.startswith(metric + "{")]
+        lines = [x for x in mesh.metrics().splitlines() if x.startswith(metric + "{")]
         reporters = sorted({r for r in ("source", "destination") for x in lines if f'reporter="{r}"' in x})
         return CheckResult(f"metric {metric}", reporters == ["destination", "source"],
                            f"{len(lines)} series, reporters {reporters}", "series from both reporters",
@@ -572,7 +566,7 @@ class Checks:
         mesh.curl()
         time.sleep(0.6)
         best: set[str] = set()
-        for tr in mesh.backend.traces(service="customer", limit=5).get("data", []):
+        for tr in mesh.traces(service="customer", limit=5).get("data", []):
             names = {str(p.get("serviceName", "")) for p in tr.get("processes", {}).values()}
             covered = {s for s in services if any(n == s or n.startswith(s + ".") for n in names)}
             best = max(best, covered, key=len)
@@ -585,7 +579,7 @@ class Checks:
     def graph(mesh: Mesh, path: Sequence[str] = ("customer", "preference", "recommendation"),
               window_s: float = 60.0) -> CheckResult:
         """The service graph has an edge from each app of ``path`` to the next one's service."""
-        g = graph(mesh, window_s)
+        g = mesh.graph(window_s)
         nodes = {n["data"]["id"]: n["data"] for n in g["elements"]["nodes"]}
         pairs = {(nodes[e["data"]["source"]].get("app"), nodes[e["data"]["target"]].get("app"))
                  for e in g["elements"]["edges"]}
@@ -597,8 +591,8 @@ class Checks:
     @staticmethod
     @_check
     def explained(mesh: Mesh, contains: str, seconds: float = 60.0) -> CheckResult:
-        """``lab.explain`` names the cause: one of its lines contains ``contains``."""
-        lines = explain(mesh, seconds, limit=20)
+        """``mesh.explain()`` names the cause: one of its lines contains ``contains``."""
+        lines = mesh.explain(limit=20, since=time.time() - seconds)
         hit = next((x for x in lines if contains in x), None)
         return CheckResult("failure explained", hit is not None, hit or f"{len(lines)} lines, none matching",
                            f"a line with {contains!r}", "generate failing traffic first")
@@ -606,5 +600,5 @@ class Checks:
 
 check = Checks()
 
-__all__ = ["ISTIOFILES", "CheckResult", "Checks", "Yaml", "check", "cli", "explain", "graph", "istiofile",
-           "logs", "metrics", "pod_of", "poll", "records", "setup", "show", "tidy", "token"]
+__all__ = ["ISTIOFILES", "CheckResult", "Checks", "Yaml", "check", "cli", "istiofile", "logs", "metrics",
+           "pod_of", "poll", "setup", "show", "tidy"]

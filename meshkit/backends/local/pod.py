@@ -22,8 +22,8 @@ from meshkit.backends.local.proxy.sidecar import Sidecar
 from meshkit.backends.local.sniff import Tap, describe
 from meshkit.backends.local.tls import RotatingContexts
 from meshkit.http1 import Request, Response, SimpleClient, serve
-from meshkit.wire import dumps
 from meshkit.sample.app import AppSpec, SampleApp
+from meshkit.wire import dumps
 
 FLUSH_INTERVAL = 0.2
 
