@@ -399,7 +399,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
             backend.reset()
             _print("lab reset: every Istio resource except the ingress gateway's removed")
         return 0
-    cmd = [sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={labs.parent}", "--ServerApp.ip=127.0.0.1",
+    cmd = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={labs.parent}", "--ServerApp.ip=127.0.0.1",
            "--LabApp.default_url=/lab/tree/labs/00_setup.ipynb"]
     if os.geteuid() == 0:
         cmd.append("--allow-root")

@@ -111,7 +111,8 @@ async def _worker(plan: _Plan, counter: list[int], out: list[dict[str, Any]], t0
             if delay > 0:
                 await asyncio.sleep(delay)
         headers = {"host": f"{host}:{port}", "user-agent": "meshkit-load", **plan.headers}
-        headers["x-request-id"] = str(uuid.uuid4())
+        if plan.n != 1 or "x-request-id" not in plan.headers:
+            headers["x-request-id"] = str(uuid.uuid4())  # each request of a load is its own
         started_wall, started = time.time(), time.perf_counter()
         code, body = 0, ""
         try:

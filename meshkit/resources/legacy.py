@@ -260,6 +260,12 @@ def _mixer_category(kind: str, spec: dict[str, Any]) -> str:
         return "access"
     if lowered in _QUOTA_KINDS:
         return "quota"
+    if lowered == "handler":
+        adapter = str(spec.get("compiledAdapter") or spec.get("adapter") or "").lower()
+        if adapter in ("memquota", "redisquota"):
+            return "quota"
+        if adapter in ("denier", "listchecker"):
+            return "access"
     if lowered == "rule":
         handlers = " ".join(str(_dict(a).get("handler", "")) for a in _list(spec.get("actions")))
         if "denier" in handlers or "list" in handlers:
@@ -279,7 +285,8 @@ def _mixer(kind: str, spec: dict[str, Any], name: str, ns: str) -> tuple[str, li
         policy["rules"] = [{"from": [{"source": {"principals": [principal]}}]}]
         return "AuthorizationPolicy (deny/allow lists)", [_resource(_SEC, "AuthorizationPolicy", name, ns, policy)]
     if category == "quota":
-        quota = _dict((_list(spec.get("quotas")) or [{}])[0])
+        quotas = _list(spec.get("quotas")) or _list(_dict(spec.get("params")).get("quotas"))
+        quota = _dict((quotas or [{}])[0])
         services = [_dict(s).get("name") for s in _list(spec.get("services"))]
         app = str(services[0]) if services and services[0] else "<app>"
         tokens = quota.get("maxAmount", 10)

@@ -142,8 +142,10 @@ class WorkloadCert:
     def needs_rotation(self, now: dt.datetime | float, fraction: float = 0.5) -> bool:
         """True once ``fraction`` of the lifetime has elapsed (Istio rotates at half-life)."""
         moment = _as_datetime(now)
-        lifetime = (self.not_after - self.not_before).total_seconds()
-        elapsed = (moment - self.not_before).total_seconds()
+        # measured from issuance, as istio-agent does: not_before is back-dated for clock skew
+        issued = self.not_before + BACKDATE
+        lifetime = (self.not_after - issued).total_seconds()
+        elapsed = (moment - issued).total_seconds()
         return elapsed >= fraction * lifetime
 
     def is_valid(self, now: dt.datetime | float | None = None) -> bool:

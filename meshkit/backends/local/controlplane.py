@@ -226,7 +226,7 @@ class ControlPlane:
         assert self.deployments is not None
         pods = [p for p in self.deployments.pods.values() if p.spec.sidecar and "admin" in p.ports]
         if pod is not None:
-            chosen = [p for p in pods if p.name == pod or p.deployment == pod]
+            chosen = [p for p in pods if pod in (p.name, p.deployment, p.spec.labels()["app"])]
             if not chosen:
                 names = ", ".join(sorted(p.name for p in pods))
                 raise NotFound(f'no pod named "{pod}" with a sidecar; known: {names}')

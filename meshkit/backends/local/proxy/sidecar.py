@@ -191,7 +191,6 @@ class Sidecar:
         rec.destination_service = f"{me.app}.{me.namespace}.svc.cluster.local"
         rec.destination_service_name = me.app
         rec.upstream_cluster = f"inbound|{8080}||"
-        rec.upstream_host = f"127.0.0.1:{self.app_port}"
         rec.authority = req.headers.get("host", "")
         rec.route_name = "default"
         peer = _decode_peer(req.headers.pop(PEER_META, ""))
@@ -209,6 +208,7 @@ class Sidecar:
         return resp
 
     async def _to_app(self, ex: Exchange) -> Response:
+        ex.rec.upstream_host = f"127.0.0.1:{self.app_port}"  # only a request that reaches the app has one
         if self.app_handler is not None:
             ex.rec.response_code_details = "via_upstream"
             return await self.app_handler(ex.req)
