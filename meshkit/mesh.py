@@ -156,12 +156,23 @@ class Mesh:
             self.attach_flags(result.records)
         return result
 
-    def attach_flags(self, records: list[dict[str, Any]], settle: float = 0.5) -> None:
-        """Join the proxies' records by x-request-id: the flag where each failure originated."""
-        time.sleep(settle)  # the proxies ship telemetry every 0.2 s
+    def attach_flags(self, records: list[dict[str, Any]], timeout: float = 5.0) -> None:
+        """Join the proxies' records by x-request-id: the flag where each failure originated.
+
+        The proxies ship telemetry every 0.2 s; this waits until the collector has stopped growing
+        (at most ``timeout``), so a busy machine does not lose flags.
+        """
         since = min(r["t"] for r in records) - 1
+        rows: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(0.25)
+            latest = self.backend.request_log(since=since, limit=200_000)
+            if rows and len(latest) == len(rows):
+                break
+            rows = latest
         by_id: dict[str, list[dict[str, Any]]] = {}
-        for row in self.backend.request_log(since=since, limit=200_000):
+        for row in rows:
             by_id.setdefault(row.get("request_id", ""), []).append(row)
         from meshkit.telemetry.explain import flag_of_request
 

@@ -371,12 +371,12 @@ def compile_view(snapshot: Mapping[str, Any], me: ProxyIdentity) -> ProxyView:
     for host, svc in services.items():
         port = int(svc.get("port", 8080))
         add_clusters(host, port, tuple(e for e in endpoints if e.app == svc["name"]), False)
-        default = _default_vhost(host, port)
+        default = _default_vhost(host, port, profile)
         for alias in _aliases(svc["name"], svc.get("namespace", ns), port):
             vhosts[alias] = default
     for host, (port, external_eps) in externals.items():
         add_clusters(host, port, external_eps, True)
-        default = _default_vhost(host, port)
+        default = _default_vhost(host, port, profile)
         vhosts[host] = vhosts[f"{host}:{port}"] = default
 
     # VirtualServices bound to the mesh → sidecar routes; bound to a Gateway → gateway routes
@@ -453,9 +453,10 @@ def _cluster(
     )
 
 
-def _default_vhost(host: str, port: int) -> VirtualHost:
+def _default_vhost(host: str, port: int, profile: str) -> VirtualHost:
+    """The route Istio builds for a service no VirtualService names (with the default retry policy)."""
     dest = Destination(cluster_name(host, "", port), host, "", port, 100)
-    return VirtualHost(host, (Route("default", MatchSet(), (dest,), 100),), port)
+    return VirtualHost(host, (Route("default", MatchSet(), (dest,), 100, retry=compile_retry(None, profile)),), port)
 
 
 def _route(

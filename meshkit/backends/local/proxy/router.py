@@ -183,7 +183,7 @@ class Router:
             if host is None:
                 rule = f"no healthy host in {_cluster_label(cluster)}"
                 if any(h.ejected for h in cluster.hosts):
-                    rule += " (the others are ejected by outlier detection)"
+                    rule += " (ejected by outlier detection)"
                 return ex.local_reply(503, "UH", "no_healthy_upstream", NO_HEALTHY_BODY, rule)
             tried.add(host.endpoint.pod)
             ex.rec.attempts = attempt
