@@ -200,7 +200,8 @@ class Mesh:
         """The versioned-app service graph of the last ``window_s`` seconds, as Kiali derives it."""
         from meshkit.telemetry.graph import graph
 
-        return graph(self.backend.request_log(time.time() - window_s, limit=200_000), window_s)
+        now = time.time()
+        return graph(self.backend.request_log(now - window_s, limit=200_000), window_s, now=now)
 
     def explain(self, limit: int = 10, since: float = 0.0) -> list[str]:
         """One line per recent failed request: which proxy answered, the flag, and the rule behind it."""
@@ -213,8 +214,9 @@ class Mesh:
         """Requests per second by ``field`` (version, response_code, response_flags) as tidy rows."""
         from meshkit.telemetry.queries import rate_by
 
-        records = self.backend.request_log(time.time() - window_s, limit=200_000)
-        return rate_by(records, field, window_s, service=service)
+        now = time.time()
+        records = self.backend.request_log(now - window_s, limit=200_000)
+        return rate_by(records, field, window_s, service=service, now=now)
 
     def close(self) -> None:
         self.backend.close()

@@ -84,7 +84,7 @@ def node_label(node: Mapping[str, Any]) -> str:
 
 def edge_label(edge: Mapping[str, Any]) -> str:
     """``🔒 4.2 rps, 10.0 % err`` (the lock only when most of the traffic was mutual TLS)."""
-    lock = "🔒 " if float(edge.get("mtls") or 0) > 0.5 else ""
+    lock = "🔒 " if _mtls(edge) > 0.5 else ""
     return (
         f"{lock}{float(edge.get('rate') or 0):.1f} rps, {100 * float(edge.get('errorRatio') or 0):.1f} % err"
     )
@@ -110,7 +110,7 @@ def service_graph(graph: Mapping[str, Any]) -> go.Figure:
         err = float(e.get("errorRatio") or 0)
         color = ERROR_RED if err > 0 else EDGE_OK
         width = 1.5 + 4.5 * float(e.get("rate") or 0) / max_rate
-        secure = float(e.get("mtls") or 0) > 0.5
+        secure = _mtls(e) > 0.5
         fig.add_trace(
             go.Scatter(
                 x=[sx, tx],
@@ -249,3 +249,8 @@ def _edge_hover(edge: Mapping[str, Any], labels: Mapping[str, str]) -> str:
     if flags:
         parts.append("flags: " + ", ".join(f"{f}×{n}" for f, n in sorted(flags.items())))
     return "<br>".join(parts)
+
+
+def _mtls(edge: Mapping[str, Any]) -> float:
+    """The edge's mTLS share; the telemetry graph names it ``mtlsShare`` (``mtls`` is accepted too)."""
+    return float(edge.get("mtlsShare", edge.get("mtls")) or 0)

@@ -381,5 +381,8 @@ class LocalBackend(Backend):
 
     def app_log(self, pod: str) -> str:
         target = self._pods_of(pod)[0]
+        if "app" not in target.extra["ports"]:
+            raise MeshkitError(f"pod {target.name} has no app container; its container is istio-proxy "
+                               "(use -c istio-proxy)")
         with urllib.request.urlopen(f"http://127.0.0.1:{target.extra['ports']['admin']}/app_log", timeout=10) as r:
             return str(r.read().decode())

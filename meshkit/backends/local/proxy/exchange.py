@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from meshkit.backends.local.proxy.config import Route, VirtualHost
+from meshkit.backends.local.proxy.config import Destination, Route, VirtualHost
 from meshkit.http1 import Request, Response
 from meshkit.telemetry.record import RequestRecord
 
@@ -33,6 +33,7 @@ class Exchange:
     vhost: VirtualHost | None = None
     route: Route | None = None
     flags: list[str] = field(default_factory=list)
+    dest: Destination | None = None  # the weighted choice, made once per request
 
     def flag(self, flag: str, rule: str = "") -> None:
         if flag not in self.flags:

@@ -30,9 +30,15 @@ def per_million(percent: float) -> int:
 
 
 class FaultFilter(Filter):
-    def __init__(self, rng: random.Random, sleep: Callable[[float], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        rng: random.Random,
+        sleep: Callable[[float], Awaitable[None]],
+        attribute: Callable[[Exchange], object] | None = None,
+    ) -> None:
         self.rng = rng
         self.sleep = sleep
+        self.attribute = attribute  # notes the destination an abort stands in for (the router's choice)
 
     def _hit(self, percent: float) -> bool:
         return percent > 0 and self.rng.randrange(PER_MILLION) < per_million(percent)
@@ -48,5 +54,7 @@ class FaultFilter(Filter):
             await self.sleep(fault.delay_s)
         if fault.abort_status and self._hit(fault.abort_percent):
             rule = f"fault abort {fault.abort_status} ({fault.abort_percent:g}%) in {origin}"
+            if self.attribute is not None and route is not None and route.destinations:
+                self.attribute(ex)
             return ex.local_reply(fault.abort_status, "FI", "fault_filter_abort", FAULT_ABORT_BODY, rule)
         return await next_(ex)

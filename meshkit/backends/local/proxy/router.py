@@ -136,13 +136,9 @@ class Router:
         assert route is not None
         if not route.destinations:
             return ex.local_reply(503, "NC", "cluster_not_found", rule=f"route {route.name} has no destination")
-        dest = self._pick(route)
+        dest = self.choose(ex)
         clusters = self.clusters()
         cluster = clusters.get(dest.cluster)
-        rec = ex.rec
-        rec.upstream_cluster = dest.cluster
-        rec.destination_service = dest.host
-        rec.destination_service_name = dest.host.split(".")[0]
         if cluster is None:
             rule = f"route to subset {dest.subset} of {dest.host.split('.')[0]} not defined in any DestinationRule"
             return ex.local_reply(503, "NC", "cluster_not_found", rule=rule)
@@ -159,6 +155,21 @@ class Router:
                 cluster.report(flight.host, 504)  # the reset attempt is a local-origin timeout
             rule = f"timeout {route.timeout:g}s in {route.origin}"
             return ex.local_reply(504, "UT", "upstream_response_timeout", TIMEOUT_BODY, rule)
+
+    def choose(self, ex: Exchange) -> Destination:
+        """The route's weighted destination for this request (chosen once), noted in its record.
+
+        The fault filter calls it too before an abort, so an injected fault is attributed to the
+        destination it stands in for, as Envoy's stats and Kiali do.
+        """
+        if ex.dest is None:
+            assert ex.route is not None and ex.route.destinations
+            ex.dest = self._pick(ex.route)
+            rec = ex.rec
+            rec.upstream_cluster = ex.dest.cluster
+            rec.destination_service = ex.dest.host
+            rec.destination_service_name = ex.dest.host.split(".")[0]
+        return ex.dest
 
     def _pick(self, route: Route) -> Destination:
         dests = route.destinations

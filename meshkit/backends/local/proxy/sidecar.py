@@ -75,10 +75,7 @@ class Sidecar:
         self.app_handler: Callable[[Request], Awaitable[Response]] | None = None
         gateway_name = "mesh"
         self._peer_meta = _encode_peer(identity)
-        self.outbound = chain(
-            [RouteFilter(lambda: self.view, gateway_name), FaultFilter(self.rng, self.sleep)],
-            Router(lambda: self.clusters, self.rng, self.sleep, self._upstream_request, self._shadow),
-        )
+        self.outbound = self._gateway_chain(gateway_name, 80)
         self.https = self.outbound
         self.gateway_tls = GatewayTls()
         filters = inbound_filters(self) if inbound_filters else self.security.inbound_filters()
@@ -110,9 +107,12 @@ class Sidecar:
         self.view, self.clusters = view, clusters
 
     def _gateway_chain(self, gateway_name: str, server_port: int) -> Handler:
+        """The outbound chain (a gateway has one per server port): route → fault → router."""
+        router = Router(lambda: self.clusters, self.rng, self.sleep, self._upstream_request, self._shadow)
         return chain(
-            [RouteFilter(lambda: self.view, gateway_name, server_port), FaultFilter(self.rng, self.sleep)],
-            Router(lambda: self.clusters, self.rng, self.sleep, self._upstream_request, self._shadow),
+            [RouteFilter(lambda: self.view, gateway_name, server_port),
+             FaultFilter(self.rng, self.sleep, attribute=router.choose)],
+            router,
         )
 
     def _shadow(self) -> bool:
@@ -198,8 +198,8 @@ class Sidecar:
         if peer:
             rec.source_workload = peer.get("WORKLOAD_NAME", "unknown")
             labels = peer.get("LABELS", {})
-            rec.source_app = labels.get("app", "unknown")
-            rec.source_version = labels.get("version", "unknown")
+            rec.source_app = labels.get("app") or "unknown"
+            rec.source_version = labels.get("version") or "unknown"
         ex = Exchange(req, rec)
         span = self.telemetry.begin(req, "server", self.view.trace_sampling, self.rng)
         started = time.perf_counter()
