@@ -148,6 +148,8 @@ def report_pass(label: str, direct: dict[str, Any], mesh: dict[str, Any]) -> Non
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each measured load")
+    parser.add_argument("--long", type=float, default=120.0,
+                        help="seconds of the paced memory run after the telemetry on/off comparison (0 skips)")
     args = parser.parse_args(argv)
 
     print("meshkit benchmarks (loopback, this machine, load generator in-process)\n")
@@ -191,6 +193,11 @@ def main(argv: list[str] | None = None) -> None:
     gateway = [mb for name, mb in memory.items() if name.startswith("istio-ingressgateway")]
     print(f"  total {total:.0f} MB (goal < 300 MB); the gateway (a proxy alone) {gateway[0] if gateway else 0:.1f} MB "
           "(goal ≤ 30 MB per proxy)")
+
+    print("\ntelemetry on vs off, and memory under a long paced load")
+    from benchmarks import telemetry
+
+    telemetry.main(["--seconds", str(args.seconds), "--rounds", "2", "--long", str(args.long)])
 
 
 if __name__ == "__main__":
