@@ -100,3 +100,22 @@ def test_without_a_mesh_one_line_says_how_to_start(tmp_path: Path, verb: list[st
     assert out.returncode == 1
     assert out.stderr.strip().endswith("start one with: meshkit up")
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_control_plane_admits_only_valid_resources(clean: Mesh) -> None:
+    """A client that skips meshkit's validation still meets the webhook in the control plane."""
+    import urllib.error
+    import urllib.request
+
+    state = clean.backend._state()  # type: ignore[attr-defined]
+    bad = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "x"},
+           "spec": {"hosts": ["recommendation"], "http": [{"route": [{"destination": {"host": "recommendation"},
+                                                                      "weight": -5}, {"destination": {
+                                                                          "host": "recommendation"}}]}]}}
+    req = urllib.request.Request(f"http://127.0.0.1:{state['api_port']}/apply", method="POST",
+                                 data=json.dumps({"resources": [bad]}).encode())
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=10)
+    assert err.value.code == 400
+    assert "weight -5 < 0" in err.value.read().decode()
+    assert clean.get("vs", "x") == []

@@ -179,7 +179,8 @@ class ControlPlane:
         if route == "GET /status":
             return self.status()
         if route == "POST /apply":
-            results = [(key_of(r), self.store.put(r)) for r in body["resources"]]
+            resources = self._admit(body["resources"])
+            results = [(key_of(r), self.store.put(r)) for r in resources]
             self.store.save()
             if any(action != "unchanged" for _, action in results):
                 self.bump()
@@ -254,6 +255,17 @@ class ControlPlane:
             except TimeoutError:
                 return Response(304, {}, b"")
         return self.snapshot(gateway=state is not None and state.spec.gateway)
+
+    def _admit(self, raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The admission webhook: every resource is validated here too, whoever sent it."""
+        from meshkit.resources import Document, validate_documents
+
+        docs = [Document("<api>", i, r, 1) for i, r in enumerate(raw)]
+        report = validate_documents(docs, profile=self.profile)
+        if report.errors:
+            problems = "; ".join(p.message for p in report.errors)
+            raise ValueError(f'admission webhook "validation.istio.io" denied the request: {problems}')
+        return report.resources
 
     @staticmethod
     def _check_secret(body: dict[str, Any]) -> None:
