@@ -1,0 +1,158 @@
+"""The real UI: JupyterLab in headless Chromium runs (a copy of) lab 01, its widgets and plots render, and moving
+the weights slider then pressing Apply changes the traffic split the mesh serves.
+
+Needs Debian's chromium (``/usr/bin/chromium``) and Playwright from PyPI (no browser download).
+A screenshot is saved to ``artifacts/browser-lab.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import meshkit
+from tests.labs.conftest import LABS
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+LAB = "01_traffic_control.ipynb"
+PANEL_TITLE = "Traffic split for recommendation"
+RUN_STARTED = """() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+  .some(e => /\\[(\\*|\\d+)\\]/.test(e.textContent))"""
+# done when nothing is queued and the last cell ran, or when a cell failed (JupyterLab drops the queue)
+RUN_ALL_DONE = """() => {
+  const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(e => e.textContent.trim());
+  if (prompts.length === 0 || prompts.some(t => t.includes('*'))) return false;
+  const failed = document.querySelector('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]');
+  return failed !== null || /\\[\\d+\\]/.test(prompts[prompts.length - 1]);
+}"""
+
+
+def run_all(page: Any, attempts: int = 4) -> None:
+    """Run > Run All Cells, again if the notebook was not ready to take it (no cell started)."""
+    for _ in range(attempts):
+        page.locator(".jp-Notebook .jp-Cell").first.click()
+        page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+        page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+        try:
+            page.wait_for_function(RUN_STARTED, timeout=10_000)
+            return
+        except Exception:  # playwright's TimeoutError: the click came too early, try again
+            continue
+    raise AssertionError(f"Run All Cells did not start any cell after {attempts} tries")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"jupyter lab exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer within {timeout:g}s")
+
+
+@pytest.fixture
+def jupyter(lab_home: Path, tmp_path: Path) -> Iterator[str]:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install 'meshkit[test]'")
+    settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    # no "get notified about Jupyter news?" toast over the screenshot
+    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
+    env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"), "MESHKIT_HOME": str(lab_home)}
+    env.pop("MESHKIT_LAB_STRICT", None)  # a learner's session: checks answer, they do not raise
+    # serve a copy: JupyterLab saves what it runs, and the committed notebook must stay clean
+    root = tmp_path / "labs"
+    root.mkdir()
+    shutil.copy(LABS / LAB, root / LAB)
+    port = _free_port()
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.token=", "--ServerApp.password=",
+           "--ServerApp.ip=127.0.0.1", f"--port={port}", "--allow-root", f"--ServerApp.root_dir={root}"]
+    log = (tmp_path / "jupyter.log").open("wb")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/api/status", 60, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()  # the server shuts its kernels down on SIGTERM
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+
+
+def test_lab_runs_in_jupyterlab_and_the_slider_moves_the_split(jupyter: str, lab_home: Path,
+                                                               artifacts: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{jupyter}/lab/tree/{LAB}")
+            page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=60_000)
+            page.wait_for_selector(".jp-Toolbar-kernelName:has-text('Python 3')", timeout=60_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+            run_all(page)
+            page.wait_for_function(RUN_ALL_DONE, timeout=240_000)
+            page.screenshot(path=str(artifacts / "browser-lab.png"))  # replaced below once the slider moved
+
+            outputs = page.locator(".jp-OutputArea-output").evaluate_all("els => els.map(e => e.textContent)")
+            assert not [t for t in outputs if "Traceback" in t or "Error displaying widget" in t], outputs
+            assert sum("✓" in t for t in outputs) >= 7 and not [t for t in outputs if "✗" in t]
+            page.wait_for_selector(".js-plotly-plot .main-svg", timeout=30_000)
+            page.wait_for_selector(".widget-slider", timeout=30_000)
+
+            panel = page.locator(f".widget-vbox:has(> .widget-html:has-text('{PANEL_TITLE}'))").first
+            panel.scroll_into_view_if_needed()
+            sliders = panel.locator(".widget-slider")
+            assert sliders.count() == 2
+            handle = sliders.nth(1).locator(".noUi-handle")
+            handle.focus()
+            for _ in range(5):
+                handle.press("ArrowRight")
+            readouts = [int(sliders.nth(i).locator(".widget-readout").inner_text()) for i in range(2)]
+            assert readouts == [75, 30]  # the lab left 75/25; five steps right
+            panel.locator("button:has-text('Apply')").click()
+            page.wait_for_function(
+                "el => el.innerText.includes('virtualservice.networking.istio.io/recommendation')",
+                arg=panel.element_handle(), timeout=30_000,
+            )
+            page.screenshot(path=str(artifacts / "browser-lab.png"))
+        finally:
+            browser.close()
+
+    mesh = meshkit.connect(home=str(lab_home))
+    route = mesh.get("virtualservice", "recommendation")[0]["spec"]["http"][0]["route"]
+    assert {r["destination"]["subset"]: r["weight"] for r in route} == {"version-v1": 75, "version-v2": 30}
+    share = 100 * mesh.load(n=2000, concurrency=8, flags=False).share("v2")
+    assert abs(share - 30) <= 4, share  # 2000 draws: one standard deviation is about 1 point

@@ -1,0 +1,135 @@
+"""meshkit.lab on a real local mesh: setup removes leftovers, checks answer ✗ with a hint when the
+lesson does not hold, strict checks raise, istiofiles scale, and poll retries on an injected clock."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from meshkit import lab
+from meshkit.errors import MeshkitError, NotFound
+from meshkit.lab import CheckResult, check
+from meshkit.mesh import Mesh
+from tests.labs.conftest import stop_mesh
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    home = tmp_path_factory.mktemp("helpers-home")
+    saved = os.environ.pop(lab.STRICT_ENV, None)
+    yield lab.setup(home=home)
+    stop_mesh(home)
+    if saved is not None:
+        os.environ[lab.STRICT_ENV] = saved
+
+
+def test_setup_removes_every_leftover(mesh: Mesh, tmp_path: Path) -> None:
+    mesh.apply(lab.istiofile("destination-rule-recommendation-v1-v2.yaml"),
+               lab.istiofile("virtual-service-recommendation-v1.yaml"))
+    mesh.deploy("recommendation", "v3")
+    mesh.scale("recommendation-v2", 2)
+    mesh.misbehave("recommendation-v1")
+    mesh.delay("preference-v1", 0.2)
+    again = lab.setup(home=mesh.backend.home)  # type: ignore[attr-defined]
+    assert [r["metadata"]["name"] for r in again.get()] == ["customer-gateway", "customer-gateway"]
+    assert sorted(p.deployment for p in again.pods()) == [
+        "customer", "istio-ingressgateway", "preference-v1", "recommendation-v1", "recommendation-v2"]
+    result = again.load(n=20, concurrency=2)
+    assert result.summary()["codes"] == {"200": 20}
+    assert max(r["latency_ms"] for r in result.records) < 150  # the 0.2 s delay is gone
+
+
+def test_check_answers_cross_with_what_it_saw(mesh: Mesh) -> None:
+    mesh.reset()
+    result = check.all_to(mesh, "v1", n=40)  # no rule: v2 answers too
+    assert isinstance(result, CheckResult) and not result.ok
+    assert "v2" in result.seen and result.hint
+    assert str(result).startswith("✗ all traffic to v1: replies by version")
+    assert "hint:" in str(result) and "#d62728" in result._repr_html_()
+
+
+def test_strict_check_raises_and_env_turns_strict_on(mesh: Mesh, monkeypatch: pytest.MonkeyPatch) -> None:
+    mesh.reset()
+    with pytest.raises(AssertionError, match="✗ all traffic to v2"):
+        check.all_to(mesh, "v2", strict=True)
+    monkeypatch.setenv(lab.STRICT_ENV, "1")
+    with pytest.raises(AssertionError):
+        check.all_to(mesh, "v2")
+    assert not check.all_to(mesh, "v2", strict=False).ok
+
+
+def test_canary_check_measures_the_split(mesh: Mesh) -> None:
+    mesh.apply(lab.istiofile("destination-rule-recommendation-v1-v2.yaml"),
+               lab.istiofile("virtual-service-recommendation-v1_and_v2_75_25.yaml"))
+    ok = check.canary(mesh, v2=25, n=2000)  # 2000 draws: sd 1 point, tolerance 4
+    assert ok.ok, ok
+    wrong = check.canary(mesh, v2=10, n=2000)
+    assert not wrong.ok and "are the weights 90/10?" in wrong.hint
+    mesh.reset()
+
+
+def test_fault_checks_on_a_real_abort(mesh: Mesh) -> None:
+    mesh.apply(lab.istiofile("destination-rule-recommendation-app.yaml"),
+               lab.istiofile("virtual-service-recommendation-503.yaml"))
+    assert check.fault_abort(mesh, 50).ok
+    assert not check.succeeds(mesh, n=40).ok
+    assert check.fails(mesh, n=40, body="fault filter abort").ok
+    mesh.reset()
+
+
+def test_istiofile_scales_every_duration() -> None:
+    doc = yaml.safe_load(lab.istiofile("destination-rule-recommendation-cb_policy_pool_ejection.yaml", 0.1))
+    outlier = doc["spec"]["subsets"][1]["trafficPolicy"]["outlierDetection"]
+    assert (outlier["interval"], outlier["baseEjectionTime"]) == ("500ms", "1500ms")
+    timeout = yaml.safe_load(lab.istiofile("virtual-service-recommendation-timeout.yaml", 3))
+    assert timeout["spec"]["http"][0]["timeout"] == "3s"
+    assert lab.istiofile("virtual-service-recommendation-v1.yaml") == \
+        (lab.ISTIOFILES / "virtual-service-recommendation-v1.yaml").read_text()
+    with pytest.raises(NotFound, match=r"known: authorization-policy-all-deny\.yaml"):
+        lab.istiofile("no-such-file.yaml")
+
+
+def test_poll_retries_until_ok_or_deadline(capsys: pytest.CaptureFixture[str]) -> None:
+    now = [0.0]
+    answers = iter([False, False, True])
+
+    def measure() -> CheckResult:
+        return CheckResult("x", next(answers), "seen", "expected")
+
+    result = lab.poll(measure, deadline_s=10, interval_s=3, clock=lambda: now[0],
+                      sleep=lambda s: now.__setitem__(0, now[0] + s))
+    assert result.ok and now[0] == 6
+    assert capsys.readouterr().out.count("not yet, retrying: seen") == 2
+    now[0] = 0.0
+    never = lab.poll(lambda: CheckResult("x", False, "no", "yes"), deadline_s=5, interval_s=3,
+                     clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    assert not never.ok and now[0] == 3  # a second wait would pass the deadline
+
+
+def test_show_and_logs(mesh: Mesh) -> None:
+    shown = lab.show("virtual-service-recommendation-v1.yaml")
+    assert shown._repr_markdown_().startswith("```yaml\n# Every request")
+    mesh.curl()
+    assert "recommendation request from recommendation-" in lab.logs(mesh, "recommendation-v1", tail=50) + \
+        lab.logs(mesh, "recommendation-v2", tail=50)
+    with pytest.raises(NotFound):
+        lab.pod_of(mesh, "recommendation-v9")
+
+
+def test_cli_runs_against_this_mesh(mesh: Mesh) -> None:
+    status = lab.cli(mesh, "status")
+    assert "recommendation-v2-" in status and "SYNCED" in status
+    with pytest.raises(MeshkitError, match=r"meshkit delete virtualservice nope failed: .*not found"):
+        lab.cli(mesh, "delete", "virtualservice", "nope")
+
+
+def test_setup_restarts_a_mesh_of_another_profile(mesh: Mesh, capsys: pytest.CaptureFixture[str]) -> None:
+    home = mesh.backend.home  # type: ignore[attr-defined]
+    tutorial = lab.setup(home=home, profile="tutorial")
+    assert tutorial.profile == "tutorial"
+    assert "restarting the local mesh: it runs profile 'current'" in capsys.readouterr().out
+    assert tutorial.curl()[0] == 200

@@ -1,0 +1,86 @@
+"""Every lab executes on the local backend in FAST mode, and every check in it answers ✓.
+
+The labs share one mesh (lab 00 starts it, the others reuse it, as a learner's session would).
+``MESHKIT_LAB_STRICT=1`` makes a failing check raise inside the notebook, so a lab whose lesson does
+not hold fails here. Times and the peak memory of kernel + mesh are written to
+``artifacts/labs-timing.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import papermill as pm
+import pytest
+
+from tests.labs.conftest import LABS, NOTEBOOKS, MemorySampler
+
+pytestmark = pytest.mark.notebooks
+BUDGET_S = 300.0  # the issue's goal for all labs together
+
+
+@pytest.fixture(scope="module")
+def strict_home(lab_home: Path) -> Iterator[Path]:
+    os.environ["MESHKIT_LAB_STRICT"] = "1"
+    yield lab_home
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, dict[str, Any]]:
+    return {}
+
+
+def _texts(cell: nbformat.NotebookNode) -> list[str]:
+    out = []
+    for o in cell.get("outputs", []):
+        if o.output_type == "stream":
+            out.append(o.text)
+        elif o.output_type in ("execute_result", "display_data"):
+            out.append(o.data.get("text/plain", ""))
+    return out
+
+
+def check_lines(nb: nbformat.NotebookNode) -> list[str]:
+    lines = [line for cell in nb.cells if cell.cell_type == "code" for text in _texts(cell)
+             for line in text.splitlines()]
+    return [line for line in lines if line.startswith(("✓ ", "✗ "))]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_lab_executes_and_its_checks_pass(path: Path, strict_home: Path, tmp_path: Path,
+                                          results: dict[str, dict[str, Any]]) -> None:
+    out = tmp_path / path.name
+    with MemorySampler(strict_home) as memory:
+        started = time.monotonic()
+        pm.execute_notebook(
+            str(path), str(out), parameters={"BACKEND": "local", "FAST": True}, kernel_name="python3",
+            cwd=str(LABS), progress_bar=False, store_widget_state=False, execution_timeout=180,
+        )
+        elapsed = time.monotonic() - started
+    nb = nbformat.read(out, as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, errors
+    checks = check_lines(nb)
+    assert checks, f"{path.name} ran no check"
+    assert all(line.startswith("✓") for line in checks), "\n".join(checks)
+    solutions = [c for c in nb.cells if "solution" in c.metadata.get("tags", [])]
+    assert solutions and all(c.execution_count for c in solutions), "every hidden solution cell runs"
+    assert "widgets" not in nb.metadata, "widget state must not be stored"
+    results[path.stem] = {"seconds": round(elapsed, 1), "peak_rss_mb": round(memory.peak / 2**20),
+                          "checks": len(checks)}
+
+
+def test_all_labs_within_budget(results: dict[str, dict[str, Any]], artifacts: Path) -> None:
+    assert sorted(results) == [p.stem for p in NOTEBOOKS], "run the whole module: every lab must have run"
+    total = sum(r["seconds"] for r in results.values())
+    report = {"labs": results, "total_seconds": round(total, 1),
+              "peak_rss_mb": max(r["peak_rss_mb"] for r in results.values())}
+    (artifacts / "labs-timing.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    assert total < BUDGET_S, report
