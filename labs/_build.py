@@ -702,6 +702,21 @@ print(mesh.curl("/nothing-here"))
 check.succeeds(mesh, n=10)
 """),
     md("""
+The HTTPS variant: a second Gateway server on port 443 terminates TLS with a certificate you make.
+Istio finds it through `credentialName` (a Kubernetes secret on a cluster); the local mesh keeps the
+secret in its control plane and hands it to the gateway only.
+"""),
+    code('lab.show("gateway-customer-https.yaml")'),
+    code("""
+from meshkit.backends.local.tls import make_self_signed
+
+cert, key = make_self_signed(["customer.example.com"])      # like `openssl req -x509 ...`
+if BACKEND == "local":                                       # on a cluster: kubectl create secret tls ...
+    mesh.create_tls_secret("customer-credential", cert, key)
+    mesh.apply(lab.istiofile("gateway-customer-https.yaml"))
+    print(mesh.curl("/customer", {"host": "customer.example.com"}, https=True, cacert=cert))
+"""),
+    md("""
 ## 3 · Authorization: deny everything, then allow the chain back
 
 An `AuthorizationPolicy` with an empty spec allows nothing. The proxy that refuses answers
