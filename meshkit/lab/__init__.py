@@ -37,7 +37,7 @@ from meshkit.resources.duration import parse_duration
 
 def _find_istiofiles() -> Path:
     """cluster/istiofiles beside the package (a checkout), else under the working directory or its parent."""
-    beside = Path(__file__).resolve().parent.parent / "cluster" / "istiofiles"
+    beside = Path(__file__).resolve().parents[2] / "cluster" / "istiofiles"
     for candidate in (beside, Path.cwd() / "cluster" / "istiofiles", Path.cwd().parent / "cluster" / "istiofiles"):
         if candidate.is_dir():
             return candidate

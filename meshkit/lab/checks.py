@@ -99,13 +99,24 @@ def _first_error(recs: Sequence[Mapping[str, Any]]) -> str:
     return f"; first error: {bad[0]['code']} {bad[0]['body'][:120]!r}" if bad else ""
 
 
-def _dest_rows(mesh: Mesh, result: LoadResult, settle: float = 0.6) -> list[dict[str, Any]]:
-    """The servers' records of the requests in ``result`` (joined by x-request-id)."""
-    time.sleep(settle)  # proxies ship their records every 0.2 s
+def _dest_rows(mesh: Mesh, result: LoadResult, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """The servers' records of the requests in ``result`` (joined by x-request-id).
+
+    Proxies ship their records every 0.2 s; this reads until the count stops growing (at most
+    ``timeout``), so a busy machine does not make a lesson look wrong.
+    """
     ids = {r["request_id"] for r in result.records}
     since = min((r["t"] for r in result.records), default=time.time()) - 1
-    return [r for r in mesh.request_log(since=since)
-            if r.get("reporter") == "destination" and r.get("request_id") in ids]
+    rows: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        latest = [r for r in mesh.request_log(since=since)
+                  if r.get("reporter") == "destination" and r.get("request_id") in ids]
+        if rows and len(latest) == len(rows):
+            break
+        rows = latest
+    return rows
 
 
 class Checks:
@@ -380,12 +391,14 @@ class Checks:
               ) -> CheckResult:
         """One request yields one trace whose spans cover every service on its path."""
         mesh.curl()
-        time.sleep(0.6)
         best: set[str] = set()
-        for tr in mesh.traces(service="customer", limit=5).get("data", []):
-            names = {str(p.get("serviceName", "")) for p in tr.get("processes", {}).values()}
-            covered = {s for s in services if any(n == s or n.startswith(s + ".") for n in names)}
-            best = max(best, covered, key=len)
+        deadline = time.monotonic() + 5.0
+        while best != set(services) and time.monotonic() < deadline:
+            time.sleep(0.25)  # spans travel with the proxies' records, shipped every 0.2 s
+            for tr in mesh.traces(service="customer", limit=5).get("data", []):
+                names = {str(p.get("serviceName", "")) for p in tr.get("processes", {}).values()}
+                covered = {s for s in services if any(n == s or n.startswith(s + ".") for n in names)}
+                best = max(best, covered, key=len)
         return CheckResult("trace of the whole chain", best == set(services),
                            f"services in the best trace {sorted(best)}", f"{list(services)}",
                            "apps must forward the B3/W3C headers so spans join one trace")
@@ -408,8 +421,13 @@ class Checks:
     @_check
     def explained(mesh: Mesh, contains: str, seconds: float = 60.0) -> CheckResult:
         """``mesh.explain()`` names the cause: one of its lines contains ``contains``."""
-        lines = mesh.explain(limit=20, since=time.time() - seconds)
-        hit = next((x for x in lines if contains in x), None)
+        since, deadline = time.time() - seconds, time.monotonic() + 5.0
+        while True:  # the proxies ship their records every 0.2 s: give the latest ones time to land
+            lines = mesh.explain(limit=20, since=since)
+            hit = next((x for x in lines if contains in x), None)
+            if hit is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.25)
         return CheckResult("failure explained", hit is not None, hit or f"{len(lines)} lines, none matching",
                            f"a line with {contains!r}", "generate failing traffic first")
 
