@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,29 @@ def test_two_meshes_side_by_side(clean: Mesh, tmp_path: Path) -> None:
         assert other.curl()[0] == clean.curl()[0] == 200
     finally:
         stop_mesh(other)
+
+
+def test_a_mesh_that_does_not_come_up_leaves_nothing_behind(tmp_path: Path) -> None:
+    from meshkit.backends.local.backend import LocalBackend
+    from meshkit.errors import MeshkitError
+
+    backend = LocalBackend(home=tmp_path / "slow")
+    with pytest.raises(MeshkitError, match=r"did not become ready within 0\.01s"):
+        backend.up(timeout=0.01)  # far too short for any mesh: up gives up and cleans after itself
+    assert not backend.is_running()
+    time.sleep(1.0)  # long enough for a forgotten control plane to have started its pods
+    leftovers = subprocess.run(["pgrep", "-f", f"--home {tmp_path / 'slow'}"], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == ""
+
+
+def test_an_explicit_gateway_port_in_use_is_refused(tmp_path: Path) -> None:
+    import socket
+
+    from meshkit.backends.local.backend import LocalBackend
+    from meshkit.errors import MeshkitError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        with pytest.raises(MeshkitError, match=f"port {port} is already in use"):
+            LocalBackend(home=tmp_path / "busy").up(gateway_port=port)

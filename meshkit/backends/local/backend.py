@@ -54,10 +54,13 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _free_port() -> int:
+def _port_free(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 class LocalBackend(Backend):
@@ -108,18 +111,36 @@ class LocalBackend(Backend):
 
     def up(self, profile: str = "current", *, outbound: str = "REGISTRY_ONLY", gateway_port: int = 0,
            timeout: float = 30.0, **_: Any) -> None:
+        started = False
         if not self.is_running():
             (self.home / "logs").mkdir(parents=True, exist_ok=True)
-            port = gateway_port or self._remembered_gateway_port() or _free_port()
-            (self.home / "gateway_port").write_text(str(port))
+            if gateway_port and not _port_free(gateway_port):
+                raise MeshkitError(f"port {gateway_port} is already in use on 127.0.0.1: free it, or choose "
+                                   "another with --gateway-port (0 picks a free one)")
+            # an explicit port must be honoured; otherwise the gateway reuses the last one when free
+            port = gateway_port or self._remembered_gateway_port()
             log = open(self.home / "logs" / "controlplane.log", "ab")  # noqa: SIM115 - owned by the child
-            subprocess.Popen(
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "meshkit.backends.local.controlplane", "--home", str(self.home),
-                 "--profile", profile, "--outbound", outbound, "--gateway-port", str(port)],
+                 "--profile", profile, "--outbound", outbound, "--gateway-port", str(port),
+                 *(["--gateway-port-strict"] if gateway_port else [])],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
             )
             log.close()
-        self.wait_ready(timeout)
+            started = True
+        try:
+            self.wait_ready(timeout)
+        except MeshkitError:
+            if started:
+                # a mesh that did not come up leaves nothing running behind it
+                self.down()
+                if proc.poll() is None:  # not serving yet: it has started no pod so far
+                    proc.terminate()
+                    proc.wait(timeout=10)
+            raise
+        state = self._state()
+        if state is not None:
+            (self.home / "gateway_port").write_text(str(state["gateway_port"]))
 
     def _remembered_gateway_port(self) -> int:
         path = self.home / "gateway_port"
@@ -127,12 +148,7 @@ class LocalBackend(Backend):
             port = int(path.read_text())
         except (OSError, ValueError):
             return 0
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return 0
-        return port
+        return port if _port_free(port) else 0
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -149,8 +165,15 @@ class LocalBackend(Backend):
                     waiting = [p["name"] for p in status["pods"] if not p["ready"] or not p["synced"]]
                     last = f"pods to become ready: {', '.join(waiting) or 'pods to start'}"
             time.sleep(0.02)
-        log = self.home / "logs" / "controlplane.log"
-        raise MeshkitError(f"the mesh did not become ready within {timeout:g}s (waiting for {last}); see {log}")
+        logs = self.home / "logs"
+        crashes = []
+        for path in sorted(logs.glob("*.log")):
+            lines = [x for x in path.read_text(errors="replace").splitlines() if x.strip()]
+            if lines and ("Error" in lines[-1] or "Exception" in lines[-1]):
+                crashes.append(f"  {path.name}: {lines[-1]}")
+        detail = ("\n" + "\n".join(crashes)) if crashes else ""
+        raise MeshkitError(f"the mesh did not become ready within {timeout:g}s (waiting for {last}); "
+                           f"logs in {logs}{detail}")
 
     def wait_synced(self, timeout: float = 10.0) -> None:
         """Return once every proxy has acknowledged the latest config (a local push takes ms)."""

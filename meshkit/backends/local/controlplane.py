@@ -84,6 +84,7 @@ class ControlPlane:
         self.profile = profile
         self.outbound_policy = outbound_policy
         self.gateway_port = gateway_port
+        self.gateway_port_strict = False
         self.store = ResourceStore(home / "resources.json")
         self.version = 1
         self.changed = asyncio.Event()
@@ -149,6 +150,9 @@ class ControlPlane:
         if route == "POST /register":
             pod = deps.pods[body["pod"]]
             pod.ports, pod.ready = body["ports"], True
+            if pod.spec.gateway and body["ports"].get("outbound") != self.gateway_port:
+                self.gateway_port = deps.gateway_port = int(body["ports"]["outbound"])
+                self._write_state()
             self.bump()
             return {"version": self.version}
         if route == "POST /certs":
@@ -279,6 +283,10 @@ class ControlPlane:
         except InvalidConfig as exc:
             raise ValueError(f'secret "{body["name"]}": {exc}') from None
 
+    def _write_state(self) -> None:
+        _write_state(self.home, {"pid": os.getpid(), "api_port": self.api_port, "gateway_port": self.gateway_port,
+                                 "profile": self.profile, "started": self.started})
+
     def ready(self) -> bool:
         assert self.deployments is not None
         pods = list(self.deployments.pods.values())
@@ -323,6 +331,7 @@ class ControlPlane:
         self.api_port = server.sockets[0].getsockname()[1]
         await self.time_service.start()
         self.deployments = Deployments(self.home, f"http://127.0.0.1:{self.api_port}", self.bump, self.gateway_port)
+        self.deployments.gateway_port_strict = self.gateway_port_strict
         if not self.store.list("Gateway"):
             for res in customer_gateway():
                 self.store.put(res)
@@ -331,8 +340,7 @@ class ControlPlane:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_event.set)
-        _write_state(self.home, {"pid": os.getpid(), "api_port": self.api_port, "gateway_port": self.gateway_port,
-                                 "profile": self.profile, "started": self.started})
+        self._write_state()
         await asyncio.gather(*(self.deployments.ensure(s) for s in specs))
         await self.stop_event.wait()
         await self.deployments.stop_all()
@@ -367,10 +375,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", default="current", choices=["current", "tutorial"])
     parser.add_argument("--outbound", default="REGISTRY_ONLY", choices=["REGISTRY_ONLY", "ALLOW_ANY"])
     parser.add_argument("--gateway-port", type=int, default=0)
+    parser.add_argument("--gateway-port-strict", action="store_true", help="fail rather than pick another port")
     args = parser.parse_args(argv)
     home = Path(args.home)
     (home / "logs").mkdir(parents=True, exist_ok=True)
     cp = ControlPlane(home, args.profile, args.outbound, args.gateway_port)
+    cp.gateway_port_strict = args.gateway_port_strict
     try:
         import uvloop
 

@@ -57,7 +57,7 @@ class Pod:
         if a["sidecar"]:
             self.contexts = RotatingContexts(await self._fetch_cert())
             self.sidecar = Sidecar(identity, app_port=self.ports.get("app"), contexts=self.contexts)
-            ports = await self.sidecar.start(outbound_port=a.get("gateway_port", 0) if a["gateway"] else 0)
+            ports = await self._start_sidecar(a)
             self.ports.update(ports)
             if self.app is not None:
                 self.app.spec = AppSpec(a["service"], a["version"], self.name, ("127.0.0.1", ports["outbound"]))
@@ -107,6 +107,20 @@ class Pod:
             await self._post("/register", {"pod": self.name, "ports": self.ports})
 
         self._restore = asyncio.ensure_future(restore())
+
+    async def _start_sidecar(self, a: dict[str, Any]) -> dict[str, int]:
+        assert self.sidecar is not None
+        wanted = int(a.get("gateway_port", 0)) if a["gateway"] else 0
+        try:
+            return await self.sidecar.start(outbound_port=wanted)
+        except OSError:
+            if not wanted or a.get("gateway_port_strict"):
+                raise
+            # the last run's port is taken now: take a free one (the control plane records which)
+            for server in self.sidecar.servers:
+                server.close()
+            self.sidecar.servers.clear()
+            return await self.sidecar.start(outbound_port=0)
 
     async def _fetch_cert(self) -> WorkloadCert:
         """Ask the control plane's CA for this workload's certificate (istio-agent's SDS in spirit)."""

@@ -110,6 +110,7 @@ class Deployments:
         self.control_url = control_url
         self.on_change = on_change
         self.gateway_port = gateway_port
+        self.gateway_port_strict = False
         self.specs: dict[str, DeploymentSpec] = {}
         self.pods: dict[str, PodState] = {}
         self.path = home / "deployments.json"
@@ -161,6 +162,7 @@ class Deployments:
             "gateway": spec.gateway,
             "control": self.control_url,
             "gateway_port": self.gateway_port if spec.gateway else 0,
+            "gateway_port_strict": self.gateway_port_strict,
             "home": str(self.home),
         }
         log = open(self.home / "logs" / f"{spec.name}.log", "ab")  # noqa: SIM115 - owned by the child
