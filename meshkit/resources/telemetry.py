@@ -12,9 +12,12 @@ Example::
 from __future__ import annotations
 
 from meshkit.resources.common import SELECTOR, TARGET_REF
-from meshkit.resources.schema import Bool, ListOf, Num, Obj
+from meshkit.resources.schema import Bool, ListOf, Num, Obj, Str
 
-_HINT = "meshkit supports only tracing[].randomSamplingPercentage and accessLogging[].disabled"
+_HINT = ("meshkit supports tracing[].randomSamplingPercentage/providers/disableSpanReporting and "
+         "accessLogging[].disabled/providers")
+# providers name meshConfig extension providers (jaeger, otel...): the local mesh has one collector
+_PROVIDER = Obj({"name": Str()}, unknown_hint=_HINT)
 
 
 def _sampling(value: float) -> str | None:
@@ -26,8 +29,9 @@ TELEMETRY = Obj(
         "selector": SELECTOR,
         "targetRef": TARGET_REF,
         "targetRefs": ListOf(TARGET_REF),
-        "tracing": ListOf(Obj({"randomSamplingPercentage": Num(_sampling)}, unknown_hint=_HINT)),
-        "accessLogging": ListOf(Obj({"disabled": Bool()}, unknown_hint=_HINT)),
+        "tracing": ListOf(Obj({"randomSamplingPercentage": Num(_sampling), "providers": ListOf(_PROVIDER),
+                               "disableSpanReporting": Bool()}, unknown_hint=_HINT)),
+        "accessLogging": ListOf(Obj({"disabled": Bool(), "providers": ListOf(_PROVIDER)}, unknown_hint=_HINT)),
     },
     unknown_hint=_HINT,
 )

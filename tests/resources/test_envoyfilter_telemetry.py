@@ -114,10 +114,18 @@ def test_telemetry_supported_fields() -> None:
 
 
 def test_telemetry_other_fields_are_unknown() -> None:
-    hint = "meshkit supports only tracing[].randomSamplingPercentage and accessLogging[].disabled"
-    spec = {"tracing": [{"providers": [{"name": "zipkin"}], "randomSamplingPercentage": 150}], "metrics": []}
+    hint = ("meshkit supports tracing[].randomSamplingPercentage/providers/disableSpanReporting and "
+            "accessLogging[].disabled/providers")
+    spec = {"tracing": [{"providers": [{"name": "zipkin", "port": 1}], "randomSamplingPercentage": 150}],
+            "metrics": []}
     assert errors(doc("Telemetry", spec, name="t")) == [
-        ("spec.tracing[0].providers", f'unknown field "providers" ({hint})'),
+        ("spec.tracing[0].providers[0].port", f'unknown field "port" ({hint})'),
         ("spec.tracing[0].randomSamplingPercentage", "randomSamplingPercentage must be in range [0.0, 100.0]"),
         ("spec.metrics", f'unknown field "metrics" ({hint})'),
     ]
+
+
+def test_telemetry_providers_as_istio_documents_them() -> None:
+    spec = {"tracing": [{"providers": [{"name": "jaeger"}], "randomSamplingPercentage": 100.0}],
+            "accessLogging": [{"providers": [{"name": "envoy"}]}]}
+    assert errors(doc("Telemetry", spec, name="mesh-default")) == []
