@@ -133,6 +133,7 @@ class ProxyView:
     gateway_tls: tuple[tuple[tuple[str, ...], str, str], ...] = ()
     resources: list[dict[str, Any]] = field(default_factory=list)
     trace_sampling: float = 100.0
+    access_logging: bool = True
 
     def vhost_for(self, authority: str) -> VirtualHost | None:
         return self.vhosts.get(authority.lower()) or self.vhosts.get(authority.lower().split(":")[0])
@@ -409,11 +410,14 @@ def compile_view(snapshot: Mapping[str, Any], me: ProxyIdentity) -> ProxyView:
                 else:
                     vhosts[host] = vhosts[f"{host}:{port}"] = vhost
 
-    sampling = 100.0
+    sampling, access_logging = 100.0, True
     for tel in _by_kind(resources, "Telemetry"):
         for tracing in tel["spec"].get("tracing") or []:
             if "randomSamplingPercentage" in tracing:
                 sampling = float(tracing["randomSamplingPercentage"])
+        for logging in tel["spec"].get("accessLogging") or []:
+            if "disabled" in logging:
+                access_logging = not logging["disabled"]
     return ProxyView(
         version=int(snapshot.get("version", 0)),
         identity=me,
@@ -425,6 +429,7 @@ def compile_view(snapshot: Mapping[str, Any], me: ProxyIdentity) -> ProxyView:
         gateway_tls=_gateway_tls(resources, me) if me.gateway else (),
         resources=resources,
         trace_sampling=sampling,
+        access_logging=access_logging,
     )
 
 

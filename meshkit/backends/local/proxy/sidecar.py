@@ -104,6 +104,7 @@ class Sidecar:
             self.outbound = self._gateway_chain(bound[0] if bound else "mesh", 80)
             self.https = self._gateway_chain(bound[0] if bound else "mesh", 443)
             self.gateway_tls.update(view.gateway_tls, snapshot.get("secrets", {}))
+        self.telemetry.access_logging = view.access_logging
         self.view, self.clusters = view, clusters
 
     def _gateway_chain(self, gateway_name: str, server_port: int) -> Handler:

@@ -49,6 +49,7 @@ class Telemetry:
         self.stats = ProxyStats(identity.pod, identity.workload, identity.app, identity.version or "unknown",
                                 identity.namespace)
         self.total = 0
+        self.access_logging = True  # a Telemetry resource with accessLogging disabled turns it off
 
     def begin(self, req: Request, kind: str, sampling: float, rng: random.Random) -> SpanContext | None:
         """Open this proxy's span and rewrite the trace headers for the next hop."""
@@ -81,7 +82,8 @@ class Telemetry:
         else:
             rec.sampled = False
         self.stats.record(rec)
-        self.access_log.append(rec)
+        if self.access_logging:
+            self.access_log.append(rec)
         self.outbox.append(_ROW(rec))
 
     def drain(self) -> list[tuple[Any, ...]]:
