@@ -160,7 +160,9 @@ def _line(chain: Sequence[Rec], rec: Rec) -> str:
     flags = _flags(rec)
     if not _proxy_answered(rec):
         pod, said = _app_answer(rec)
-        return f"{code} at {pod}: {said}"
+        # what a proxy did about it (an outlier ejection) is noted on the caller's record
+        notes = sorted({str(r.get("rule", "")).strip() for r in chain if str(r.get("rule", "")).strip()})
+        return f"{code} at {pod}: {said}" + "".join(f" [{n}]" for n in notes)
     if not flags:
         details = str(rec.get("response_code_details", ""))
         if str(rec.get("upstream_cluster", "")) in _BLOCKED_CLUSTERS or str(rec.get("route_name")) == "block_all":

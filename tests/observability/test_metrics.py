@@ -214,7 +214,9 @@ def test_outlier_ejection_shows_at_the_bad_pods_destination_reporter(clean: Mesh
     assert total(got, reporter="source", source_workload="preference-v1", response_code="503",
                  destination_workload="recommendation-v2") == 1
     lines = clean.explain(limit=10, since=result.records[0]["t"] - 1)
-    assert lines == [f"503 at {bad}: the app answered \"recommendation misbehavior from '{bad}'\""]
+    # the app's answer, and what preference's sidecar did about it: the ejection
+    assert lines == [f"503 at {bad}: the app answered \"recommendation misbehavior from '{bad}'\" "
+                     f"[outlier detection ejected {bad} from recommendation/version-v2 for 5s]"]
 
 
 def mesh_speaks_mtls(mesh: Mesh) -> bool:
