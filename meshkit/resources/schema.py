@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,13 +78,14 @@ def describe(value: Any) -> str:
     return type(value).__name__
 
 
-class Schema:
+class Schema(ABC):
     """Base node: ``check`` reports problems about ``value`` (never ``None``) found at ``path``."""
 
     expected = "value"
 
+    @abstractmethod
     def check(self, value: Any, path: Path, ck: Checker) -> None:
-        raise NotImplementedError
+        """Report every problem of ``value`` to ``ck``; every concrete node implements it."""
 
     def mismatch(self, value: Any, path: Path, ck: Checker) -> None:
         ck.error(path, f"expected {self.expected}, got {describe(value)}")
