@@ -7,8 +7,6 @@ The local backend always runs. The kind backend runs when Docker answers and kin
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ import pytest
 from meshkit.backends.base import Backend, get_backend
 from meshkit.mesh import Mesh
 from meshkit.traffic import run_load
+from tests.kind.availability import kind_unavailable
 
 DR = {
     "apiVersion": "networking.istio.io/v1",
@@ -34,27 +33,10 @@ VS_V1 = {
 }
 
 
-def _kind_unavailable() -> str | None:
-    if shutil.which("docker") is None:
-        return "docker is not on PATH"
-    try:
-        info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30, check=False)
-    except subprocess.TimeoutExpired:
-        return "`docker info` did not answer within 30s"
-    if info.returncode != 0:
-        lines = (info.stderr or info.stdout).strip().splitlines()
-        return f"Docker is not running (`docker info`: {lines[-1] if lines else info.returncode})"
-    if shutil.which("kind") is None:
-        return "kind is not on PATH"
-    if os.environ.get("MESHKIT_KIND_TESTS") != "1":
-        return "Docker and kind are present; the kind run of the contract is `make test-kind`"
-    return None
-
-
 @pytest.fixture(scope="module", params=["local", pytest.param("kind", marks=pytest.mark.kind)])
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     if request.param == "kind":
-        reason = _kind_unavailable()
+        reason = kind_unavailable()
         if reason:
             pytest.skip(reason)
         impl = get_backend("kind")()

@@ -7,37 +7,18 @@ every test here is skipped with the precise reason. Set MESHKIT_KIND_KEEP=1 to k
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 
 import pytest
 
 from meshkit.backends.kind.backend import KindBackend
+from tests.kind.availability import kind_unavailable
 
 pytestmark: list[pytest.MarkDecorator] = [pytest.mark.kind]
 
 
-def _skip_reason() -> str | None:
-    if shutil.which("docker") is None:
-        return "docker is not on PATH"
-    try:
-        info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30, check=False)
-    except subprocess.TimeoutExpired:
-        return "`docker info` did not answer within 30s"
-    if info.returncode != 0:
-        lines = (info.stderr or info.stdout).strip().splitlines()
-        return f"`docker info` failed: {lines[-1] if lines else 'exit ' + str(info.returncode)}"
-    if shutil.which("kind") is None:
-        return "kind is not on PATH"
-    if os.environ.get("MESHKIT_KIND_TESTS") != "1":
-        # a cold kind + Istio install takes minutes: Docker and kind are here, but the run is on request
-        return "Docker and kind are present; real-cluster tests run with `make test-kind` (MESHKIT_KIND_TESTS=1)"
-    return None
-
-
-REASON = _skip_reason()
+REASON = kind_unavailable()
 if REASON:
     pytestmark = [pytest.mark.kind, pytest.mark.skip(reason=REASON)]
 

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from meshkit.backends.kind import versions
+from meshkit.sample.ingress import gateway_customer
 
 Doc = dict[str, Any]
 
@@ -245,38 +246,6 @@ def sample_manifests(
     """ServiceAccounts and Services for the three apps, then one Deployment per (service, version)."""
     docs = [doc for svc in SERVICES for doc in service_manifests(svc, namespace)]
     return docs + [deployment(svc, ver, image, namespace) for svc, ver in workloads]
-
-
-def gateway_customer(ns: str = "tutorial", prefix: str = "/customer") -> list[Doc]:
-    """The tutorial's ``customer-gateway``: Gateway on port 80 plus a VS rewriting ``prefix`` to ``/``."""
-    meta = {"name": "customer-gateway", "namespace": ns}
-    return [
-        {
-            "apiVersion": "networking.istio.io/v1",
-            "kind": "Gateway",
-            "metadata": dict(meta),
-            "spec": {
-                "selector": {"istio": "ingressgateway"},
-                "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}],
-            },
-        },
-        {
-            "apiVersion": "networking.istio.io/v1",
-            "kind": "VirtualService",
-            "metadata": dict(meta),
-            "spec": {
-                "hosts": ["*"],
-                "gateways": ["customer-gateway"],
-                "http": [
-                    {
-                        "match": [{"uri": {"prefix": prefix}}],
-                        "rewrite": {"uri": "/"},
-                        "route": [{"destination": {"host": "customer", "port": {"number": SAMPLE_PORT}}}],
-                    }
-                ],
-            },
-        },
-    ]
 
 
 class _PlainDumper(yaml.SafeDumper):

@@ -31,6 +31,7 @@ from meshkit.backends.local.timeapi import TimeService
 from meshkit.backends.local.workloads import GATEWAY, Deployments, DeploymentSpec, service_account
 from meshkit.errors import NotFound
 from meshkit.http1 import Request, Response, SimpleClient, serve
+from meshkit.sample.ingress import gateway_customer
 from meshkit.wire import dumps, loads
 
 SERVICES = ("customer", "preference", "recommendation")
@@ -44,38 +45,6 @@ DEFAULT_DEPLOYMENTS = (
 JSON = {"content-type": "application/json"}
 # where RequestAuthentication can fetch the local issuer's keys (jwks inline works as well)
 LOCAL_JWKS_URI = "http://jwks.meshkit.local/jwks.json"
-
-
-def customer_gateway() -> list[dict[str, Any]]:
-    """The tutorial's ingress: Gateway + VirtualService ``customer-gateway`` (/customer → customer)."""
-    meta = {"name": "customer-gateway", "namespace": "tutorial"}
-    return [
-        {
-            "apiVersion": "networking.istio.io/v1",
-            "kind": "Gateway",
-            "metadata": dict(meta),
-            "spec": {
-                "selector": {"istio": "ingressgateway"},
-                "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}],
-            },
-        },
-        {
-            "apiVersion": "networking.istio.io/v1",
-            "kind": "VirtualService",
-            "metadata": dict(meta),
-            "spec": {
-                "hosts": ["*"],
-                "gateways": ["customer-gateway"],
-                "http": [
-                    {
-                        "match": [{"uri": {"prefix": "/customer"}}],
-                        "rewrite": {"uri": "/"},
-                        "route": [{"destination": {"host": "customer", "port": {"number": 8080}}}],
-                    }
-                ],
-            },
-        },
-    ]
 
 
 class ControlPlane:
@@ -333,7 +302,7 @@ class ControlPlane:
         self.deployments = Deployments(self.home, f"http://127.0.0.1:{self.api_port}", self.bump, self.gateway_port)
         self.deployments.gateway_port_strict = self.gateway_port_strict
         if not self.store.list("Gateway"):
-            for res in customer_gateway():
+            for res in gateway_customer():
                 self.store.put(res)
             self.store.save()
         specs = self.deployments.load() or list(deployments)
