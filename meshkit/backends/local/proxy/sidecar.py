@@ -73,9 +73,8 @@ class Sidecar:
         self._app = SimpleClient("127.0.0.1", app_port) if app_port else None
         # set by the pod when the app shares this process: inbound requests are handed over directly
         self.app_handler: Callable[[Request], Awaitable[Response]] | None = None
-        gateway_name = "mesh"
         self._peer_meta = _encode_peer(identity)
-        self.outbound = self._gateway_chain(gateway_name, 80)
+        self.outbound = self._outbound_chain("mesh", 80)
         self.https = self.outbound
         self.gateway_tls = GatewayTls()
         filters = inbound_filters(self) if inbound_filters else self.security.inbound_filters()
@@ -101,13 +100,13 @@ class Sidecar:
                 old.close()
         if self.identity.gateway:
             bound = [qualify_gateway(n, self.identity.namespace) for n in _selecting_gateways(view)]
-            self.outbound = self._gateway_chain(bound[0] if bound else "mesh", 80)
-            self.https = self._gateway_chain(bound[0] if bound else "mesh", 443)
+            self.outbound = self._outbound_chain(bound[0] if bound else "mesh", 80)
+            self.https = self._outbound_chain(bound[0] if bound else "mesh", 443)
             self.gateway_tls.update(view.gateway_tls, snapshot.get("secrets", {}))
         self.telemetry.access_logging = view.access_logging
         self.view, self.clusters = view, clusters
 
-    def _gateway_chain(self, gateway_name: str, server_port: int) -> Handler:
+    def _outbound_chain(self, gateway_name: str, server_port: int) -> Handler:
         """The outbound chain (a gateway has one per server port): route → fault → router."""
         router = Router(lambda: self.clusters, self.rng, self.sleep, self._upstream_request, self._shadow)
         return chain(
