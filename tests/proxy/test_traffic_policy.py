@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from meshkit.backends.local.proxy.cluster import UNLIMITED, OutlierSpec, PoolLimits
-from meshkit.backends.local.proxy.config import ProxyIdentity, _outlier, _pool, compile_view
+from meshkit.backends.local.proxy.config import ProxyIdentity, compile_view
+from meshkit.backends.local.proxy.traffic_policy import outlier_spec, pool_limits
 
 
 def test_connection_pool_defaults_are_unlimited_and_zero_means_unset() -> None:
-    assert _pool({}) == PoolLimits()
-    assert _pool({"connectionPool": {"tcp": {"maxConnections": 0}, "http": {"http2MaxRequests": 0}}}) == PoolLimits()
+    assert pool_limits({}) == PoolLimits()
+    zero = {"connectionPool": {"tcp": {"maxConnections": 0}, "http": {"http2MaxRequests": 0}}}
+    assert pool_limits(zero) == PoolLimits()
     assert PoolLimits().max_connections == UNLIMITED == 2**32 - 1
 
 
@@ -20,21 +22,21 @@ def test_connection_pool_fields_map_to_envoy_thresholds() -> None:
         "http": {"http1MaxPendingRequests": 2, "http2MaxRequests": 3, "maxRequestsPerConnection": 1,
                  "maxRetries": 4},
     }}
-    assert _pool(policy) == PoolLimits(max_connections=1, max_pending_requests=2, max_requests=3,
+    assert pool_limits(policy) == PoolLimits(max_connections=1, max_pending_requests=2, max_requests=3,
                                        max_requests_per_connection=1, max_retries=4, connect_timeout=0.25)
 
 
 def test_outlier_detection_defaults() -> None:
-    assert _outlier({}, "current") is None
-    od = _outlier({"outlierDetection": {}}, "current")
+    assert outlier_spec({}, "current") is None
+    od = outlier_spec({"outlierDetection": {}}, "current")
     assert od == OutlierSpec(consecutive_5xx=5, consecutive_gateway=0, interval=10.0, base_ejection=30.0,
                              max_ejection_percent=10.0, min_health_percent=0.0, at_least_one=False)
-    zero = _outlier({"outlierDetection": {"maxEjectionPercent": 0}}, "current")
+    zero = outlier_spec({"outlierDetection": {"maxEjectionPercent": 0}}, "current")
     assert zero is not None and zero.max_ejection_percent == 10.0  # Istio cannot tell 0 from unset
 
 
 def test_outlier_detection_fields() -> None:
-    od = _outlier({"outlierDetection": {"consecutive5xxErrors": 0, "consecutiveGatewayErrors": 2,
+    od = outlier_spec({"outlierDetection": {"consecutive5xxErrors": 0, "consecutiveGatewayErrors": 2,
                                         "interval": "1s", "baseEjectionTime": "3m", "maxEjectionPercent": 100,
                                         "minHealthPercent": 50}}, "current")
     assert od == OutlierSpec(consecutive_5xx=0, consecutive_gateway=2, interval=1.0, base_ejection=180.0,
@@ -43,12 +45,12 @@ def test_outlier_detection_fields() -> None:
 
 def test_deprecated_consecutive_errors_per_profile() -> None:
     legacy = {"outlierDetection": {"consecutiveErrors": 1, "baseEjectionTime": "15s"}}
-    today = _outlier(legacy, "current")
+    today = outlier_spec(legacy, "current")
     assert today is not None and (today.consecutive_5xx, today.consecutive_gateway) == (5, 0)  # ignored
-    then = _outlier(legacy, "tutorial")
+    then = outlier_spec(legacy, "tutorial")
     assert then is not None and (then.consecutive_5xx, then.consecutive_gateway) == (0, 1)  # gateway errors
     assert then.at_least_one and not today.at_least_one
-    both = _outlier({"outlierDetection": {"consecutiveErrors": 1, "consecutive5xxErrors": 3}}, "tutorial")
+    both = outlier_spec({"outlierDetection": {"consecutiveErrors": 1, "consecutive5xxErrors": 3}}, "tutorial")
     assert both is not None and (both.consecutive_5xx, both.consecutive_gateway) == (3, 1)
 
 
