@@ -1,0 +1,7 @@
+"""``python -m meshkit.cli``: the meshkit command."""
+
+import sys
+
+from meshkit.cli import main
+
+sys.exit(main())

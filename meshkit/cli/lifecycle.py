@@ -1,0 +1,133 @@
+"""Verbs for the mesh and its workloads: up, down, status, deploy, scale, misbehave, kill, exec, lab."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from meshkit.cli.common import _backend_options, _headers, _mesh, _pods_verb, _print, _table
+from meshkit.errors import MeshkitError
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from meshkit.backends.base import get_backend
+
+    if args.dry_run:
+        if args.backend == "local":
+            raise MeshkitError("--dry-run prints the install plan of the kind backend; use --backend kind")
+        kind_opts = _backend_options(args)
+        if args.gateway_port:
+            kind_opts["host_port"] = args.gateway_port
+        get_backend(args.backend)(**kind_opts).up(profile=args.profile, dry_run=True)
+        return 0
+    started = time.monotonic()
+    backend = get_backend(args.backend)(**_backend_options(args))
+    opts: dict[str, Any] = {}
+    if args.backend == "local":
+        opts = {"outbound": args.outbound, "gateway_port": args.gateway_port}
+    backend.up(profile=args.profile, **opts)
+    pods = backend.pods()
+    _print(
+        f"mesh is up in {time.monotonic() - started:.2f}s: {len(pods)} pods, profile {args.profile}, "
+        f"ingress gateway {backend.gateway_url()}"
+    )
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from meshkit.backends.base import get_backend
+
+    backend = get_backend(args.backend)(**_backend_options(args))
+    backend.down()
+    _print("mesh stopped")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    mesh = _mesh(args)
+    pods = mesh.pods()
+    if args.output == "json":
+        _print(json.dumps({"pods": [p.to_dict() for p in pods], "gateway": mesh.backend.gateway_url()}, indent=2))
+        return 0
+    rows = [("NAME", "READY", "RESTARTS", "APP", "VERSION", "CONFIG", "SYNC")]
+    for p in pods:
+        containers = 2 if p.sidecar and p.app != "istio-ingressgateway" else 1
+        ready = f"{containers if p.ready else 0}/{containers}"
+        sync = "SYNCED" if p.synced else "STALE"
+        rows.append((p.name, ready, str(p.restarts), p.app, p.version or "-", f"v{p.config_version}", sync))
+    _table(rows)
+    _print(f"\ningress gateway: {mesh.backend.gateway_url()}")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    mesh = _mesh(args)
+    name = mesh.deploy(args.service, args.version, args.replicas, not args.no_sidecar)
+    _print(f"deployment.apps/{name} created")
+    return 0
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    _mesh(args).scale(args.deployment, args.replicas)
+    _print(f"deployment.apps/{args.deployment} scaled")
+    return 0
+
+
+def cmd_undeploy(args: argparse.Namespace) -> int:
+    _mesh(args).undeploy(args.deployment)
+    _print(f'deployment.apps "{args.deployment}" deleted')
+    return 0
+
+
+cmd_misbehave = _pods_verb(lambda m, a: m.misbehave(a.target), "following requests to / will return a 503")
+
+
+cmd_behave = _pods_verb(lambda m, a: m.behave(a.target), "following requests to / will return 200")
+
+
+cmd_delay = _pods_verb(lambda m, a: m.delay(a.target, a.seconds), "requests to / now wait the given delay")
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    new = _mesh(args).kill(args.pod)
+    _print(f'pod "{args.pod}" deleted; replaced by {new}')
+    return 0
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    command = [c for c in args.command if c != "--"]
+    if not command or command[0] != "curl":
+        raise MeshkitError("exec supports: meshkit exec POD -- curl URL [-H 'Name: value']")
+    parser = argparse.ArgumentParser(prog="curl", add_help=False)
+    parser.add_argument("url")
+    parser.add_argument("-H", dest="header", action="append")
+    parser.add_argument("-s", action="store_true")
+    curl = parser.parse_args(command[1:])
+    status, body = _mesh(args).exec(args.pod, curl.url, _headers(curl.header))
+    _print(body.rstrip("\n"))
+    return 0 if status < 400 else 22  # curl -f's exit code for HTTP errors
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    labs = Path(__file__).resolve().parents[2] / "labs"
+    if not labs.is_dir():
+        labs = Path.cwd() / "labs"
+    if args.reset:
+        from meshkit.backends.base import get_backend
+
+        backend = get_backend("local")(**_backend_options(args))
+        if backend.is_running():
+            backend.reset()
+            _print("lab reset: every Istio resource except the ingress gateway's removed")
+        return 0
+    cmd = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={labs.parent}", "--ServerApp.ip=127.0.0.1",
+           "--LabApp.default_url=/lab/tree/labs/00_setup.ipynb"]
+    if os.geteuid() == 0:
+        cmd.append("--allow-root")
+    os.execv(sys.executable, cmd)
+    return 0
