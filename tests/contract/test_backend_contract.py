@@ -38,7 +38,7 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     if request.param == "kind":
         reason = kind_unavailable()
         if reason:
-            pytest.skip(reason)
+            pytest.skip(f"kind backend (needs Docker and kind): {reason}")
         impl = get_backend("kind")()
     else:
         impl = get_backend("local")(home=str(tmp_path_factory.mktemp("contract")))
