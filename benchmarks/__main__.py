@@ -14,41 +14,22 @@ one significant digit apart from run to run on a shared machine.
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import meshkit
+from benchmarks.proc import cpu_seconds, pss_mb
 from meshkit.traffic import run_load
 
 PROXY_PASSES = 6  # gateway, customer in+out, preference in+out, recommendation in
-CLK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except OSError:
-            continue
-    return total / CLK
 
 
-def pss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def free_port() -> int:

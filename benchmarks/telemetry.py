@@ -27,37 +27,18 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import meshkit
+from benchmarks.proc import cpu_seconds, pss_mb
 from meshkit.mesh import Mesh
 from meshkit.traffic import LoadResult, run_load
 
-CLK = os.sysconf("SC_CLK_TCK")
 MEDIANS = ("rps", "p50", "p99", "ok", "cpu_per_1k", "cp_cpu_per_1k")
 
 
-def pss_mb(pid: int) -> float:
-    """Proportional set size of one process in MB (0 when it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except OSError:
-            continue
-    return total / CLK
 
 
 def load_average() -> str:
