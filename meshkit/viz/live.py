@@ -187,6 +187,26 @@ def window_fetcher(
     return fetch
 
 
+def _live_window(
+    source: RecordSource | Callable[[], Sequence[Mapping[str, Any]]],
+    window_s: float,
+    build: Callable[[Window], go.Figure],
+    interval_s: float,
+    max_seconds: float,
+    start: bool,
+    now: Callable[[], float],
+) -> LiveFigure[Window]:
+    """A live figure over the records of a sliding window (the three record-based figures below)."""
+    live: LiveFigure[Window] = LiveFigure(
+        window_fetcher(source, window_s, now),
+        build,
+        empty=_empty_window(now, window_s),
+        interval_s=interval_s,
+        max_seconds=max_seconds,
+    )
+    return live.start() if start else live
+
+
 def live_split(
     source: RecordSource | Callable[[], Sequence[Mapping[str, Any]]],
     window_s: float = 30.0,
@@ -198,15 +218,8 @@ def live_split(
     now: Callable[[], float] = time.time,
 ) -> LiveFigure[Window]:
     """Requests per version over a sliding window (see :func:`meshkit.viz.figures.split_over_time`)."""
-    fetch = window_fetcher(source, window_s, now)
-    live: LiveFigure[Window] = LiveFigure(
-        fetch,
-        lambda d: split_over_time(d[0], bucket_s, t_range=d[1]),
-        empty=_empty_window(now, window_s),
-        interval_s=interval_s,
-        max_seconds=max_seconds,
-    )
-    return live.start() if start else live
+    return _live_window(source, window_s, lambda d: split_over_time(d[0], bucket_s, t_range=d[1]),
+                        interval_s, max_seconds, start, now)
 
 
 def live_codes(
@@ -220,15 +233,8 @@ def live_codes(
     now: Callable[[], float] = time.time,
 ) -> LiveFigure[Window]:
     """Status codes and response flags over a sliding window."""
-    fetch = window_fetcher(source, window_s, now)
-    live: LiveFigure[Window] = LiveFigure(
-        fetch,
-        lambda d: codes_over_time(d[0], bucket_s, t_range=d[1]),
-        empty=_empty_window(now, window_s),
-        interval_s=interval_s,
-        max_seconds=max_seconds,
-    )
-    return live.start() if start else live
+    return _live_window(source, window_s, lambda d: codes_over_time(d[0], bucket_s, t_range=d[1]),
+                        interval_s, max_seconds, start, now)
 
 
 def live_latency(
@@ -241,15 +247,7 @@ def live_latency(
     now: Callable[[], float] = time.time,
 ) -> LiveFigure[Window]:
     """Latency histogram and percentiles per version over the last ``window_s`` seconds."""
-    fetch = window_fetcher(source, window_s, now)
-    live: LiveFigure[Window] = LiveFigure(
-        fetch,
-        lambda d: latency_figure(d[0]),
-        empty=_empty_window(now, window_s),
-        interval_s=interval_s,
-        max_seconds=max_seconds,
-    )
-    return live.start() if start else live
+    return _live_window(source, window_s, lambda d: latency_figure(d[0]), interval_s, max_seconds, start, now)
 
 
 def live_graph(
