@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import random
 import ssl
@@ -154,7 +155,7 @@ class Sidecar:
         me = self.identity
         rec = RequestRecord(proxy=me.pod, reporter="source", start_time=time.time())
         rec.source_workload, rec.source_app, rec.source_version = me.workload, me.app, me.version or "unknown"
-        rec.source_principal = self._principal()
+        rec.source_principal = self._principal
         rec.connection_security_policy = "unknown"
         if "x-request-id" not in req.headers:
             req.headers["x-request-id"] = str(uuid.uuid4())
@@ -177,6 +178,7 @@ class Sidecar:
             headers["x-envoy-decorator-operation"] = f"{cluster.spec.service}:{port}/*"
         return Request(ex.req.method, ex.req.path, headers, ex.req.body)
 
+    @functools.cached_property
     def _principal(self) -> str:
         sa = self.identity.service_account
         return f"spiffe://cluster.local/ns/{self.identity.namespace}/sa/{sa}" if sa else "unknown"
@@ -187,19 +189,16 @@ class Sidecar:
         rec = RequestRecord(proxy=me.pod, reporter="destination", start_time=time.time())
         rec.destination_workload, rec.destination_app = me.workload, me.app
         rec.destination_version = me.version or "unknown"
-        rec.destination_principal = self._principal()
+        rec.destination_principal = self._principal
         rec.destination_service = f"{me.app}.{me.namespace}.svc.cluster.local"
         rec.destination_service_name = me.app
         rec.upstream_cluster = f"inbound|{8080}||"
         rec.authority = req.headers.get("host", "")
         rec.route_name = "default"
-        peer = _decode_peer(req.headers.pop(PEER_META, ""))
+        peer = _peer_labels(req.headers.pop(PEER_META, ""))
         req.headers.pop(PEER_ID, None)
-        if peer:
-            rec.source_workload = peer.get("WORKLOAD_NAME", "unknown")
-            labels = peer.get("LABELS", {})
-            rec.source_app = labels.get("app") or "unknown"
-            rec.source_version = labels.get("version") or "unknown"
+        if peer is not None:
+            rec.source_workload, rec.source_app, rec.source_version = peer
         ex = Exchange(req, rec)
         span = self.telemetry.begin(req, "server", self.view.trace_sampling, self.rng)
         started = time.perf_counter()
@@ -291,14 +290,22 @@ def _encode_peer(me: ProxyIdentity) -> str:
     return base64.b64encode(json.dumps(meta, separators=(",", ":")).encode()).decode()
 
 
-def _decode_peer(value: str) -> dict[str, Any]:
+@functools.lru_cache(maxsize=256)
+def _peer_labels(value: str) -> tuple[str, str, str] | None:
+    """(workload, app, version) of a caller's peer metadata; a caller sends the same value every
+    time, so each distinct one is decoded once (bounded cache)."""
     if not value:
-        return {}
+        return None
     try:
         data = json.loads(base64.b64decode(value))
     except (ValueError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        return None
+    if not isinstance(data, dict):
+        return None
+    raw = data.get("LABELS")
+    labels: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    return (str(data.get("WORKLOAD_NAME") or "unknown"), str(labels.get("app") or "unknown"),
+            str(labels.get("version") or "unknown"))
 
 
 __all__ = ["Handler", "Sidecar"]
