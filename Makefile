@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test lint typecheck bench test-kind clean
+.PHONY: lab test lint typecheck bench test-kind clean notebooks
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
+
+# The labs are edited as jupytext text (labs/NN_slug.py); this rebuilds the notebooks from them.
+notebooks: $(STAMP)
+	$(VENV)/bin/jupytext --update --to ipynb labs/[0-9][0-9]_*.py
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

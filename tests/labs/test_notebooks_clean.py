@@ -1,25 +1,16 @@
-"""The committed notebooks: no outputs, no widget state, the lab rhythm, and in sync with labs/_build.py."""
+"""The committed notebooks: no outputs, no widget state, the lab rhythm, and in sync with their jupytext sources."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
+import jupytext
 import nbformat
 import pytest
 
 from tests.labs.conftest import LABS, NOTEBOOKS
 
 EXPECTED = ["00_setup", "01_traffic_control", "02_resiliency", "03_chaos", "04_observability", "05_security"]
-
-
-def _builder() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("labs_build", LABS / "_build.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_every_chapter_has_its_lab() -> None:
@@ -47,7 +38,8 @@ def test_lab_rhythm(path: Path) -> None:
     assert "lab.setup(backend=BACKEND)" in code[1].source
     for i, cell in enumerate(nb.cells):
         if "solution" in cell.metadata.get("tags", []):
-            assert cell.metadata["jupyter"]["source_hidden"] is True
+            # hidden source and output: Run All still runs the solution without showing it
+            assert cell.metadata["jupyter"] == {"source_hidden": True, "outputs_hidden": True}
             assert nb.cells[i - 1].source == "" and "exercise" in nb.cells[i - 1].metadata["tags"]
             assert "Exercise" in nb.cells[i - 2].source
     assert any("solution" in c.metadata.get("tags", []) for c in code)
@@ -56,8 +48,18 @@ def test_lab_rhythm(path: Path) -> None:
     assert not any(line.lstrip().startswith(("def ", "class ")) for c in code for line in c.source.splitlines())
 
 
-def test_notebooks_match_their_generator(tmp_path: Path) -> None:
-    build = _builder()
-    for slug, cells in build.LABS.items():
-        fresh = build.build(slug, cells, out_dir=tmp_path).read_text()
-        assert fresh == (LABS / f"{slug}.ipynb").read_text(), f"run python labs/_build.py ({slug} is stale)"
+def _cells(nb: nbformat.NotebookNode) -> list[tuple[str, str, dict[str, object]]]:
+    return [(c.cell_type, c.source, dict(c.metadata)) for c in nb.cells]
+
+
+def test_every_notebook_has_its_jupytext_source() -> None:
+    assert sorted(p.stem for p in LABS.glob("[0-9][0-9]_*.py")) == [p.stem for p in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_in_sync_with_its_source(path: Path) -> None:
+    """labs/NN_slug.py is what people edit; the .ipynb is built from it (make notebooks)."""
+    source = jupytext.read(path.with_suffix(".py"), fmt="py:percent")
+    built = nbformat.read(path, as_version=4)
+    assert _cells(source) == _cells(built), f"{path.name} is stale: run make notebooks"
+    assert source.metadata["kernelspec"] == built.metadata["kernelspec"]

@@ -1,0 +1,159 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Traffic control: subsets, canary, user-agent routing, mirroring and egress
+#
+# **Goal:** decide which version of recommendation answers — all of them to v1, a 90/10 then 75/25
+# canary, Safari users to v2, a dark launch that mirrors traffic to v2 — and open the mesh to one
+# external host. Each step applies the tutorial's file, sends traffic, shows the result and checks it.
+#
+# A **DestinationRule** names *subsets* of a service's pods (by label); a **VirtualService** says
+# which subset gets which request. Routing happens in the *caller's* sidecar: here, preference's.
+
+# %% tags=["parameters"]
+BACKEND = "local"   # "local" (processes on 127.0.0.1) or "kind" (real Istio)
+FAST = False        # True scales delays and request counts down (CI, quick demos)
+
+# %%
+from meshkit import lab
+from meshkit.lab import check
+
+mesh = lab.setup(backend=BACKEND)
+T = 0.1 if FAST else 1.0          # time scale: delays and timeouts of the tutorial × T
+
+# %% [markdown]
+# ## 1 · All traffic to v1
+
+# %%
+lab.show("virtual-service-recommendation-v1.yaml")
+
+# %%
+print(*mesh.apply(lab.istiofile("destination-rule-recommendation-v1-v2.yaml"),
+                  lab.istiofile("virtual-service-recommendation-v1.yaml")), sep="\n")
+check.all_to(mesh, "v1")
+
+# %% [markdown]
+# ## 2 · Canary release: 90/10, then 75/25
+#
+# Weights split the requests between subsets. Each request is an independent draw, so a 90/10 split is
+# statistical: over 1,000 requests v2 answers about 10 % of them.
+
+# %%
+lab.show("virtual-service-recommendation-v1_and_v2.yaml")
+
+# %%
+mesh.apply(lab.istiofile("virtual-service-recommendation-v1_and_v2.yaml"))
+check.canary(mesh, v2=10)
+
+# %% [markdown]
+# Now move the canary with the sliders. Start the traffic below (the live plot shows requests per
+# version per second), then set v1 to 75 and v2 to 25 in the panel and press **Apply**: the panel shows
+# the YAML it sends and what the mesh answered, and the plot follows within a second.
+
+# %%
+from meshkit.widgets import traffic_panel, weights_panel
+
+weights = weights_panel(mesh, weights={"v1": 90, "v2": 10}, with_subsets=True)
+weights
+
+# %%
+traffic = traffic_panel(mesh, rate=20 if FAST else 10)
+traffic.start()
+traffic
+
+# %% [markdown]
+# The next cell does from code what the sliders do, so the lab also runs unattended.
+
+# %%
+weights.controls["v1"].value, weights.controls["v2"].value = 75, 25
+weights.apply()
+check.canary(mesh, v2=25, n=2000)
+
+# %%
+traffic.stop()
+
+# %% [markdown]
+# ## 3 · Route by user agent: Safari users to v2
+#
+# customer copies the `User-Agent` header into `baggage-user-agent`, and preference forwards it, so the
+# rule on recommendation can match it with a regex. Everyone else goes to v1.
+
+# %%
+lab.show("virtual-service-recommendation-safari-v2.yaml")
+
+# %%
+mesh.apply(lab.istiofile("virtual-service-recommendation-safari-v2.yaml"))
+safari = {"user-agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) Version/17.0 Safari/605.1.15"}
+check.header_routing(mesh, safari, "v2", otherwise="v1")
+
+# %% [markdown]
+# ## 4 · Mirroring (dark launch)
+#
+# Every answer comes from v1, while a copy of each request goes to v2 — fire and forget: its answer is
+# thrown away. v2's log shows it working on real traffic no user sees.
+
+# %%
+lab.show("virtual-service-recommendation-v1-mirror-v2.yaml")
+
+# %%
+mesh.apply(lab.istiofile("virtual-service-recommendation-v1-mirror-v2.yaml"))
+check.mirroring(mesh, served="v1", mirror="v2")
+
+# %%
+print(lab.logs(mesh, "recommendation-v2", tail=3))
+
+# %% [markdown]
+# ## 5 · Egress: recommendation v3 calls the Internet
+#
+# v3 asks `worldtimeapi.org` for the time. The mesh runs with `outboundTrafficPolicy: REGISTRY_ONLY`,
+# so a host that is not in the registry is blocked by v3's sidecar (a 502 that v3's app turns into a 500).
+
+# %%
+mesh.deploy("recommendation", "v3")
+mesh.apply(lab.istiofile("destination-rule-recommendation-v1-v2-v3.yaml"),
+           lab.istiofile("virtual-service-recommendation-v3.yaml"))
+check.egress_blocked(mesh)
+
+# %% [markdown]
+# A **ServiceEntry** adds the external host to the registry, and the call goes through.
+
+# %%
+lab.show("service-entry-worldtimeapi-egress.yaml")
+
+# %%
+mesh.apply(lab.istiofile("service-entry-worldtimeapi-egress.yaml"))
+print(*mesh.curl())
+check.egress_open(mesh)
+
+# %% [markdown]
+# ### Exercise
+#
+# Send **Firefox** users to v2 and everyone else to v1, with the header-routing panel:
+# `from meshkit.widgets import header_panel`, then `panel = header_panel(mesh)`; set the value to
+# `.*Firefox.*` and press Apply. Check with
+# `check.header_routing(mesh, {"user-agent": "Firefox/120.0"}, "v2", otherwise="v1")`.
+
+# %% tags=["exercise"]
+
+# %% jupyter={"source_hidden": true, "outputs_hidden": true} tags=["solution"]
+# Solution
+from meshkit.widgets import header_panel
+
+panel = header_panel(mesh, value=".*Firefox.*")
+panel.apply()
+check.header_routing(mesh, {"user-agent": "Mozilla/5.0 Firefox/120.0"}, "v2", otherwise="v1")
+
+# %% [markdown]
+# ## Clean up
+#
+# Remove every resource this lab applied and bring the pods back to normal.
+
+# %%
+print(*mesh.reset(), sep="\n")
+lab.tidy(mesh)
