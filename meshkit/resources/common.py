@@ -89,6 +89,10 @@ DESTINATION = Obj(
 )
 
 
+# the match fields Istio names in its regex messages
+_MATCH_FIELDS = frozenset({"uri", "scheme", "method", "authority", "headers", "withoutHeaders", "queryParams"})
+
+
 def _string_match_rule(allow_empty: bool) -> Any:
     def rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
         given = [k for k in ("exact", "prefix", "regex") if k in value]
@@ -96,8 +100,12 @@ def _string_match_rule(allow_empty: bool) -> Any:
             ck.error(path, f"only one of exact, prefix or regex can be set (found {', '.join(given)})")
         elif not given and not allow_empty:
             ck.error(path, "one of exact, prefix or regex must be set")
-        if "regex" in value and (msg := re2_error(value["regex"])):
-            ck.error((*path, "regex"), msg)
+        regex = value.get("regex")
+        if isinstance(regex, str) and not (regex == "*" and "withoutHeaders" in path):
+            # withoutHeaders' "*" is a presence test in Istio, not a regex
+            where = next((p for p in reversed(path) if isinstance(p, str) and p in _MATCH_FIELDS), "regex")
+            if msg := re2_error(regex, where):
+                ck.error((*path, "regex"), msg)
 
     return rule
 

@@ -77,12 +77,15 @@ def test_header_presence_match_may_be_empty() -> None:
     assert errors(vs(route(match=[{"headers": {"end-user": {}}}]))) == []
 
 
+RE2_HINT = "; Istio uses RE2 style regex-based match (https://github.com/google/re2/wiki/Syntax)"
+
+
 def test_invalid_regex() -> None:
     text = vs(route(match=[{"headers": {"baggage-user-agent": {"regex": "("}}}]))
     assert errors(text) == [
         (
             "spec.http[0].match[0].headers.baggage-user-agent.regex",
-            '"(" is not a valid regex: missing ), unterminated subpattern at position 0',
+            '"headers": error parsing regexp: missing closing ): `(`' + RE2_HINT,
         )
     ]
 
@@ -90,8 +93,26 @@ def test_invalid_regex() -> None:
 def test_re2_refuses_lookarounds_and_backreferences() -> None:
     text = vs(route(match=[{"uri": {"regex": "(?!/admin).*"}}, {"uri": {"regex": r"(a)\1"}}]))
     assert [m for _, m in errors(text)] == [
-        '"(?!/admin).*" is not a valid regex: lookaround assertions ((?=, (?!, (?<=, (?<!) are not supported by RE2',
-        r'"(a)\1" is not a valid regex: backreferences are not supported by RE2',
+        '"uri": error parsing regexp: invalid or unsupported Perl syntax: `(?!`' + RE2_HINT,
+        '"uri": error parsing regexp: invalid escape sequence: `\\1`' + RE2_HINT,
+    ]
+
+
+def test_regex_rules_of_istio_admission() -> None:
+    """Empty and over-long regexes, Go's wording for RE2's errors, withoutHeaders' "*" presence test."""
+    text = vs(route(match=[
+        {"queryParams": {"q": {"regex": ""}}},
+        {"authority": {"regex": "a" * 1025}},
+        {"method": {"regex": "a**"}},
+        {"headers": {"x": {"regex": "a{1001}"}}},
+        {"withoutHeaders": {"x": {"regex": "*"}}},
+        {"headers": {"x": {"regex": "(a+)+$"}}},  # valid RE2: admitted, and matched in linear time
+    ]))
+    assert [m for _, m in errors(text)] == [
+        '"queryParams": regex string match should not be empty',
+        '"authority": regex is too large, max length allowed is 1024',
+        '"method": error parsing regexp: invalid nested repetition operator: `**`' + RE2_HINT,
+        '"headers": error parsing regexp: invalid repeat count: `{1001}`' + RE2_HINT,
     ]
 
 

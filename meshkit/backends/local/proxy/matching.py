@@ -1,8 +1,9 @@
 """VirtualService match conditions, compiled once per config push into plain predicates.
 
 Istio semantics: the ``match`` list of a rule is OR, the fields inside one match block are AND,
-string matches are ``exact``, ``prefix`` or ``regex`` (a full match, as RE2 does in Envoy), header
-names are lower-case, an empty string match tests presence.
+string matches are ``exact``, ``prefix`` or ``regex`` (a full match with RE2, linear in the value's
+length, as Envoy's ``safe_regex``), header names are lower-case, an empty string match tests
+presence, and so does ``withoutHeaders``' ``regex: "*"``.
 
 Example::
 
@@ -12,11 +13,12 @@ Example::
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
+
+from meshkit.resources.regex import compile_fullmatch
 
 StrPred = Callable[[str], bool]
 
@@ -51,8 +53,7 @@ def string_matcher(spec: Mapping[str, Any], ignore_case: bool = False) -> StrPre
             return lambda v: v.lower().startswith(low)
         return lambda v: v.startswith(pre)
     if "regex" in spec:
-        pattern = re.compile(str(spec["regex"]))
-        return lambda v: pattern.fullmatch(v) is not None
+        return compile_fullmatch(str(spec["regex"]))
     return lambda v: True
 
 
@@ -113,7 +114,7 @@ def compile_match(spec: Mapping[str, Any], namespace: str = "tutorial") -> Match
         authority=string_matcher(spec["authority"]) if spec.get("authority") else None,
         headers=tuple((k.lower(), string_matcher(v or {})) for k, v in (spec.get("headers") or {}).items()),
         without_headers=tuple(
-            (k.lower(), string_matcher(v or {})) for k, v in (spec.get("withoutHeaders") or {}).items()
+            (k.lower(), string_matcher(_presence_star(v or {}))) for k, v in (spec.get("withoutHeaders") or {}).items()
         ),
         query=tuple((k, string_matcher(v or {})) for k, v in (spec.get("queryParams") or {}).items()),
         source_labels=tuple(sorted((spec.get("sourceLabels") or {}).items())),
@@ -121,6 +122,11 @@ def compile_match(spec: Mapping[str, Any], namespace: str = "tutorial") -> Match
         port=int(spec.get("port", 0) or 0),
         source_namespace=str(spec.get("sourceNamespace", "")),
     )
+
+
+def _presence_star(spec: Mapping[str, Any]) -> Mapping[str, Any]:
+    # Istio turns withoutHeaders' regex "*" into a present_match, not a regex
+    return {} if spec.get("regex") == "*" else spec
 
 
 def qualify_gateway(name: str, namespace: str) -> str:
