@@ -15,12 +15,11 @@ import re
 from typing import Any
 
 from meshkit.resources.model import Path, go_float
+from meshkit.resources.names import is_dns1123_label, label_errors, selector_errors, wildcard_domain_error
 from meshkit.resources.regex import re2_error
 from meshkit.resources.schema import Checker, Int, ListOf, MapOf, Num, Obj, Str
 
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_HOST_LABEL = r"[A-Za-z0-9]([-A-Za-z0-9_]*[A-Za-z0-9])?"
-_HOST = re.compile(rf"^(\*|(\*\.)?{_HOST_LABEL}(\.{_HOST_LABEL})*\.?|\*{_HOST_LABEL}(\.{_HOST_LABEL})*)$")
 
 
 def dns1123_label_error(value: str) -> str | None:
@@ -43,15 +42,8 @@ def dns1123_subdomain_error(value: str) -> str | None:
 
 
 def host_error(value: str) -> str | None:
-    """Hosts are DNS names, optionally with a leading ``*`` wildcard: no scheme, port or path."""
-    if not value:
-        return "host cannot be empty"
-    if not _HOST.match(value):
-        return (
-            f'invalid host "{value}": use a DNS name such as "recommendation", '
-            '"recommendation.tutorial.svc.cluster.local" or "*.example.com" (no scheme, port or path)'
-        )
-    return None
+    """Hosts are DNS names whose first label may be a wildcard (``*``, ``*.example.com``, ``*-foo.baz``)."""
+    return wildcard_domain_error(value)
 
 
 def ip_or_cidr_error(value: str) -> str | None:
@@ -77,40 +69,127 @@ PORT_NUMBER = Int(
     hi_msg="port number {value} must be in the range 1..65535",
 )
 PORT_SELECTOR = Obj({"number": PORT_NUMBER})
-LABELS = MapOf(Str())
-STRINGS = ListOf(Str())
-SELECTOR = Obj({"matchLabels": LABELS})  # security kinds: selector.matchLabels
-WORKLOAD_SELECTOR = Obj({"labels": LABELS})  # networking kinds: workloadSelector.labels
-TARGET_REF = Obj({"group": Str(), "kind": Str(), "name": Str(), "namespace": Str()}, required=("kind", "name"))
-
-DESTINATION = Obj(
-    {"host": Str(host_error), "subset": Str(), "port": PORT_SELECTOR},
-    required=("host",),
-)
 
 
-# the match fields Istio names in its regex messages
-_MATCH_FIELDS = frozenset({"uri", "scheme", "method", "authority", "headers", "withoutHeaders", "queryParams"})
+def _label_rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
+    for msg in label_errors(value):
+        ck.error(path, msg)
 
 
-def _string_match_rule(allow_empty: bool) -> Any:
+def _selector_rule(key: str, empty_warning: str = "workload selector specified without labels") -> Any:
     def rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
-        given = [k for k in ("exact", "prefix", "regex") if k in value]
-        if len(given) > 1:
-            ck.error(path, f"only one of exact, prefix or regex can be set (found {', '.join(given)})")
-        elif not given and not allow_empty:
-            ck.error(path, "one of exact, prefix or regex must be set")
-        regex = value.get("regex")
-        if isinstance(regex, str) and not (regex == "*" and "withoutHeaders" in path):
-            # withoutHeaders' "*" is a presence test in Istio, not a regex
-            where = next((p for p in reversed(path) if isinstance(p, str) and p in _MATCH_FIELDS), "regex")
-            if msg := re2_error(regex, where):
-                ck.error((*path, "regex"), msg)
+        labels = value.get(key) or {}
+        for msg in selector_errors(labels):
+            ck.error((*path, key), msg)
+        if not labels:
+            ck.warn(path, empty_warning)
 
     return rule
 
 
-#: StringMatch for uri/scheme/method/authority: exactly one of exact|prefix|regex
-STRING_MATCH = Obj({"exact": Str(), "prefix": Str(), "regex": Str()}, rules=[_string_match_rule(False)])
-#: StringMatch in headers/queryParams maps: may be empty (a presence check)
-PRESENCE_MATCH = Obj({"exact": Str(), "prefix": Str(), "regex": Str()}, rules=[_string_match_rule(True)])
+def _target_ref_rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
+    if not value.get("name"):
+        ck.error((*path, "name"), "targetRef name must be set")
+    if value.get("namespace"):
+        ck.error((*path, "namespace"), "cross namespace referencing is not currently supported")
+    group, kind = value.get("group", ""), value.get("kind", "")
+    if (group or "core", kind) not in _TARGET_KINDS:
+        ck.error(
+            path,
+            "targetRef must be to one of [core/v1/Service networking.istio.io/v1/ServiceEntry "
+            "gateway.networking.k8s.io/v1/Gateway gateway.networking.k8s.io/v1/GatewayClass] "
+            f"but was {group}/{kind}",
+        )
+
+
+_TARGET_KINDS = {
+    ("core", "Service"),
+    ("networking.istio.io", "ServiceEntry"),
+    ("gateway.networking.k8s.io", "Gateway"),
+    ("gateway.networking.k8s.io", "GatewayClass"),
+}
+
+
+class _Labels(MapOf):
+    """A label map checked with Istio's label rules (keys and values like Kubernetes labels)."""
+
+    def __init__(self) -> None:
+        super().__init__(Str())
+
+    def check(self, value: Any, path: Path, ck: Checker) -> None:
+        before = ck.error_count
+        super().check(value, path, ck)
+        if ck.error_count == before and isinstance(value, dict):
+            _label_rule(value, path, ck)
+
+
+LABELS = MapOf(Str())
+#: labels Istio validates as Kubernetes labels (subset labels, sourceLabels, workload labels)
+VALID_LABELS = _Labels()
+STRINGS = ListOf(Str())
+SELECTOR = Obj({"matchLabels": LABELS}, rules=[_selector_rule("matchLabels")])  # security kinds
+WORKLOAD_SELECTOR = Obj({"labels": LABELS}, rules=[_selector_rule("labels")])  # networking kinds
+TARGET_REF = Obj(
+    {"group": Str(), "kind": Str(), "name": Str(), "namespace": Str()},
+    required=("kind",),
+    rules=[_target_ref_rule],
+)
+
+
+def _destination_rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
+    host = value.get("host", "")
+    if host == "*":
+        ck.error((*path, "host"), f"invalid destination host {host}")
+    subset = value.get("subset")
+    if subset is not None and (msg := subset_name_error(subset)):
+        ck.error((*path, "subset"), msg)
+
+
+def subset_name_error(name: str) -> str | None:
+    if not name:
+        return "subset name cannot be empty"
+    if not is_dns1123_label(name):
+        return f"subset name is invalid: {name}"
+    return None
+
+
+DESTINATION = Obj(
+    {"host": Str(host_error), "subset": Str(), "port": PORT_SELECTOR},
+    required=("host",),
+    rules=[_destination_rule],
+)
+def regex_error(pattern: str, where: str) -> str | None:
+    """Istio's ``validateStringRegexp`` (non-empty, at most 1024 characters, RE2 syntax) with its message."""
+    return re2_error(pattern, where)
+
+
+def string_match_errors(value: Any, where: str, *, empty_prefix_ok: bool = False) -> list[tuple[str, str]]:
+    """Istio's ``validateStringMatch``: non-empty prefix (except for uri), valid regex; ``(field, message)``."""
+    if not isinstance(value, dict):
+        return []
+    if "prefix" in value and value["prefix"] == "" and not empty_prefix_ok:
+        return [("prefix", f'"{where}": prefix string match should not be empty')]
+    if isinstance(value.get("regex"), str) and (msg := regex_error(value["regex"], where)):
+        return [("regex", msg)]
+    return []
+
+
+def _one_of_rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
+    given = [k for k in ("exact", "prefix", "regex") if k in value]
+    if len(given) > 1:
+        ck.error(path, f"only one of exact, prefix or regex can be set (found {', '.join(given)})")
+
+
+def string_match(where: str, *, empty_prefix_ok: bool = False) -> Obj:
+    """A StringMatch checked the way Istio checks it at ``where`` (``uri``, ``headers``...)."""
+
+    def rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
+        for key, msg in string_match_errors(value, where, empty_prefix_ok=empty_prefix_ok):
+            ck.error((*path, key), msg)
+
+    return Obj({"exact": Str(), "prefix": Str(), "regex": Str()}, rules=[_one_of_rule, rule])
+
+
+#: StringMatch with no rule but one-of (kept for callers that check values themselves)
+STRING_MATCH = Obj({"exact": Str(), "prefix": Str(), "regex": Str()}, rules=[_one_of_rule])
+PRESENCE_MATCH = STRING_MATCH

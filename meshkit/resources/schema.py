@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshkit.resources.duration import duration_error
+from meshkit.resources.duration import duration_error, parse_nanos
 from meshkit.resources.model import Path
 
 SCHEMA_ERROR = "IST0106"
@@ -40,6 +40,10 @@ class Checker:
 
     profile: str = "current"
     findings: list[Finding] = field(default_factory=list)
+    #: the resource being checked (some of Istio's rules depend on its namespace, name or annotations)
+    namespace: str = "tutorial"
+    name: str = ""
+    annotations: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def tutorial_era(self) -> bool:
@@ -126,8 +130,16 @@ class Int(Schema):
 
     expected = "integer"
 
-    def __init__(self, lo: int | None = None, hi: int | None = None, lo_msg: str = "", hi_msg: str = "") -> None:
+    def __init__(
+        self,
+        lo: int | None = None,
+        hi: int | None = None,
+        lo_msg: str = "",
+        hi_msg: str = "",
+        validate: Callable[[int], str | None] | None = None,
+    ) -> None:
         self.lo, self.hi = lo, hi
+        self.validate = validate
         self.lo_msg = lo_msg or "{value} is less than the minimum " + str(lo)
         self.hi_msg = hi_msg or "{value} is greater than the maximum " + str(hi)
 
@@ -138,6 +150,8 @@ class Int(Schema):
             ck.error(path, self.lo_msg.format(value=value))
         elif self.hi is not None and value > self.hi:
             ck.error(path, self.hi_msg.format(value=value))
+        elif self.validate and (msg := self.validate(value)):
+            ck.error(path, msg)
 
 
 class Num(Schema):
@@ -177,10 +191,26 @@ class Dur(Schema):
 
     expected = 'duration string (e.g. "1s", "500ms")'
 
+    def __init__(self, *, zero_ok: bool = False, any_ok: bool = False) -> None:
+        # zero_ok: "0s" means "disabled" (tcp idleTimeout); any_ok: no webhook range check (cookie ttl)
+        self.zero_ok = zero_ok
+        self.any_ok = any_ok
+
     def check(self, value: Any, path: Path, ck: Checker) -> None:
         if not isinstance(value, str):
             self.mismatch(value, path, ck)
-        elif msg := duration_error(value):
+            return
+        msg = duration_error(value)
+        if msg and (self.zero_ok or self.any_ok):
+            try:
+                nanos = parse_nanos(value)
+            except ValueError:
+                pass
+            else:
+                # Istio skips the check when the value truncates to 0 ms
+                if self.any_ok or -1_000_000 < nanos < 1_000_000:
+                    msg = None
+        if msg:
             ck.error(path, msg)
 
 

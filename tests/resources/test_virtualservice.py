@@ -26,9 +26,11 @@ def test_weights_are_relative_today_but_must_sum_to_100_in_the_tutorial_profile(
     assert errors(vs(route(dest("version-v1", 50))), profile="tutorial") == []
 
 
-def test_hosts_required() -> None:
-    text = vs(route(), hosts=[])
-    assert errors(text) == [("spec.hosts", "virtual service must have at least one host")]
+def test_no_hosts_is_a_delegate() -> None:
+    assert errors(vs(route(), hosts=[])) == []
+    assert errors(vs(route(), hosts=[], gateways=["istio-system/gw"])) == [
+        ("spec.gateways", "delegate virtual service must have no gateways specified")
+    ]
 
 
 def test_some_routes_required() -> None:
@@ -42,8 +44,7 @@ def test_destination_host_required_and_valid() -> None:
     assert errors(vs(route(dest(host="http://recommendation:8080")))) == [
         (
             "spec.http[0].route[0].destination.host",
-            'invalid host "http://recommendation:8080": use a DNS name such as "recommendation", '
-            '"recommendation.tutorial.svc.cluster.local" or "*.example.com" (no scheme, port or path)',
+            'domain name "http://recommendation:8080" invalid (label "http://recommendation:8080" invalid)',
         )
     ]
 
@@ -69,7 +70,6 @@ def test_string_match_needs_exactly_one_kind() -> None:
     text = vs(route(match=[{"uri": {"exact": "/a", "prefix": "/"}}, {"method": {}}]))
     assert errors(text) == [
         ("spec.http[0].match[0].uri", "only one of exact, prefix or regex can be set (found exact, prefix)"),
-        ("spec.http[0].match[1].method", "one of exact, prefix or regex must be set"),
     ]
 
 
@@ -199,9 +199,7 @@ def test_percentage_range() -> None:
 
 
 def test_delay_rules() -> None:
-    assert errors(vs(route(dest(), fault={"delay": {"percentage": {"value": 10}}}))) == [
-        ("spec.http[0].fault.delay.fixedDelay", 'required field "fixedDelay" is missing')
-    ]
+    assert errors(vs(route(dest(), fault={"delay": {"percentage": {"value": 10}}}))) == []
     assert errors(vs(route(dest(), fault={"delay": {"exponentialDelay": "1s"}}))) == [
         ("spec.http[0].fault.delay.exponentialDelay", "exponentialDelay not supported yet")
     ]
@@ -229,7 +227,7 @@ def test_mirror_percentage() -> None:
         )
     )
     assert errors(text) == [
-        ("spec.http[0].mirrorPercentage.value", "mirror percentage must have a max value of 100 (it has 150.000000)")
+        ("spec.http[0].mirrorPercentage.value", "mirror_percentage must have a max value of 100 (it has 150.000000)")
     ]
 
 
@@ -246,7 +244,7 @@ def test_mirrors_list_and_deprecated_mirror_percent() -> None:
         (
             "IST0002",
             "spec.http[0].mirrorPercent",
-            "Deprecated: HTTPRoute.mirror_percent is deprecated; use HTTPRoute.mirror_percentage",
+            'using deprecated setting "mirrorPercent", use "mirrorPercentage" instead',
         )
     ]
 
@@ -255,7 +253,7 @@ def test_route_redirect_and_direct_response_shapes() -> None:
     assert errors(vs({"redirect": {"uri": "/v2", "redirectCode": 301}})) == []
     assert errors(vs({"directResponse": {"status": 503, "body": {"string": "unavailable"}}})) == []
     assert errors(vs({"match": [{"uri": {"prefix": "/"}}]})) == [
-        ("spec.http[0]", "HTTP route, redirect, direct response or delegate is required")
+        ("spec.http[0]", "HTTP route, redirect or direct_response is required")
     ]
     assert errors(vs(route(dest(), redirect={"uri": "/x"}))) == [
         ("spec.http[0]", "HTTP route cannot contain both route and redirect")
@@ -332,6 +330,6 @@ def test_only_the_last_rule_may_have_no_match_and_duplicates_are_ineffective() -
 
 def test_wildcard_host_not_allowed_on_mesh() -> None:
     assert errors(vs(route(dest()), hosts=["*"])) == [
-        ("spec.hosts", "wildcard host * is not allowed for virtual services bound to the mesh gateway")
+        ("spec.hosts[0]", "wildcard host * is not allowed for virtual services bound to the mesh gateway")
     ]
     assert errors(vs(route(dest()), hosts=["*"], gateways=["customer-gateway"])) == []
