@@ -237,8 +237,8 @@ def validate_document(
         problems.append(subject.problem("Error", "IST0106", *kind_problem))
         return None, problems
     info = KINDS[data["kind"]]
-    meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
-    annotations = meta.get("annotations") if isinstance(meta.get("annotations"), dict) else {}
+    meta: dict[str, Any] = data["metadata"] if isinstance(data.get("metadata"), dict) else {}
+    annotations: dict[str, Any] = meta["annotations"] if isinstance(meta.get("annotations"), dict) else {}
     ck = Checker(profile=profile, namespace=subject.namespace, name=subject.name, annotations=annotations)
     for key in data:
         if key not in _TOP_LEVEL:

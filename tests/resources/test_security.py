@@ -104,7 +104,8 @@ def test_empty_strings_and_empty_sections_are_rejected() -> None:
 
 
 def test_selector_and_target_ref_are_exclusive() -> None:
-    spec = {"selector": {"matchLabels": {"app": "x"}}, "targetRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "g"}}
+    ref = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "g"}
+    spec = {"selector": {"matchLabels": {"app": "x"}}, "targetRef": ref}
     assert errors(ap(spec)) == [("spec", "only one of targetRefs or workload selector can be set")]
 
 
