@@ -74,7 +74,7 @@ def describe(value: Any) -> str:
     if isinstance(value, float):
         return f"number {value}"
     if isinstance(value, str):
-        return f'string "{value}"'
+        return f'string "{value}"' if len(value) <= 80 else f'string "{value[:60]}..." ({len(value)} characters)'
     if isinstance(value, list):
         return "list"
     if isinstance(value, dict):

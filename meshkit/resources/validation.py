@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -209,6 +210,18 @@ def _normalise(data: dict[str, Any], info: KindInfo, namespace: str) -> dict[str
     }
 
 
+#: etcd's default --max-request-bytes (1.5 MiB): the largest object a Kubernetes cluster stores
+MAX_OBJECT_BYTES = 1536 * 1024
+
+
+def object_size(data: Any) -> int:
+    """The size of ``data`` as the JSON the API server would store (compact, UTF-8)."""
+    try:
+        return len(json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8", "replace"))
+    except (ValueError, TypeError, RecursionError):
+        return 0  # not JSON at all: the schema check says what is wrong with it
+
+
 def validate_document(
     doc: Document, profile: str = "current", default_namespace: str = "tutorial"
 ) -> tuple[dict[str, Any] | None, list[Problem]]:
@@ -235,6 +248,13 @@ def validate_document(
     kind_problem = _kind_problem(data)
     if kind_problem:
         problems.append(subject.problem("Error", "IST0106", *kind_problem))
+        return None, problems
+    size = object_size(data)
+    if size > MAX_OBJECT_BYTES:
+        # etcd's request limit: the API server passes its refusal on as is
+        problems.append(subject.problem(
+            "Error", "IST0106", (),
+            f"etcdserver: request is too large (the object is {size} bytes as JSON; at most {MAX_OBJECT_BYTES})"))
         return None, problems
     info = KINDS[data["kind"]]
     meta: dict[str, Any] = data["metadata"] if isinstance(data.get("metadata"), dict) else {}

@@ -52,7 +52,7 @@ def test_syntax_error_becomes_a_located_problem_not_an_exception() -> None:
     assert problem.line == 4
     assert problem.format() == (
         "error: bad.yaml, document 1 (line 4): error converting YAML: "
-        "mapping values are not allowed here (line 4, column 11)"
+        "mapping values are not allowed in this context (line 4, column 11)"  # libyaml's (and go-yaml's) words
     )
     report = validate_documents(docs)
     assert [p.code for p in report.errors] == ["YAML"]
