@@ -85,7 +85,7 @@ result = mesh.load(n=40 if FAST else 100, qps=40 if FAST else 20)
 codes_over_time(result.records, bucket_s=0.5)
 
 # %%
-check.fails(mesh, n=40)
+check.fails(mesh, result=result)      # judges the requests the figure shows
 
 # %% [markdown]
 # Add a retry policy: up to 3 attempts on any 5xx. A retry prefers another pod, so v1 answers instead
@@ -122,7 +122,7 @@ result = mesh.load(n=20, concurrency=5)
 latency_figure(result.records)
 
 # %%
-check.timeout(mesh, 1 * T)
+check.timeout(mesh, 1 * T, result=result)
 
 # %% [markdown]
 # ## 4 · Circuit breaker
@@ -146,7 +146,7 @@ result = mesh.load(n=40, concurrency=20)
 codes_over_time(result.records, bucket_s=0.25)
 
 # %%
-check.circuit_breaker(mesh)
+check.circuit_breaker(mesh, result)
 
 # %% [markdown]
 # ## 5 · Pool ejection

@@ -66,11 +66,11 @@ lab.show("virtual-service-recommendation-delay.yaml", time_scale=T)
 from meshkit.viz import latency_figure
 
 mesh.apply(lab.istiofile("virtual-service-recommendation-delay.yaml", time_scale=T))
-result = mesh.load(n=40, concurrency=20)
+result = mesh.load(n=100, concurrency=50)
 latency_figure(result.records)
 
 # %%
-check.fault_delay(mesh, 7 * T, 50)
+check.fault_delay(mesh, 7 * T, 50, result=result)
 
 # %% [markdown]
 # ### Exercise

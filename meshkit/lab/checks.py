@@ -99,6 +99,15 @@ def _first_error(recs: Sequence[Mapping[str, Any]]) -> str:
     return f"; first error: {bad[0]['code']} {bad[0]['body'][:120]!r}" if bad else ""
 
 
+def _judged(mesh: Mesh, result: LoadResult | None, flags: bool, n: int, concurrency: int) -> tuple[LoadResult, int]:
+    """The load to judge: the one given (flags attached if asked and missing) or a new one of ``n``."""
+    if result is None:
+        return mesh.load(n=n, concurrency=concurrency, flags=flags), n
+    if flags and result.records and any("flags" not in r for r in result.records):
+        mesh.attach_flags(result.records)
+    return result, len(result.records)
+
+
 def _dest_rows(mesh: Mesh, result: LoadResult, timeout: float = 5.0) -> list[dict[str, Any]]:
     """The servers' records of the requests in ``result`` (joined by x-request-id).
 
@@ -214,9 +223,12 @@ class Checks:
     @staticmethod
     @_check
     def fails(mesh: Mesh, n: int = 40, at_least: int = 1, flag: str | None = None, body: str | None = None,
-              concurrency: int = 1) -> CheckResult:
-        """At least ``at_least`` of ``n`` requests fail (with Envoy ``flag``, or ``body`` in the reply)."""
-        result = mesh.load(n=n, concurrency=concurrency, flags=flag is not None)
+              concurrency: int = 1, result: LoadResult | None = None) -> CheckResult:
+        """At least ``at_least`` of ``n`` requests fail (with Envoy ``flag``, or ``body`` in the reply).
+
+        ``result`` judges that load (the one a figure above shows) instead of sending a new one.
+        """
+        result, n = _judged(mesh, result, flag is not None, n=n, concurrency=concurrency)
         bad = [r for r in _errors(result.records)
                if (flag is None or r.get("flags") == flag) and (body is None or body in r["body"])]
         what = " ".join(x for x in (flag and f"flag {flag}", body and repr(body)) if x) or "any error"
@@ -227,9 +239,10 @@ class Checks:
 
     @staticmethod
     @_check
-    def timeout(mesh: Mesh, seconds: float, n: int = 10, concurrency: int = 5) -> CheckResult:
+    def timeout(mesh: Mesh, seconds: float, n: int = 10, concurrency: int = 5,
+                result: LoadResult | None = None) -> CheckResult:
         """Slow replies become 504 "upstream request timeout" after about ``seconds``; the rest are fast."""
-        result = mesh.load(n=n, concurrency=concurrency, flags=False)
+        result, n = _judged(mesh, result, False, n=n, concurrency=concurrency)
         timed = [r["latency_ms"] / 1000 for r in result.records if "upstream request timeout" in r["body"]]
         fast = [r["latency_ms"] / 1000 for r in result.records if r["code"] == 200]
         slack = max(0.5, 0.5 * seconds)
@@ -243,9 +256,19 @@ class Checks:
 
     @staticmethod
     @_check
-    def circuit_breaker(mesh: Mesh, n: int = 40, concurrency: int = 20) -> CheckResult:
-        """With ``concurrency`` clients some requests overflow the pool (503 UO) and some pass."""
-        result = mesh.load(n=n, concurrency=concurrency, flags=True)
+    def circuit_breaker(mesh: Mesh, result: LoadResult | None = None, n: int = 40,
+                        concurrency: int = 20) -> CheckResult:
+        """With ``concurrency`` clients some requests overflow the pool (503 UO) and some pass.
+
+        Pass the ``result`` a figure shows, so the check and the figure count the same requests.
+
+        Example::
+
+            result = mesh.load(n=40, concurrency=20)
+            codes_over_time(result.records)
+            check.circuit_breaker(mesh, result)
+        """
+        result, n = _judged(mesh, result, True, n=n, concurrency=concurrency)
         flags = dict(Counter(f"{r['code']} {r.get('flags', '-')}" for r in result.records))
         overflow = sum(1 for r in result.records if r.get("flags") == "UO" or "reset reason: overflow" in r["body"])
         ok = overflow >= 1 and any(r["code"] == 200 for r in result.records)
@@ -286,9 +309,9 @@ class Checks:
     @staticmethod
     @_check
     def fault_delay(mesh: Mesh, seconds: float, percent: float, n: int = 100, concurrency: int = 50,
-                    tolerance: float = 20) -> CheckResult:
+                    tolerance: float = 20, result: LoadResult | None = None) -> CheckResult:
         """About ``percent`` % of requests take at least ``seconds`` longer (delay injected)."""
-        result = mesh.load(n=n, concurrency=concurrency, flags=False)
+        result, n = _judged(mesh, result, False, n=n, concurrency=concurrency)
         slow = sum(1 for r in result.records if r["latency_ms"] >= seconds * 950)
         share = 100.0 * slow / n
         errors = len(_errors(result.records))

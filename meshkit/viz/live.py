@@ -124,12 +124,12 @@ class LiveFigure(Generic[T]):
         return True
 
     def _run(self, stop: threading.Event, deadline: float) -> None:
-        reason = "stopped"
+        reason = "by .stop()"
         while not stop.is_set():
             ok = self.refresh()
             left = deadline - self._clock()
             if left <= 0:
-                reason = f"stopped by itself after {self.max_seconds:g} s; call .start() to resume"
+                reason = f"by itself after {self.max_seconds:g} s; call .start() to resume"
                 break
             if ok:
                 self.status.value = _status(

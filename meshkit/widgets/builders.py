@@ -176,7 +176,9 @@ def timeout_retry_rule(
 ) -> Resource:
     """A route with a request timeout and/or a retry policy (``attempts=0`` turns retries off).
 
-    Leaving everything ``None`` gives a plain route, which clears a previous timeout.
+    Leaving everything ``None`` gives a plain route, which clears a previous timeout. With
+    ``attempts=0`` the per-try timeout and retry-on are left out: Istio rejects a retry policy
+    that sets them while retries are off.
 
     Example::
 
@@ -190,6 +192,8 @@ def timeout_retry_rule(
     retries: dict[str, Any] = {}
     if attempts is not None:
         retries["attempts"] = attempts
+    if attempts == 0:
+        per_try_timeout_s = retry_on = None
     if per_try_timeout_s is not None:
         retries["perTryTimeout"] = duration(per_try_timeout_s)
     if retry_on:

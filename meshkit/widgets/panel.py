@@ -29,6 +29,35 @@ OK_COLOR = "#2a7a2a"
 WARN_COLOR = "#b26a00"
 
 
+class _Unset(str):
+    """The value of a dropdown's "not set" choice (ipywidgets cannot select ``None``: it shows blank)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+#: a "not set" choice; a panel's ``values`` turn it into ``None`` for the builders
+UNSET = _Unset("")
+
+
+class Choice(widgets.Dropdown):
+    """A dropdown whose "not set" option is selectable and visible; ``value = None`` selects it.
+
+    Example::
+
+        c = Choice(options=[("not set", UNSET), ("v1", "v1")], value=None)
+        c.label             # 'not set'   (a plain Dropdown with value None shows an empty box)
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # traitlets lets None through without validation, so it is replaced before it is set
+        if name == "value" and value is None and any(v is UNSET for v in self._options_values or ()):
+            value = UNSET
+        super().__setattr__(name, value)
+
+
 @runtime_checkable
 class Applier(Protocol):
     """Anything with ``apply(yaml_text)``: the Mesh object is one."""
@@ -97,8 +126,8 @@ class PolicyPanel:
 
     @property
     def values(self) -> dict[str, Any]:
-        """The controls' current values, by name."""
-        return {name: control.value for name, control in self.controls.items()}
+        """The controls' current values, by name ("not set" choices as ``None``)."""
+        return {name: None if control.value is UNSET else control.value for name, control in self.controls.items()}
 
     @property
     def yaml(self) -> str:

@@ -19,7 +19,7 @@ import ipywidgets as widgets
 
 from meshkit.errors import InvalidConfig
 from meshkit.widgets import builders as b
-from meshkit.widgets.panel import ApplyTarget, PolicyPanel
+from meshkit.widgets.panel import UNSET, ApplyTarget, Choice, PolicyPanel
 from meshkit.widgets.traffic import TrafficPanel, traffic_panel
 
 __all__ = [
@@ -89,7 +89,7 @@ def header_panel(
         ),
         "value": widgets.Text(value=value, description="value", style=_STYLE, layout=_wide()),
         "version": _choice("matching requests to", versions, versions[-1]),
-        "default_version": _choice("other requests to", [("nowhere (404 NR)", None), *versions], versions[0]),
+        "default_version": _choice("other requests to", [("nowhere (404 NR)", UNSET), *versions], versions[0]),
     }
 
     def build(values: dict[str, Any]) -> list[b.Resource]:
@@ -125,14 +125,12 @@ def mirror_panel(
 
 def timeout_retry_panel(mesh: ApplyTarget, service: str = "recommendation") -> PolicyPanel:
     """Request timeout and retry policy; 0 means "not set" for the timeouts."""
-    attempts = [("not set (Istio's default: 2 retries)", None), ("0 (retries off)", 0)] + [
+    attempts = [("not set (Istio's default: 2 retries)", UNSET), ("0 (retries off)", 0)] + [
         (str(n), n) for n in range(1, 6)
     ]
     controls = {
         "timeout_s": _fslider("timeout s (0 = none)", 1.0, 0.0, 10.0, 0.1),
-        "attempts": widgets.Dropdown(
-            options=attempts, value=None, description="retry attempts", style=_STYLE, layout=_wide()
-        ),
+        "attempts": Choice(options=attempts, value=UNSET, description="retry attempts", style=_STYLE, layout=_wide()),
         "per_try_timeout_s": _fslider("per try timeout s (0 = none)", 0.0, 0.0, 5.0, 0.1),
         "retry_on": widgets.Combobox(
             value="",
@@ -146,6 +144,9 @@ def timeout_retry_panel(mesh: ApplyTarget, service: str = "recommendation") -> P
     }
 
     def build(values: dict[str, Any]) -> list[b.Resource]:
+        if values["attempts"] is None and (values["per_try_timeout_s"] or values["retry_on"].strip()):
+            raise InvalidConfig(["retry attempts: choose a number of attempts to set a per-try timeout or "
+                                 "retry on (Istio refuses a retry policy without attempts)"])
         return [
             b.timeout_retry_rule(
                 service,
@@ -156,7 +157,12 @@ def timeout_retry_panel(mesh: ApplyTarget, service: str = "recommendation") -> P
             )
         ]
 
-    return PolicyPanel(f"Timeout and retries for {service}", controls, build, mesh)
+    def describe(values: dict[str, Any]) -> str:
+        if values["attempts"] == 0 and (values["per_try_timeout_s"] or values["retry_on"].strip()):
+            return "retries off: the per-try timeout and retry on are not sent (Istio refuses them with 0 attempts)"
+        return ""
+
+    return PolicyPanel(f"Timeout and retries for {service}", controls, build, mesh, describe)
 
 
 def pool_panel(
@@ -164,7 +170,7 @@ def pool_panel(
 ) -> PolicyPanel:
     """Circuit breaker (connection pool) and pool ejection (outlier detection), the tutorial's values."""
     controls = {
-        "subset": _choice("apply to", [("the whole service", None), *versions], None),
+        "subset": _choice("apply to", [("the whole service", UNSET), *versions], UNSET),
         "pool": widgets.Checkbox(value=True, description="connection pool (circuit breaker)", indent=False),
         "max_connections": _int("tcp.maxConnections", 1, 1, 10_000),
         "pending": _int("http1MaxPendingRequests", 1, 1, 10_000),
@@ -208,9 +214,9 @@ def fault_panel(
         "abort_status": _int("HTTP status", 503, 200, 599),
         "abort_percent": _fslider("aborted %", 50.0, 0.0, 100.0, 1.0),
         "delay": widgets.Checkbox(value=False, description="delay", indent=False),
-        "delay_s": _fslider("delay s", 7.0, 0.0, 30.0, 0.5),
+        "delay_s": _fslider("delay s", 7.0, 0.1, 30.0, 0.1),  # Istio refuses a delay under 1 ms
         "delay_percent": _fslider("delayed %", 50.0, 0.0, 100.0, 1.0),
-        "route_version": _choice("route to", [("the whole service", None), *versions], None),
+        "route_version": _choice("route to", [("the whole service", UNSET), *versions], UNSET),
     }
 
     def build(values: dict[str, Any]) -> list[b.Resource]:
@@ -259,7 +265,7 @@ def mtls_panel(
             description="mTLS mode",
             style=_STYLE,
         ),
-        "workload": _choice("for", [(f"namespace {namespace}", None), *workloads], None),
+        "workload": _choice("for", [(f"namespace {namespace}", UNSET), *workloads], UNSET),
     }
 
     def build(values: dict[str, Any]) -> list[b.Resource]:
@@ -394,5 +400,7 @@ def _float(label: str, value: float, lo: float, hi: float) -> widgets.BoundedFlo
     return widgets.BoundedFloatText(value=value, min=lo, max=hi, description=label, style=_STYLE)
 
 
-def _choice(label: str, options: Sequence[Any], value: Any) -> widgets.Dropdown:
-    return widgets.Dropdown(options=list(options), value=value, description=label, style=_STYLE)
+def _choice(label: str, options: Sequence[Any], value: Any) -> Choice:
+    # every option as (label, value): ipywidgets reads a list mixing pairs and plain values as plain values
+    pairs = [o if isinstance(o, tuple) else (str(o), o) for o in options]
+    return Choice(options=pairs, value=value, description=label, style=_STYLE)

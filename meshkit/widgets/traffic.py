@@ -24,8 +24,8 @@ import ipywidgets as widgets
 from meshkit.errors import MeshkitError
 from meshkit.viz.live import LiveFigure, Window, live_split
 
-USER_AGENTS: list[tuple[str, str | None]] = [
-    ("default", None),
+USER_AGENTS: list[tuple[str, str]] = [
+    ("default", ""),  # not None: a Dropdown whose value is None shows an empty box
     ("Safari", "Safari"),
     ("Firefox", "Firefox"),
     ("Mobile", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148"),
@@ -67,7 +67,7 @@ class TrafficPanel:
         self.concurrency = widgets.IntSlider(
             value=concurrency, min=1, max=16, description="concurrency", continuous_update=False
         )
-        self.user_agent = widgets.Dropdown(options=USER_AGENTS, value=None, description="User-Agent")
+        self.user_agent = widgets.Dropdown(options=USER_AGENTS, value="", description="User-Agent")
         self.status = widgets.HTML(value=_note("stopped"))
         self.live: LiveFigure[Window] = live_split(
             self, window_s=window_s, interval_s=interval_s, max_seconds=max_seconds, start=False, now=now

@@ -133,3 +133,29 @@ def test_setup_restarts_a_mesh_of_another_profile(mesh: Mesh, capsys: pytest.Cap
     assert tutorial.profile == "tutorial"
     assert "restarting the local mesh: it runs profile 'current'" in capsys.readouterr().out
     assert tutorial.curl()[0] == 200
+
+
+def test_circuit_breaker_check_judges_the_requests_the_figure_shows(mesh: Mesh,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lab 02 once plotted "90 % 2xx of 40" above a check counting 38 overflows of 40: two loads."""
+    from meshkit.viz import codes_over_time
+
+    mesh.reset()
+    mesh.delay("recommendation-v2", 0.3)
+    try:
+        mesh.apply(lab.istiofile("destination-rule-recommendation-cb_policy_version_v2.yaml"),
+                   lab.istiofile("virtual-service-recommendation-v1_and_v2_50_50.yaml"))
+        result = mesh.load(n=40, concurrency=20)
+        title = codes_over_time(result.records).layout.title.text
+        sent: list[int] = []
+        monkeypatch.setattr(mesh, "load", lambda *a, **k: sent.append(1))  # the check must not send more
+        answer = check.circuit_breaker(mesh, result, strict=False)
+    finally:
+        mesh.delay("recommendation-v2", 0)
+        mesh.reset()
+    assert sent == []
+    ok = sum(1 for r in result.records if 200 <= r["code"] < 300)
+    overflow = sum(1 for r in result.records if r.get("flags") == "UO")
+    assert f"{100 * ok / 40:.1f} % 2xx of 40" in title
+    assert answer.seen.startswith(f"{overflow} overflows (UO) of 40")
+    assert ok + overflow <= 40

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 import threading
 import time
 from collections import Counter
@@ -27,6 +29,13 @@ from meshkit.viz.palette import ERROR_RED
 from tests.viz import synthetic as syn
 
 WAIT_S = 5.0  # upper bound for the refresh thread to catch up on this 2-core box
+
+
+def assert_no_repeated_word(status_html: str) -> None:
+    """The status line as the learner reads it never says a word twice in a row ("stopped stopped")."""
+    words = re.sub("<[^>]+>", " ", status_html).split()
+    doubled = [a for a, b in itertools.pairwise(words) if a == b and a.isalpha()]
+    assert not doubled, f"{doubled} repeated in {words}"
 
 
 class FakeSource:
@@ -96,6 +105,7 @@ def test_live_split_updates_the_figure_widget_from_its_thread() -> None:
         live.stop()
     assert not live.running
     assert "stopped" in live.status.value
+    assert_no_repeated_word(live.status.value)
 
 
 def test_live_split_keeps_only_its_window() -> None:
@@ -125,7 +135,8 @@ def test_live_figure_stops_by_itself_after_max_seconds() -> None:
     live.start()
     assert wait_until(lambda: not live.running)
     assert live.updates == 3
-    assert "stopped by itself after 10 s" in live.status.value
+    assert "stopped by itself after 10 s" in re.sub("<[^>]+>", "", live.status.value)
+    assert_no_repeated_word(live.status.value)
     assert live.figure.data[0].y == (10,)
     live.start()  # resumes with a fresh budget
     assert wait_until(lambda: not live.running)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
 from meshkit.resources import parse_text, validate_documents
 from meshkit.widgets import builders as b
+from meshkit.widgets.panel import PolicyPanel
 from meshkit.widgets.panels import timeout_retry_panel
 
 BUILT = [
@@ -68,17 +70,23 @@ def test_a_panel_backed_by_real_validation_shows_the_webhook_message_inline() ->
             for r in report.resources
         ]
 
-    panel = timeout_retry_panel(apply)
-    panel.controls["attempts"].value = 0
-    panel.controls["per_try_timeout_s"].value = 0.5
+    panel = PolicyPanel("weights", {}, lambda _: [b.weights_rule("recommendation", {"v1": 105, "v2": -5})], apply)
     assert panel.apply() == []
     (message,) = panel.messages
     assert message.startswith("error: ")
-    assert message.endswith(
-        "VirtualService tutorial/recommendation: spec.http[0].retries: "
-        "http retry policy configured when attempts are set to 0 (disabled)"
-    )
+    assert message.endswith("VirtualService tutorial/recommendation: spec.http[0].route[1].weight: weight -5 < 0")
     assert "#d62728" in panel.output.value
-    panel.controls["attempts"].value = 3
-    assert panel.apply() == ["virtualservice.networking.istio.io/recommendation configured"]
-    assert panel.ok is True
+
+
+def test_retries_off_drops_the_fields_istio_refuses_with_zero_attempts() -> None:
+    panel = timeout_retry_panel(lambda _: [])
+    panel.controls["attempts"].value = 0
+    panel.controls["per_try_timeout_s"].value = 0.5
+    panel.controls["retry_on"].value = "5xx"
+    assert docs_of(panel.yaml)[0]["spec"]["http"][0]["retries"] == {"attempts": 0}
+    assert "retries off" in panel.note.value
+    assert validate_documents(parse_text(panel.yaml)).errors == []
+
+
+def docs_of(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
