@@ -25,6 +25,7 @@ from meshkit.cli.lifecycle import (
     cmd_kill,
     cmd_lab,
     cmd_misbehave,
+    cmd_restart,
     cmd_scale,
     cmd_status,
     cmd_undeploy,
@@ -53,7 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--outbound", default="REGISTRY_ONLY", choices=["REGISTRY_ONLY", "ALLOW_ANY"])
     up.add_argument("--gateway-port", type=int, default=0)
     up.add_argument("--dry-run", action="store_true", help="kind backend: print the install plan only")
-    verb("down", cmd_down, "stop everything the mesh started")
+    up.add_argument("--restart-control-plane", action="store_true",
+                    help="local: restart the control plane of a running mesh (the pods keep serving)")
+    up.add_argument("--reset-state", action="store_true",
+                    help="local: set the stored config, deployments and any broken key aside (*.corrupt) and "
+                         "start from an empty state")
+    verb("down", cmd_down, "stop every process of the mesh, even with its control plane dead or hung")
+    verb("restart", cmd_restart, "restart only the local control plane; the pods keep serving and are adopted")
     st = verb("status", cmd_status, "pods, their proxies and config sync")
     st.add_argument("-o", "--output", choices=["table", "json"], default="table")
     ap = verb("apply", cmd_apply, "apply Istio resources from files, directories or - (stdin)")

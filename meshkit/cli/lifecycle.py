@@ -29,7 +29,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     backend = get_backend(args.backend)(**_backend_options(args))
     opts: dict[str, Any] = {}
     if args.backend == "local":
-        opts = {"outbound": args.outbound, "gateway_port": args.gateway_port}
+        opts = {"outbound": args.outbound, "gateway_port": args.gateway_port,
+                "restart_control_plane": args.restart_control_plane, "reset_state": args.reset_state}
+    elif args.restart_control_plane or args.reset_state:
+        raise MeshkitError("--restart-control-plane and --reset-state are for the local backend")
     backend.up(profile=args.profile, **opts)
     pods = backend.pods()
     _print(
@@ -48,21 +51,61 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restart(args: argparse.Namespace) -> int:
+    from meshkit.backends.base import get_backend
+
+    if args.backend != "local":
+        raise MeshkitError("restart restarts the local control plane; on a cluster: "
+                           "kubectl -n istio-system rollout restart deployment/istiod")
+    started = time.monotonic()
+    backend = get_backend(args.backend)(**_backend_options(args))
+    backend.restart()  # type: ignore[attr-defined]
+    _print(f"control plane restarted in {time.monotonic() - started:.2f}s; the pods kept serving "
+           f"(ingress gateway {backend.gateway_url()})")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    mesh = _mesh(args)
-    pods = mesh.pods()
+    from meshkit.backends.base import get_backend
+
+    backend = get_backend(args.backend)(**_backend_options(args))
+    status_of = getattr(backend, "status", None)
+    if not callable(status_of):
+        backend = _mesh(args).backend
+        pods, cp, gateway = backend.pods(), {"state": "running"}, backend.gateway_url()
+    else:
+        status = status_of()
+        cp = status.get("control_plane", {"state": "running"})
+        pods = backend.pods() if cp.get("state") == "running" else _pods_of_status(status)
+        gateway = f"http://127.0.0.1:{status['gateway_port']}" if "gateway_port" in status else backend.gateway_url()
     if args.output == "json":
-        _print(json.dumps({"pods": [p.to_dict() for p in pods], "gateway": mesh.backend.gateway_url()}, indent=2))
+        _print(json.dumps({"pods": [p.to_dict() for p in pods], "gateway": gateway, "control_plane": cp}, indent=2))
         return 0
+    down = cp.get("state") == "down"
     rows = [("NAME", "READY", "RESTARTS", "APP", "VERSION", "CONFIG", "SYNC")]
     for p in pods:
         containers = 2 if p.sidecar and p.app != "istio-ingressgateway" else 1
         ready = f"{containers if p.ready else 0}/{containers}"
-        sync = "SYNCED" if p.synced else "STALE"
+        # no control plane: nothing is being sent, each proxy keeps what it had (Envoy's last good config)
+        sync = "NO CONTROL PLANE" if down else "SYNCED" if p.synced else "STALE"
         rows.append((p.name, ready, str(p.restarts), p.app, p.version or "-", f"v{p.config_version}", sync))
     _table(rows)
-    _print(f"\ningress gateway: {mesh.backend.gateway_url()}")
+    errors = [(p.name, p.extra.get("last_error")) for p in pods if p.extra.get("last_error")]
+    for name, error in errors:
+        _print(f"{name}: config rejected: {error}")
+    if down:
+        _print(f"\ncontrol plane: DOWN (pid {cp.get('pid', '?')} is gone); the pods keep serving their last "
+               "config. `meshkit up` starts a new control plane that adopts them, `meshkit down` ends them.")
+    _print(f"\ningress gateway: {gateway}")
     return 0
+
+
+def _pods_of_status(status: dict[str, Any]) -> list[Any]:
+    from meshkit.backends.base import Pod
+
+    return [Pod(p["name"], p["app"], p["version"], p["deployment"], p["ready"], p["sidecar"], p["service_account"],
+                p["namespace"], p["config_version"], p["synced"], p["restarts"], {"ports": p["ports"], "pid": p["pid"]})
+            for p in status["pods"]]
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:

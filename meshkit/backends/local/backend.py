@@ -24,10 +24,21 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, ClassVar
 
 from meshkit.backends.base import CAP_LOCAL_TIME, CAP_SNIFF, ApplyResult, Backend, Pod
+from meshkit.backends.local.durable import write_atomic
+from meshkit.backends.local.processes import (
+    HomeLock,
+    ProcessRecord,
+    mesh_processes,
+    reap,
+    start_time,
+    terminate,
+)
+from meshkit.backends.local.statecheck import check_state, state_files
 from meshkit.errors import MeshkitError, MeshNotRunning, NotFound
 
 DEFAULT_HOME = Path.home() / ".meshkit"
@@ -39,23 +50,15 @@ def default_home() -> Path:
 
 def _alive(pid: int) -> bool:
     """True while ``pid`` runs; reaps it when it is our own exited child (no zombie left)."""
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
+    reap(pid)
+    return start_time(pid) is not None
 
 
 def _port_free(port: int) -> bool:
+    """Whether the gateway can listen on ``port``: SO_REUSEADDR, as the listener itself binds, so
+    the TIME_WAIT connections of the previous run do not count as "in use"."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -63,27 +66,40 @@ def _port_free(port: int) -> bool:
     return True
 
 
+LIFECYCLE_WAIT_S = 120.0  # a second `up` waits this long for the first to finish
+
+
 class LocalBackend(Backend):
     name = "local"
     capabilities: ClassVar[frozenset[str]] = frozenset({CAP_LOCAL_TIME, CAP_SNIFF})
 
     def __init__(self, home: str | Path | None = None, **_: Any) -> None:
-        self.home = Path(home) if home else default_home()
+        self.home = (Path(home) if home else default_home()).absolute()
 
     # plumbing ------------------------------------------------------------------------------------
-    def _state(self) -> dict[str, Any] | None:
-        path = self.home / "state.json"
-        if not path.exists():
-            return None
+    def _read_state(self) -> dict[str, Any]:
+        """state.json as last written, whether or not its control plane still runs."""
         try:
-            state: dict[str, Any] = json.loads(path.read_text())
+            state = json.loads((self.home / "state.json").read_text())
         except (OSError, ValueError):
-            return None
+            return {}
+        return state if isinstance(state, dict) else {}
+
+    def _control_plane(self, state: dict[str, Any]) -> ProcessRecord | None:
         try:
             pid = int(state["pid"])
-        except (KeyError, ValueError):
+        except (KeyError, TypeError, ValueError):
             return None
-        return state if _alive(pid) else None
+        reap(pid)
+        rec = ProcessRecord.of(pid)
+        if rec is None or (state.get("start") and rec.start != int(state["start"])):
+            return None  # gone, or its pid now names another process
+        return rec
+
+    def _state(self) -> dict[str, Any] | None:
+        """state.json while its control plane runs; None otherwise."""
+        state = self._read_state()
+        return state if self._control_plane(state) is not None else None
 
     def _call(self, method: str, path: str, body: Any = None, timeout: float = 30.0) -> Any:
         state = self._state()
@@ -102,45 +118,109 @@ class LocalBackend(Backend):
             if exc.code == 404:
                 raise NotFound(str(detail)) from None
             raise MeshkitError(f"{detail}") from None
-        except (urllib.error.URLError, ConnectionError) as exc:
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
             raise MeshNotRunning(str(self.home)) from exc
+
+    def _lock(self, what: str) -> AbstractContextManager[None]:
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock = HomeLock(self.home / "lifecycle.lock")
+        if lock.held_by_other():
+            print(f"waiting for {lock.holder()} to finish with {self.home} ...", file=sys.stderr, flush=True)
+        return lock.hold(LIFECYCLE_WAIT_S, what)
+
+    def _pod_records(self) -> list[dict[str, Any]]:
+        out = []
+        for path in sorted((self.home / "pods").glob("*.json")):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            rec = ProcessRecord.from_dict(data)
+            if rec is not None and rec.alive():
+                out.append(data)
+        return out
 
     # lifecycle -----------------------------------------------------------------------------------
     def is_running(self) -> bool:
         return self._state() is not None
 
     def up(self, profile: str = "current", *, outbound: str = "REGISTRY_ONLY", gateway_port: int = 0,
-           timeout: float = 30.0, **_: Any) -> None:
-        started = False
-        if not self.is_running():
-            (self.home / "logs").mkdir(parents=True, exist_ok=True)
-            if gateway_port and not _port_free(gateway_port):
-                raise MeshkitError(f"port {gateway_port} is already in use on 127.0.0.1: free it, or choose "
-                                   "another with --gateway-port (0 picks a free one)")
-            # an explicit port must be honoured; otherwise the gateway reuses the last one when free
-            port = gateway_port or self._remembered_gateway_port()
-            log = open(self.home / "logs" / "controlplane.log", "ab")  # noqa: SIM115 - owned by the child
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "meshkit.backends.local.controlplane", "--home", str(self.home),
-                 "--profile", profile, "--outbound", outbound, "--gateway-port", str(port),
-                 *(["--gateway-port-strict"] if gateway_port else [])],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
-            )
-            log.close()
-            started = True
+           timeout: float = 30.0, restart_control_plane: bool = False, reset_state: bool = False,
+           **_: Any) -> None:
+        """Start the mesh, or adopt the pods a dead control plane left serving; idempotent.
+
+        One ``up``/``down``/``restart`` at a time per home (a file lock): a second one waits.
+        """
+        with self._lock("meshkit up"):
+            if reset_state:
+                self._reset_state()
+            if self.is_running():
+                if restart_control_plane:
+                    self._restart_locked(timeout)
+                else:
+                    self.wait_ready(timeout)
+                return
+            self._start_control_plane(profile, outbound, gateway_port, timeout)
+
+    def restart(self, timeout: float = 30.0) -> None:
+        """Restart only the control plane: the pods keep serving and the new one adopts them."""
+        with self._lock("meshkit restart"):
+            if not self.is_running() and not self._pod_records():
+                raise MeshNotRunning(str(self.home))
+            self._restart_locked(timeout)
+
+    def _restart_locked(self, timeout: float) -> None:
+        state = self._read_state()
+        cp = self._control_plane(state)
+        if cp is not None:
+            try:
+                self._call("POST", "/shutdown", {"keep_pods": True}, timeout=5)
+            except MeshkitError:
+                cp.signal(signal.SIGTERM)  # SIGTERM keeps the pods too
+            deadline = time.monotonic() + 10
+            while cp.alive() and time.monotonic() < deadline:
+                reap(cp.pid)
+                time.sleep(0.01)
+            if cp.alive():
+                cp.signal(signal.SIGKILL)
+        self._start_control_plane(str(state.get("profile", "current")), str(state.get("outbound", "REGISTRY_ONLY")),
+                                  0, timeout)
+
+    def _start_control_plane(self, profile: str, outbound: str, gateway_port: int, timeout: float) -> None:
+        (self.home / "logs").mkdir(parents=True, exist_ok=True)
+        adopting = bool(self._pod_records())
+        if not adopting:
+            check_state(self.home)
+        if gateway_port and not adopting and not _port_free(gateway_port):
+            raise MeshkitError(f"port {gateway_port} is already in use on 127.0.0.1: free it, or choose "
+                               "another with --gateway-port (0 picks a free one)")
+        # an explicit port must be honoured; otherwise the gateway reuses the last one when free
+        port = gateway_port or self._remembered_gateway_port()
+        log_path = self.home / "logs" / "controlplane.log"
+        log = open(log_path, "ab")  # noqa: SIM115 - owned by the child
+        log_start = log.tell()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "meshkit.backends.local.controlplane", "--home", str(self.home),
+             "--profile", profile, "--outbound", outbound, "--gateway-port", str(port),
+             *(["--gateway-port-strict"] if gateway_port else [])],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
+        )
+        log.close()
         try:
-            self.wait_ready(timeout)
+            self.wait_ready(timeout, proc=proc, log=(log_path, log_start))
+            if adopting:
+                self.wait_synced(timeout)  # the adopted proxies have the new control plane's config
         except MeshkitError:
-            if started:
+            if not adopting:
                 # a mesh that did not come up leaves nothing running behind it
-                self.down()
-                if proc.poll() is None:  # not serving yet: it has started no pod so far
-                    proc.terminate()
+                self._down_locked()
+                if proc.poll() is None:
+                    proc.kill()
                     proc.wait(timeout=10)
             raise
         state = self._state()
         if state is not None:
-            (self.home / "gateway_port").write_text(str(state["gateway_port"]))
+            write_atomic(self.home / "gateway_port", str(state["gateway_port"]).encode())
 
     def _remembered_gateway_port(self) -> int:
         path = self.home / "gateway_port"
@@ -150,10 +230,22 @@ class LocalBackend(Backend):
             return 0
         return port if _port_free(port) else 0
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
+    def _reset_state(self) -> None:
+        """``up --reset-state``: set every state file aside (kept as ``*.corrupt``) and start empty."""
+        if self._pod_records() or self.is_running():
+            raise MeshkitError(f"a mesh is running in {self.home}; run `meshkit down` before --reset-state")
+        for path in state_files(self.home):
+            if path.exists():
+                path.replace(path.with_name(path.name + ".corrupt"))
+
+    def wait_ready(self, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None,
+                   log: tuple[Path, int] | None = None) -> None:
+        deadline, since = time.monotonic() + timeout, time.time() - 1
         last = "the control plane to start"
         while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise MeshkitError(f"the control plane exited with code {proc.returncode} while starting:"
+                                   f"\n{_log_tail(*(log or (self.home / 'logs' / 'controlplane.log', 0)))}")
             if self._state() is not None:
                 try:
                     status = self._call("GET", "/status", timeout=5)
@@ -162,6 +254,10 @@ class LocalBackend(Backend):
                 if status and status["ready"]:
                     return
                 if status:
+                    crashed = [c for c in status.get("crashes", [])
+                               if c.get("before_ready") and c.get("at", 0) >= since]
+                    if crashed:
+                        raise MeshkitError(_crash_report(self.home, crashed))
                     waiting = [p["name"] for p in status["pods"] if not p["ready"] or not p["synced"]]
                     last = f"pods to become ready: {', '.join(waiting) or 'pods to start'}"
             time.sleep(0.02)
@@ -187,23 +283,78 @@ class LocalBackend(Backend):
         raise MeshkitError(f"proxies did not take the new config within {timeout:g}s: {', '.join(stale)}")
 
     def down(self) -> None:
-        state = self._state()
-        if state is None:
-            return
-        try:
-            self._call("POST", "/shutdown", {}, timeout=5)
-        except MeshkitError:
-            os.kill(int(state["pid"]), signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _alive(int(state["pid"])):
-            time.sleep(0.02)
-        if _alive(int(state["pid"])):
-            os.kill(int(state["pid"]), signal.SIGKILL)
+        """End every process of the mesh, control plane dead, hung or alive, and leave nothing listening."""
+        with self._lock("meshkit down"):
+            self._down_locked()
+
+    def _down_locked(self) -> None:
+        state = self._read_state()
+        cp = self._control_plane(state)
+        if cp is not None:
+            try:
+                # a live control plane stops its pods gracefully; a hung one does not answer in time
+                self._call("POST", "/shutdown", {}, timeout=2)
+                deadline = time.monotonic() + 4
+                while cp.alive() and time.monotonic() < deadline:
+                    reap(cp.pid)
+                    time.sleep(0.02)
+            except MeshkitError:
+                pass
+            if cp.alive():
+                cp.signal(signal.SIGKILL)
+        # whatever is left: recorded pods and anything whose command line names this home
+        recorded = [r for r in (ProcessRecord.from_dict(d) for d in self._pod_records()) if r is not None]
+        terminate({*recorded, *mesh_processes(self.home)}, grace=2.0)
+        for path in (self.home / "pods").glob("*.json"):
+            path.unlink(missing_ok=True)
         (self.home / "state.json").unlink(missing_ok=True)
 
     def status(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("GET", "/status")
-        return result
+        """The control plane's view; with the control plane down, what the pods themselves say."""
+        try:
+            result: dict[str, Any] = self._call("GET", "/status", timeout=5)
+            return result
+        except MeshNotRunning:
+            records = self._pod_records()
+            if not records:
+                raise
+            return self._status_without_control_plane(records)
+
+    def _status_without_control_plane(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """As ``istioctl proxy-status`` against a dead istiod can't: ask each proxy's admin port."""
+        state = self._read_state()
+        pods = []
+        for rec in records:
+            spec = rec.get("spec", {})
+            gateway = spec.get("service") == "istio-ingressgateway"
+            version = 0
+            admin = rec.get("ports", {}).get("admin")
+            serving = False
+            if admin:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/config_dump", timeout=2) as resp:
+                        version = int(json.loads(resp.read()).get("version", 0))
+                    serving = True
+                except (OSError, ValueError):
+                    serving = False
+            app = "istio-ingressgateway" if gateway else spec.get("service", "")
+            pods.append({
+                "name": rec["name"], "app": app, "version": "" if gateway else spec.get("version", ""),
+                "deployment": rec.get("deployment", ""), "namespace": "istio-system" if gateway else "tutorial",
+                "ready": serving and bool(rec.get("ready")), "sidecar": bool(spec.get("sidecar", True)),
+                "service_account": "", "config_version": version, "synced": False,
+                "restarts": int(rec.get("restarts", 0)), "ports": rec.get("ports", {}), "pid": rec.get("pid", 0),
+            })
+        return {
+            "control_plane": {"state": "down", "pid": state.get("pid", 0)},
+            "version": state.get("version", 0),
+            "profile": state.get("profile", "current"),
+            "outbound_policy": state.get("outbound", "REGISTRY_ONLY"),
+            "gateway_port": state.get("gateway_port", 0),
+            "pods": sorted(pods, key=lambda p: p["name"]),
+            "ready": False,
+        }
+
 
     # resources -----------------------------------------------------------------------------------
     def apply(self, resources: Sequence[Mapping[str, Any]]) -> list[ApplyResult]:
@@ -242,7 +393,9 @@ class LocalBackend(Backend):
     def pods(self) -> list[Pod]:
         return [
             Pod(p["name"], p["app"], p["version"], p["deployment"], p["ready"], p["sidecar"], p["service_account"],
-                p["namespace"], p["config_version"], p["synced"], p["restarts"], {"ports": p["ports"], "pid": p["pid"]})
+                p["namespace"], p["config_version"], p["synced"], p["restarts"],
+                {"ports": p["ports"], "pid": p["pid"], "last_error": p.get("last_error", ""),
+                 "probe": p.get("probe", "")})
             for p in self.status()["pods"]
         ]
 
@@ -370,7 +523,10 @@ class LocalBackend(Backend):
     def gateway_url(self) -> str:
         state = self._state()
         if state is None:
-            raise MeshNotRunning(str(self.home))
+            # the control plane may be down while the gateway keeps serving
+            state = self._read_state()
+            if not state.get("gateway_port") or not self._pod_records():
+                raise MeshNotRunning(str(self.home))
         return f"http://127.0.0.1:{state['gateway_port']}"
 
     def _raw(self, path: str) -> str:
@@ -409,3 +565,23 @@ class LocalBackend(Backend):
                                "(use -c istio-proxy)")
         with urllib.request.urlopen(f"http://127.0.0.1:{target.extra['ports']['admin']}/app_log", timeout=10) as r:
             return str(r.read().decode())
+
+
+def _log_tail(path: Path, offset: int = 0, lines: int = 12) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return f"  (no log at {path})"
+    kept = [x for x in text.splitlines() if x.strip()][-lines:]
+    return "\n".join(f"  {x}" for x in kept) or f"  (nothing in {path})"
+
+
+def _crash_report(home: Path, crashed: list[dict[str, Any]]) -> str:
+    parts = []
+    for c in crashed:
+        parts.append(f"pod {c['pod']} exited with code {c.get('code')} before it became ready; "
+                     f"the last lines of {home / 'logs' / (c['deployment'] + '.log')}:\n"
+                     f"{_log_tail(home / 'logs' / (c['deployment'] + '.log'), int(c.get('log_offset', 0)))}")
+    return "the mesh cannot start: " + "\n".join(parts)

@@ -28,12 +28,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from meshkit.backends.local.durable import write_atomic
 from meshkit.errors import InvalidConfig
 
 DEFAULT_TRUST_DOMAIN = "cluster.local"
 ROOT_CERT_FILE = "root-cert.pem"
 ROOT_KEY_FILE = "root-key.pem"
 ROOT_TTL = dt.timedelta(days=3650)
+_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 # Back-dating absorbs small clock differences between the CA and the processes that verify.
 BACKDATE = dt.timedelta(seconds=60)
 
@@ -234,6 +236,9 @@ class CertificateAuthority:
                 raise InvalidConfig([f"{state_dir}: the CA files are not valid PEM ({exc})"]) from None
             if not isinstance(key, ec.EllipticCurvePrivateKey):
                 raise InvalidConfig([f"{key_path}: expected an EC private key"])
+            if cert.public_key().public_bytes(*_SPKI) != key.public_key().public_bytes(*_SPKI):
+                # every workload certificate would chain to a root no proxy can verify: 503s everywhere
+                raise InvalidConfig([f"{cert_path}: the CA certificate does not belong to the key {key_path.name}"])
             return cls(key, cert, trust_domain)
         key = ec.generate_private_key(ec.SECP256R1())
         now = _utcnow()
@@ -262,7 +267,7 @@ class CertificateAuthority:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
         _write_private(key_path, key_pem)
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
         return cls(key, cert, trust_domain)
 
     def issue(

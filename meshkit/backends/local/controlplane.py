@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,14 @@ from urllib.parse import parse_qs, urlsplit
 
 from meshkit.backends.local.ca import CertificateAuthority
 from meshkit.backends.local.collector import Collector
+from meshkit.backends.local.durable import StateWriteError, read_json, write_atomic
 from meshkit.backends.local.jwt import LocalIssuer
+from meshkit.backends.local.processes import HomeLock, ProcessRecord
 from meshkit.backends.local.proxy.stats import merge_expositions
-from meshkit.backends.local.store import ResourceStore, key_of
+from meshkit.backends.local.store import ResourceStore
 from meshkit.backends.local.timeapi import TimeService
 from meshkit.backends.local.workloads import GATEWAY, Deployments, DeploymentSpec, service_account
-from meshkit.errors import NotFound
+from meshkit.errors import MeshkitError, NotFound
 from meshkit.http1 import Request, Response, SimpleClient, serve
 from meshkit.sample.ingress import gateway_customer
 from meshkit.wire import dumps, loads
@@ -66,8 +69,9 @@ class ControlPlane:
         self.ca = CertificateAuthority.load_or_create(home / "ca")
         self.issuer = LocalIssuer.load_or_create(home / "jwt")
         self.cert_ttl = float(os.environ.get("MESHKIT_CERT_TTL", 24 * 3600))
-        secrets_file = home / "secrets.json"
-        self.secrets: dict[str, dict[str, str]] = json.loads(secrets_file.read_text()) if secrets_file.exists() else {}
+        self.secrets: dict[str, dict[str, str]] = read_json(home / "secrets.json", default={}, expect=dict)
+        # SIGTERM ends this process only: the pods keep serving (``meshkit down`` ends them)
+        self.keep_pods = True
 
     # config -------------------------------------------------------------------------------------
     def bump(self) -> None:
@@ -105,6 +109,8 @@ class ControlPlane:
             return _json({"error": str(exc)}, 404)
         except ValueError as exc:
             return _json({"error": str(exc)}, 400)
+        except StateWriteError as exc:
+            return _json({"error": f"{exc}: nothing was applied"}, 507)
         if isinstance(result, Response):
             return result
         return _json(result)
@@ -119,6 +125,7 @@ class ControlPlane:
         if route == "POST /register":
             pod = deps.pods[body["pod"]]
             pod.ports, pod.ready = body["ports"], True
+            deps.record(pod)
             if pod.spec.gateway and body["ports"].get("outbound") != self.gateway_port:
                 self.gateway_port = deps.gateway_port = int(body["ports"]["outbound"])
                 self._write_state()
@@ -134,8 +141,9 @@ class ControlPlane:
             }
         if route == "POST /secrets":
             self._check_secret(body)
-            self.secrets[body["name"]] = {"cert": body["cert"], "key": body["key"]}
-            _write_private(self.home / "secrets.json", json.dumps(self.secrets).encode())
+            secrets = {**self.secrets, body["name"]: {"cert": body["cert"], "key": body["key"]}}
+            write_atomic(self.home / "secrets.json", json.dumps(secrets).encode())  # stored, then live
+            self.secrets = secrets
             self.bump()
             return {"name": body["name"]}
         if route == "GET /secrets":
@@ -153,8 +161,7 @@ class ControlPlane:
             return self.status()
         if route == "POST /apply":
             resources = self._admit(body["resources"])
-            results = [(key_of(r), self.store.put(r)) for r in resources]
-            self.store.save()
+            results = self.store.put_all(resources)  # stored on disk first: what is not stored is not applied
             if any(action != "unchanged" for _, action in results):
                 self.bump()
             return {"results": [{"kind": k[0], "namespace": k[1], "name": k[2], "action": a} for k, a in results]}
@@ -162,7 +169,6 @@ class ControlPlane:
             removed = self.store.delete((body["kind"], body.get("namespace", "tutorial"), body["name"]))
             if removed is None:
                 raise KeyError(f"{body['kind']} {body['name']}")
-            self.store.save()
             self.bump()
             return {"deleted": True}
         if route == "GET /resources":
@@ -192,6 +198,8 @@ class ControlPlane:
             return Response(200, {"content-type": "text/plain; version=0.0.4"},
                             (await self._metrics(q.get("pod"))).encode())
         if route == "POST /shutdown":
+            # ``meshkit down`` stops the pods with the control plane; ``meshkit restart`` keeps them
+            self.keep_pods = bool(body.get("keep_pods", False))
             asyncio.get_running_loop().call_soon(self.stop_event.set)
             return {"ok": True}
         raise KeyError(route)
@@ -222,6 +230,14 @@ class ControlPlane:
         state = self.deployments.pods.get(pod)
         if state is not None:
             state.acked_version = version
+            if not state.connected:
+                # a proxy (re)connecting gets the whole config at once, as Envoy does from a new istiod;
+                # one configured by an earlier control plane moves the version past its own
+                state.connected = True
+                if version >= self.version:
+                    self.version = version
+                    self.bump()
+                return self.snapshot(gateway=state.spec.gateway)
         if version >= self.version:
             try:
                 await asyncio.wait_for(self.changed.wait(), 25.0)
@@ -253,8 +269,11 @@ class ControlPlane:
             raise ValueError(f'secret "{body["name"]}": {exc}') from None
 
     def _write_state(self) -> None:
-        _write_state(self.home, {"pid": os.getpid(), "api_port": self.api_port, "gateway_port": self.gateway_port,
-                                 "profile": self.profile, "started": self.started})
+        me = ProcessRecord.of(os.getpid())
+        write_atomic(self.home / "state.json", json.dumps({
+            "pid": os.getpid(), "start": me.start if me else 0, "api_port": self.api_port,
+            "gateway_port": self.gateway_port, "profile": self.profile, "outbound": self.outbound_policy,
+            "started": self.started, "version": self.version}).encode())
 
     def ready(self) -> bool:
         assert self.deployments is not None
@@ -284,27 +303,35 @@ class ControlPlane:
                 }
             )
         return {
+            "control_plane": {"state": "running", "pid": os.getpid(), "api_port": self.api_port,
+                              "started": self.started},
             "version": self.version,
             "profile": self.profile,
             "outbound_policy": self.outbound_policy,
             "gateway_port": self.gateway_port,
             "time_service_port": self.time_service.port,
             "pods": pods,
+            "crashes": self.deployments.crashes,
             "ready": self.ready(),
         }
 
     # lifecycle ----------------------------------------------------------------------------------
     async def run(self, deployments: tuple[DeploymentSpec, ...]) -> None:
         self.stop_event = asyncio.Event()
-        server = await serve(self.handle, "127.0.0.1", 0)
+        previous = read_json(self.home / "state.json", default={}, expect=dict)
+        server = await self._serve_api(int(previous.get("api_port") or 0))
         self.api_port = server.sockets[0].getsockname()[1]
         await self.time_service.start()
         self.deployments = Deployments(self.home, f"http://127.0.0.1:{self.api_port}", self.bump, self.gateway_port)
         self.deployments.gateway_port_strict = self.gateway_port_strict
+        # pods left serving by an earlier control plane are adopted, not started again
+        adopted = self.deployments.adopt()
+        self.version = max(int(previous.get("version") or 0), *(p.acked_version for p in adopted), 0) + 1
+        for pod in adopted:
+            if pod.spec.gateway and pod.ports.get("outbound"):
+                self.gateway_port = self.deployments.gateway_port = pod.ports["outbound"]
         if not self.store.list("Gateway"):
-            for res in gateway_customer():
-                self.store.put(res)
-            self.store.save()
+            self.store.put_all(gateway_customer())
         specs = self.deployments.load() or list(deployments)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -312,30 +339,29 @@ class ControlPlane:
         self._write_state()
         await asyncio.gather(*(self.deployments.ensure(s) for s in specs))
         await self.stop_event.wait()
-        await self.deployments.stop_all()
         server.close()
+        if self.keep_pods:
+            self.deployments.stopping = True  # no more restarts: the next control plane takes over
+            for pod in self.deployments.pods.values():
+                self.deployments.record(pod)
+            self._write_state()
+        else:
+            await self.deployments.stop_all()
+            (self.home / "state.json").unlink(missing_ok=True)
         self.time_service.stop()
-        (self.home / "state.json").unlink(missing_ok=True)
+
+    async def _serve_api(self, port: int) -> asyncio.base_events.Server:
+        """The API on the last control plane's port when free, so running pods find it where it was."""
+        if port:
+            try:
+                return await serve(self.handle, "127.0.0.1", port)
+            except OSError:
+                pass
+        return await serve(self.handle, "127.0.0.1", 0)
 
 
 def _json(data: Any, status: int = 200) -> Response:
     return Response(status, dict(JSON), dumps(data))
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
-def _write_state(home: Path, state: dict[str, Any]) -> None:
-    tmp = home / "state.json.tmp"
-    tmp.write_text(json.dumps(state))
-    os.replace(tmp, home / "state.json")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -346,16 +372,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gateway-port", type=int, default=0)
     parser.add_argument("--gateway-port-strict", action="store_true", help="fail rather than pick another port")
     args = parser.parse_args(argv)
-    home = Path(args.home)
+    home = Path(args.home).resolve()
     (home / "logs").mkdir(parents=True, exist_ok=True)
-    cp = ControlPlane(home, args.profile, args.outbound, args.gateway_port)
-    cp.gateway_port_strict = args.gateway_port_strict
+    lock = HomeLock(home / "controlplane.lock")
+    if not lock.try_acquire("control plane"):
+        print(f"error: {lock.holder()} already serves the mesh in {home}", file=sys.stderr, flush=True)
+        sys.exit(3)
     try:
-        import uvloop
+        cp = ControlPlane(home, args.profile, args.outbound, args.gateway_port)
+        cp.gateway_port_strict = args.gateway_port_strict
+        try:
+            import uvloop
 
-        uvloop.run(cp.run(DEFAULT_DEPLOYMENTS))
-    except ImportError:
-        asyncio.run(cp.run(DEFAULT_DEPLOYMENTS))
+            uvloop.run(cp.run(DEFAULT_DEPLOYMENTS))
+        except ImportError:
+            asyncio.run(cp.run(DEFAULT_DEPLOYMENTS))
+    except MeshkitError as exc:
+        # a corrupt state file, a CA that does not match its key: one line, no traceback
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from meshkit.backends.local.ca import WorkloadCert
@@ -153,7 +154,21 @@ class Pod:
             try:
                 await self._poll_once(self.sidecar.view.version)
             except Exception:
-                await asyncio.sleep(0.5)
+                # the control plane is gone: keep serving the last config, and look for its successor
+                await asyncio.sleep(0.2)
+                self._follow_control_plane()
+
+    def _follow_control_plane(self) -> None:
+        """A restarted control plane may listen elsewhere: its state file says where."""
+        try:
+            port = int(json.loads((Path(self.args["home"]) / "state.json").read_text())["api_port"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        if port != self.poller.port:
+            self.control.close()
+            self.poller.close()
+            self.control = SimpleClient("127.0.0.1", port)
+            self.poller = SimpleClient("127.0.0.1", port)
 
     async def _poll_once(self, version: int) -> None:
         assert self.sidecar is not None

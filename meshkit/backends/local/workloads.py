@@ -19,10 +19,14 @@ import secrets
 import signal
 import string
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from meshkit.backends.local.durable import read_json, write_atomic
+from meshkit.backends.local.processes import AdoptedProcess, ProcessRecord
 
 ALPHABET = string.ascii_lowercase + string.digits
 GATEWAY = "istio-ingressgateway"
@@ -61,12 +65,16 @@ class PodState:
     name: str
     deployment: str
     spec: DeploymentSpec
-    proc: asyncio.subprocess.Process | None = None
+    proc: asyncio.subprocess.Process | AdoptedProcess | None = None
+    record: ProcessRecord | None = None
     ports: dict[str, int] = field(default_factory=dict)
     ready: bool = False
     acked_version: int = 0
     restarts: int = 0
     stopping: bool = False
+    connected: bool = False  # has polled this control plane since it started
+    log_offset: int = 0  # where this pod's lines start in its deployment's log
+    killed: bool = False  # by `meshkit kill` (or a failed liveness probe), not by itself
 
     @property
     def namespace(self) -> str:
@@ -89,6 +97,13 @@ class PodState:
             else "",
             "ready": self.ready,
         }
+
+    def to_record(self) -> dict[str, Any]:
+        """What a later control plane needs to adopt this pod (see :meth:`Deployments.adopt`)."""
+        rec = self.record
+        return {"name": self.name, "deployment": self.deployment, "spec": asdict(self.spec),
+                "pid": rec.pid if rec else 0, "start": rec.start if rec else 0, "ports": self.ports,
+                "ready": self.ready, "restarts": self.restarts, "acked_version": self.acked_version}
 
 
 def service_account(spec: DeploymentSpec) -> str:
@@ -114,21 +129,65 @@ class Deployments:
         self.specs: dict[str, DeploymentSpec] = {}
         self.pods: dict[str, PodState] = {}
         self.path = home / "deployments.json"
+        self.records = home / "pods"
         self.stopping = False
         self._watchers: set[asyncio.Future[None]] = set()
+        # pods that exited on their own, newest last (``up`` fails fast on one that never got ready)
+        self.crashes: list[dict[str, Any]] = []
 
     def load(self) -> list[DeploymentSpec]:
-        if not self.path.exists():
-            return []
-        return [DeploymentSpec(**d) for d in json.loads(self.path.read_text())]
+        from meshkit.backends.local.durable import CorruptState
 
-    def save(self) -> None:
-        self.path.write_text(json.dumps([asdict(s) for s in self.specs.values()], indent=1))
+        try:
+            return [DeploymentSpec(**d) for d in read_json(self.path, default=[], expect=list)]
+        except TypeError as exc:
+            raise CorruptState(self.path, f"a deployment is malformed: {exc}") from None
+
+    def save(self, specs: dict[str, DeploymentSpec] | None = None) -> None:
+        specs = self.specs if specs is None else specs
+        write_atomic(self.path, json.dumps([asdict(s) for s in specs.values()], indent=1).encode())
+
+    # pod records: how the pods outlive this control plane ---------------------------------------
+    def record(self, pod: PodState) -> None:
+        """Write down the pod (pid, start time, ports) for ``meshkit down`` and the next control plane."""
+        if pod.stopping or pod.name not in self.pods:
+            return
+        self.records.mkdir(mode=0o700, exist_ok=True)
+        try:
+            write_atomic(self.records / f"{pod.name}.json", json.dumps(pod.to_record()).encode())
+        except OSError:
+            pass  # a full disk: down still finds the pod by its command line
+
+    def forget(self, pod: PodState) -> None:
+        (self.records / f"{pod.name}.json").unlink(missing_ok=True)
+
+    def adopt(self) -> list[PodState]:
+        """Take over the pods a previous control plane left running (their records say which)."""
+        adopted = []
+        for path in sorted(self.records.glob("*.json")) if self.records.is_dir() else []:
+            try:
+                data = json.loads(path.read_text())
+                rec = ProcessRecord.from_dict(data)
+                spec = DeploymentSpec(**data["spec"])
+            except (OSError, ValueError, KeyError, TypeError):
+                rec = None
+            if rec is None or not rec.alive():
+                path.unlink(missing_ok=True)
+                continue
+            pod = PodState(data["name"], data["deployment"], spec, proc=AdoptedProcess(rec), record=rec,
+                           ports={k: int(v) for k, v in data.get("ports", {}).items()},
+                           ready=bool(data.get("ready")) and bool(data.get("ports")),
+                           acked_version=int(data.get("acked_version", 0)), restarts=int(data.get("restarts", 0)))
+            self.pods[pod.name] = pod
+            self._watch_pod(pod)
+            adopted.append(pod)
+        return adopted
 
     async def ensure(self, spec: DeploymentSpec) -> None:
         """Create or update a deployment and converge its pods to ``replicas``."""
-        self.specs[spec.name] = spec
-        self.save()
+        specs = {**self.specs, spec.name: spec}
+        self.save(specs)  # stored first: a deployment that cannot be stored is not created
+        self.specs = specs
         await self.converge(spec.name)
 
     async def converge(self, name: str) -> None:
@@ -140,12 +199,12 @@ class Deployments:
         for _ in range(want - len(current)):
             assert spec is not None
             await self.start_pod(spec)
-        if spec is None:
-            self.save()
         self.on_change()
 
     async def remove(self, name: str) -> None:
-        self.specs.pop(name, None)
+        specs = {k: v for k, v in self.specs.items() if k != name}
+        self.save(specs)
+        self.specs = specs
         await self.converge(name)
 
     async def start_pod(self, spec: DeploymentSpec, restarts: int = 0) -> PodState:
@@ -166,6 +225,7 @@ class Deployments:
             "home": str(self.home),
         }
         log = open(self.home / "logs" / f"{spec.name}.log", "ab")  # noqa: SIM115 - owned by the child
+        pod.log_offset = log.tell()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         pod.proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -176,19 +236,30 @@ class Deployments:
             stdout=log,
             stderr=log,
             env=env,
+            start_new_session=True,  # the pod outlives this control plane, as Envoy outlives istiod
         )
         log.close()
+        pod.record = ProcessRecord.of(pod.proc.pid) or ProcessRecord(pod.proc.pid, 0)
+        self.record(pod)
+        self._watch_pod(pod)
+        return pod
+
+    def _watch_pod(self, pod: PodState) -> None:
         watcher = asyncio.ensure_future(self._watch(pod))
         self._watchers.add(watcher)  # the loop keeps only weak references to tasks
         watcher.add_done_callback(self._watchers.discard)
-        return pod
 
     async def _watch(self, pod: PodState) -> None:
         assert pod.proc is not None
-        await pod.proc.wait()
+        code = await pod.proc.wait()
         self.pods.pop(pod.name, None)
+        self.forget(pod)
         self.on_change()
         spec = self.specs.get(pod.deployment)
+        if not pod.stopping and not self.stopping and not pod.killed:
+            self.crashes = [*self.crashes[-19:], {"pod": pod.name, "deployment": pod.deployment, "code": code,
+                                                  "before_ready": not pod.ready, "log_offset": pod.log_offset,
+                                                  "at": time.time()}]
         if not pod.stopping and not self.stopping and spec is not None:
             # CrashLoopBackOff in miniature: a pod that keeps dying is restarted more and more slowly
             if not pod.ready:
@@ -212,7 +283,7 @@ class Deployments:
     async def kill(self, name: str) -> None:
         """Kill a pod the hard way; its deployment replaces it."""
         pod = self.pods[name]
-        pod.ready = False
+        pod.ready, pod.killed = False, True
         if pod.proc is not None and pod.proc.returncode is None:
             pod.proc.kill()
 
