@@ -315,6 +315,14 @@ class Obj(Schema):
             if value.get(key) is None:
                 ck.error((*path, key), f'required field "{key}" is missing')
         if ck.error_count == before:
-            present = {k: v for k, v in value.items() if v is not None}  # null means "not set"
+            present = _without_nulls(value)  # null means "not set", at any depth
             for rule in self.rules:
                 rule(present, path, ck)
+
+
+def _without_nulls(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_nulls(v) for k, v in node.items() if v is not None}
+    if isinstance(node, list):
+        return [_without_nulls(v) for v in node if v is not None]
+    return node

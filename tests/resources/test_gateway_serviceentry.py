@@ -26,13 +26,13 @@ def test_gateway_port_and_protocol() -> None:
     assert errors(gw(server("SMTP"))) == [
         (
             "spec.servers[0].port.protocol",
-            'invalid protocol "SMTP": supported protocols are HTTP, HTTPS, GRPC, HTTP2, MONGO, TCP, TLS',
+            'invalid protocol "SMTP", supported protocols are HTTP, HTTP2, GRPC, GRPC-WEB, MONGO, REDIS, MYSQL, TCP',
         )
     ]
 
 
 def test_gateway_hosts_required() -> None:
-    assert errors(gw({"port": {"number": 80, "protocol": "HTTP"}, "hosts": []})) == [
+    assert errors(gw({"port": {"number": 80, "protocol": "HTTP", "name": "http"}, "hosts": []})) == [
         ("spec.servers[0].hosts", "server config must contain at least one host")
     ]
 
@@ -49,9 +49,9 @@ def test_https_needs_tls_and_http_cannot_have_it() -> None:
 
 def test_gateway_tls_modes() -> None:
     assert errors(gw(server("HTTPS", 443, tls={"mode": "MUTUAL"}))) == [
+        ("spec.servers[0].tls.caCertificates", "MUTUAL TLS requires a client CA bundle"),
         ("spec.servers[0].tls.serverCertificate", "MUTUAL TLS requires a server certificate"),
         ("spec.servers[0].tls.privateKey", "MUTUAL TLS requires a private key"),
-        ("spec.servers[0].tls.caCertificates", "MUTUAL TLS requires a client CA bundle"),
     ]
     assert errors(gw(server("HTTPS", 443, tls={"mode": "OPTIONAL"})))[0][1].startswith('unsupported value "OPTIONAL"')
 
@@ -65,7 +65,7 @@ def test_service_entry_ok() -> None:
         "hosts": ["worldtimeapi.org", "*.example.com"],
         "ports": [{"number": 443, "name": "https", "protocol": "TLS"}],
         "location": "MESH_EXTERNAL",
-        "resolution": "DNS",
+        "resolution": "NONE",
         "addresses": ["10.0.0.0/24"],
         "exportTo": ["*"],
     }
@@ -74,7 +74,9 @@ def test_service_entry_ok() -> None:
 
 def test_service_entry_needs_a_host() -> None:
     assert errors(se(hosts=[])) == [("spec.hosts", "service entry must have at least one host")]
-    assert errors(se(ports=[{"number": 80}])) == [("spec.hosts", "service entry must have at least one host")]
+    assert errors(se(ports=[{"number": 80, "name": "http"}])) == [
+        ("spec.hosts", "service entry must have at least one host")
+    ]
 
 
 def test_service_entry_enums_and_endpoints() -> None:
@@ -88,11 +90,12 @@ def test_service_entry_enums_and_endpoints() -> None:
             se(
                 hosts=["a.org"],
                 resolution="STATIC",
+                ports=[{"number": 80, "name": "http"}],
                 endpoints=[{"address": "1.2.3.4", "ports": {"http": 80}, "labels": {"app": "x"}}],
             )
         )
         == []
     )
     assert errors(se(hosts=["a.org"], addresses=["not-an-ip"])) == [
-        ("spec.addresses[0]", 'invalid IP address or CIDR range: "not-an-ip"')
+        ("spec.addresses[0]", "not-an-ip is not a valid IP")
     ]
