@@ -63,7 +63,9 @@ class Mesh:
         resources, self.warnings = load_resources(sources, self.profile)
         if not resources:
             raise InvalidConfig(["error: no objects passed to apply"])
-        return self.backend.apply(resources)
+        results = self.backend.apply(resources)
+        self.warnings += [f"warning: {w}" for r in results for w in r.warnings]
+        return results
 
     def delete(self, kind: str, name: str) -> ApplyResult:
         from meshkit.resources import resolve_kind

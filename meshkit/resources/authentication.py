@@ -67,6 +67,11 @@ def _jwt_rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
         ck.error((*path, "issuer"), "issuer must be set")
     if value.get("jwks") and value.get("jwksUri"):
         ck.warn(path, "both jwks and jwksUri are set; jwks takes precedence")
+    if value.get("issuer") and not value.get("jwks") and not value.get("jwksUri"):
+        issuer = str(value["issuer"]).rstrip("/")
+        ck.warn(path, f"no jwks or jwksUri: istiod looks the keys up by OpenID discovery at "
+                      f"{issuer}/.well-known/openid-configuration; while they cannot be fetched (the local mesh "
+                      "never can) requests with a token get 401 and requests without one pass")
 
 
 JWT_RULE = Obj(

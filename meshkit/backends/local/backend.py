@@ -361,9 +361,11 @@ class LocalBackend(Backend):
         reply = self._call("POST", "/apply", {"resources": list(resources)})
         self.wait_synced()
         out = []
+        warnings = tuple(reply.get("warnings") or ())  # what the proxies will make of it (keys they cannot fetch)
         for res, item in zip(resources, reply["results"], strict=True):
             group = str(res.get("apiVersion", "")).split("/")[0]
-            out.append(ApplyResult(item["kind"], group, item["name"], item["action"]))
+            out.append(ApplyResult(item["kind"], group, item["name"], item["action"], warnings))
+            warnings = ()
         return out
 
     def delete(self, kind: str, name: str, namespace: str = "tutorial") -> ApplyResult:

@@ -121,7 +121,12 @@ class ControlPlane:
         if route == "GET /healthz":
             return {"ok": True, "ready": self.ready()}
         if route == "GET /xds":
-            return await self._xds(q["pod"], int(q.get("version", 0)))
+            return await self._xds(q["pod"], int(q.get("version", 0)), int(q.get("seen", 0)))
+        if route == "POST /nack":
+            # the proxy could not use some of a push (Envoy's NACK): what, and why, for `meshkit status`
+            pod = deps.pods[body["pod"]]
+            pod.last_error = "; ".join(str(e) for e in body.get("errors") or [])[:2000]
+            return {"ok": True}
         if route == "POST /register":
             pod = deps.pods[body["pod"]]
             pod.ports, pod.ready = body["ports"], True
@@ -161,10 +166,12 @@ class ControlPlane:
             return self.status()
         if route == "POST /apply":
             resources = self._admit(body["resources"])
+            warnings = self._compile_check(resources)
             results = self.store.put_all(resources)  # stored on disk first: what is not stored is not applied
             if any(action != "unchanged" for _, action in results):
                 self.bump()
-            return {"results": [{"kind": k[0], "namespace": k[1], "name": k[2], "action": a} for k, a in results]}
+            return {"results": [{"kind": k[0], "namespace": k[1], "name": k[2], "action": a} for k, a in results],
+                    "warnings": warnings}
         if route == "POST /delete":
             removed = self.store.delete((body["kind"], body.get("namespace", "tutorial"), body["name"]))
             if removed is None:
@@ -225,7 +232,7 @@ class ControlPlane:
                 client.close()
         return merge_expositions(texts)
 
-    async def _xds(self, pod: str, version: int) -> Any:
+    async def _xds(self, pod: str, version: int, seen: int = 0) -> Any:
         assert self.deployments is not None
         state = self.deployments.pods.get(pod)
         if state is not None:
@@ -234,11 +241,12 @@ class ControlPlane:
                 # a proxy (re)connecting gets the whole config at once, as Envoy does from a new istiod;
                 # one configured by an earlier control plane moves the version past its own
                 state.connected = True
-                if version >= self.version:
+                if max(version, seen) >= self.version:
+                    version = max(version, seen)
                     self.version = version
                     self.bump()
                 return self.snapshot(gateway=state.spec.gateway)
-        if version >= self.version:
+        if max(version, seen) >= self.version:
             try:
                 await asyncio.wait_for(self.changed.wait(), 25.0)
             except TimeoutError:
@@ -255,6 +263,33 @@ class ControlPlane:
             problems = "; ".join(p.message for p in report.errors)
             raise ValueError(f'admission webhook "validation.istio.io" denied the request: {problems}')
         return report.resources
+
+    def _compile_check(self, resources: list[dict[str, Any]]) -> list[str]:
+        """Compile the store as it would be after ``resources`` for every workload's proxy, as the
+        proxies will: a resource that any of them would reject is refused here. Returns warnings."""
+        from meshkit.backends.local.proxy.config import ProxyIdentity
+        from meshkit.backends.local.proxy.sidecar import check_push
+        from meshkit.backends.local.store import key_of
+
+        assert self.deployments is not None
+        keys = {key_of(r) for r in resources}
+        candidate = [r for r in self.store.list() if key_of(r) not in keys] + resources
+        errors: dict[str, None] = {}
+        warnings: dict[str, None] = {}
+        specs = {s.name: s for s in self.deployments.specs.values() if s.sidecar}
+        for spec in specs.values():
+            labels = spec.labels()
+            namespace = "istio-system" if spec.gateway else "tutorial"
+            identity = ProxyIdentity(f"{spec.name}-admission", labels["app"], spec.version, labels, namespace,
+                                     service_account(spec), spec.gateway)
+            snapshot = {**self.snapshot(gateway=spec.gateway), "resources": candidate}
+            found, warned = check_push(snapshot, identity)
+            errors.update(dict.fromkeys(found))
+            warnings.update(dict.fromkeys(w for w in warned if any(f"{k[1]}/{k[2]}:" in w for k in keys)))
+        if errors:
+            raise ValueError('admission webhook "validation.istio.io" denied the request: '
+                             f"the proxies cannot use it: {'; '.join(errors)}")
+        return list(warnings)
 
     @staticmethod
     def _check_secret(body: dict[str, Any]) -> None:
@@ -298,6 +333,7 @@ class ControlPlane:
                     "config_version": p.acked_version,
                     "synced": p.acked_version >= self.version or not p.spec.sidecar,
                     "restarts": p.restarts,
+                    "last_error": p.last_error,
                     "ports": p.ports,
                     "pid": p.proc.pid if p.proc else 0,
                 }

@@ -181,6 +181,14 @@ class LocalIssuer:
         return f"{signing_input}.{b64url_encode(signature)}"
 
 
+def unfetched_jwks(uri: str) -> dict[str, Any]:
+    """What istiod hands a proxy when it cannot fetch an issuer's keys: one RSA key (kid "abc")
+    that verifies no signature, so a token is refused ("Jwks doesn't have key to match kid or alg
+    from Jwt" when it names another kid, "Jwt verification fails" otherwise)."""
+    modulus = b64url_encode(f"Error-IstiodFailedToFetchJwksUri-{uri}".encode())
+    return {"keys": [{"e": "AQAB", "kid": "abc", "kty": "RSA", "n": modulus}]}
+
+
 @dataclass(frozen=True)
 class _Jwk:
     kid: str
@@ -260,15 +268,22 @@ class JwtRule:
             except json.JSONDecodeError:
                 raise InvalidConfig([f"{where}.jwks: Jwks is an invalid JSON"]) from None
         elif spec.get("jwksUri"):
-            if fetch_jwks is None:
-                problem = f"{where}.jwksUri: the local mesh can only read a JWKS it can fetch locally"
-                raise InvalidConfig([problem])
+            uri = str(spec["jwksUri"])
             try:
-                jwks = json.loads(fetch_jwks(str(spec["jwksUri"])))
-            except Exception as exc:  # a fetch failure must not stop the proxy: every token then fails
-                jwks, jwks_error = {"keys": []}, f"{where}.jwksUri: fetch failed ({type(exc).__name__})"
+                if fetch_jwks is None:
+                    raise OSError(f"{uri} is not reachable from the local mesh")
+                jwks = json.loads(fetch_jwks(uri))
+            except Exception as exc:
+                # as istiod does: a key set that cannot be fetched becomes one that verifies nothing,
+                # so every token is refused while requests without one still pass
+                jwks, jwks_error = unfetched_jwks(uri), f"{where}.jwksUri: fetch failed ({type(exc).__name__})"
         else:
-            raise InvalidConfig([f"{where}: set jwks or jwksUri (OpenID discovery is not available locally)"])
+            # istiod would find the keys by OpenID discovery (issuer + /.well-known/openid-configuration),
+            # which the local mesh cannot reach: the same stand-in key set as a failed fetch
+            jwks = unfetched_jwks("")
+            jwks_error = (f"{where}: the keys of issuer {issuer!r} cannot be fetched (no jwks or jwksUri, and "
+                          f"OpenID discovery at {issuer.rstrip('/')}/.well-known/openid-configuration is not "
+                          "reachable from the local mesh): requests with a token get 401, requests without one pass")
         if not isinstance(jwks, Mapping):
             raise InvalidConfig([f"{where}: Jwks is an invalid JSON"])
         headers = tuple((str(h["name"]).lower(), str(h.get("prefix", "")))

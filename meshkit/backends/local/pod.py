@@ -44,6 +44,8 @@ class Pod:
         self._restore: asyncio.Future[None] | None = None
         self.ports: dict[str, int] = {}
         self.stop_event = asyncio.Event()
+        self.seen = 0  # the last pushed version, taken or not (what the next poll waits past)
+        self.reported: list[str] = []  # the rejections the control plane knows of
 
     async def start(self) -> None:
         a = self.args
@@ -152,7 +154,7 @@ class Pod:
         assert self.sidecar is not None
         while True:
             try:
-                await self._poll_once(self.sidecar.view.version)
+                await self._poll_once(self.sidecar.view.version, self.seen)
             except Exception:
                 # the control plane is gone: keep serving the last config, and look for its successor
                 await asyncio.sleep(0.2)
@@ -170,11 +172,24 @@ class Pod:
             self.control = SimpleClient("127.0.0.1", port)
             self.poller = SimpleClient("127.0.0.1", port)
 
-    async def _poll_once(self, version: int) -> None:
+    async def _poll_once(self, version: int, seen: int = 0) -> None:
+        """One long poll: ``version`` acknowledges the config in force, ``seen`` the last push
+        (rejected pushes are not asked for again, as an Envoy NACK does not ask for a resend)."""
         assert self.sidecar is not None
-        resp = await self.poller.request("GET", f"/xds?pod={self.name}&version={version}", {"host": "istiod"})
-        if resp.status == 200:
-            self.sidecar.apply_snapshot(json.loads(resp.body))
+        resp = await self.poller.request("GET", f"/xds?pod={self.name}&version={version}&seen={seen}",
+                                         {"host": "istiod"})
+        if resp.status != 200:
+            return
+        snapshot = json.loads(resp.body)
+        self.seen = int(snapshot.get("version", 0))
+        try:
+            rejected = self.sidecar.apply_snapshot(snapshot)
+        except Exception as exc:
+            rejected = [f"push v{self.seen} rejected whole, v{self.sidecar.view.version} stays in force: "
+                        f"{type(exc).__name__}: {exc}"]
+        if rejected != self.reported:
+            await self._post("/nack", {"pod": self.name, "version": self.seen, "errors": rejected})
+            self.reported = rejected
 
     async def _flush_loop(self) -> None:
         while True:

@@ -74,6 +74,7 @@ class PodState:
     stopping: bool = False
     connected: bool = False  # has polled this control plane since it started
     log_offset: int = 0  # where this pod's lines start in its deployment's log
+    last_error: str = ""  # why the proxy rejected part of its last push (its NACK detail)
     killed: bool = False  # by `meshkit kill` (or a failed liveness probe), not by itself
 
     @property

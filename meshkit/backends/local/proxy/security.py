@@ -24,6 +24,7 @@ import hashlib
 import json
 import ssl
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from meshkit.backends.local.ca import peer_spiffe_id, principal_of
@@ -48,6 +49,16 @@ XFCC = "x-forwarded-client-cert"
 SERVICE_PORT = 8080
 
 
+@dataclass(frozen=True)
+class CompiledSecurity:
+    mode: str
+    server_modes: dict[str, str]
+    authz: AuthzPolicySet
+    authn: RequestAuthenticator
+    rate: LocalRateLimit | None
+    fingerprint: str
+
+
 class WorkloadSecurity:
     def __init__(self, identity: ProxyIdentity, contexts: RotatingContexts | None) -> None:
         self.identity = identity
@@ -64,32 +75,41 @@ class WorkloadSecurity:
     # config -------------------------------------------------------------------------------------
     def apply(self, view: ProxyView, jwks: Mapping[str, Any]) -> bool:
         """Compile the security view; True when mTLS modes changed (pooled connections are stale)."""
+        return self.commit(self.compile(view, jwks))
+
+    def compile(self, view: ProxyView, jwks: Mapping[str, Any]) -> CompiledSecurity:
+        """Everything :meth:`apply` builds, without touching this object: raises on a resource it cannot use."""
         me, res = self.identity, view.resources
-        self.mode = compose_peer_authentication(res, me.namespace, me.labels).mode_for(SERVICE_PORT)
+        mode = compose_peer_authentication(res, me.namespace, me.labels).mode_for(SERVICE_PORT)
         modes = {}
         for spec in view.clusters.values():
             for ep in spec.endpoints:
                 ns = ep.principal.split("/ns/")[1].split("/")[0] if "/ns/" in ep.principal else me.namespace
                 modes[ep.pod] = compose_peer_authentication(res, ns, ep.labels).mode_for(SERVICE_PORT)
-        self.authz = compile_policies(res, me.namespace, me.labels)
+        authz = compile_policies(res, me.namespace, me.labels)
 
         def fetch(uri: str) -> str:
             if uri not in jwks:
                 raise OSError(f"jwksUri {uri} is not reachable from the local mesh")
             return json.dumps(jwks[uri])
 
-        self.authn = compile_request_authentication(res, me.namespace, me.labels, fetch)
+        authn = compile_request_authentication(res, me.namespace, me.labels, fetch)
         rate = None
         for r in res:
             if r.get("kind") == "EnvoyFilter":
                 rate = LocalRateLimit.from_envoyfilter(r, me.labels, me.namespace) or rate
-        if rate != self.rate_config:
-            self.rate_config, self.limiter = rate, rate.new_limiter() if rate else None
-        self.warnings = [*self.authz.warnings, *self.authn.warnings]
         tls_policy = sorted((name, spec.tls) for name, spec in view.clusters.items())
         fingerprint = hashlib.sha256(json.dumps([sorted(modes.items()), tls_policy]).encode()).hexdigest()
-        changed = fingerprint != self.fingerprint
-        self.server_modes, self.fingerprint = modes, fingerprint
+        return CompiledSecurity(mode, modes, authz, authn, rate, fingerprint)
+
+    def commit(self, compiled: CompiledSecurity) -> bool:
+        """Swap a compiled security view in; True when mTLS modes changed."""
+        self.mode, self.authz, self.authn = compiled.mode, compiled.authz, compiled.authn
+        if compiled.rate != self.rate_config:
+            self.rate_config, self.limiter = compiled.rate, compiled.rate.new_limiter() if compiled.rate else None
+        self.warnings = [*self.authz.warnings, *self.authn.warnings]
+        changed = compiled.fingerprint != self.fingerprint
+        self.server_modes, self.fingerprint = compiled.server_modes, compiled.fingerprint
         return changed
 
     # client side --------------------------------------------------------------------------------

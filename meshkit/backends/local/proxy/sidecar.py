@@ -37,9 +37,10 @@ from meshkit.backends.local.proxy.fault import FaultFilter
 from meshkit.backends.local.proxy.matching import qualify_gateway
 from meshkit.backends.local.proxy.router import Router
 from meshkit.backends.local.proxy.routing import RouteFilter
-from meshkit.backends.local.proxy.security import WorkloadSecurity
+from meshkit.backends.local.proxy.security import CompiledSecurity, WorkloadSecurity
 from meshkit.backends.local.proxy.telemetry import Telemetry
 from meshkit.backends.local.tls import RotatingContexts, gateway_server_context
+from meshkit.errors import InvalidConfig
 from meshkit.http1 import Request, Response, SimpleClient, serve
 from meshkit.telemetry.record import RequestRecord
 
@@ -78,14 +79,68 @@ class Sidecar:
         self.outbound = self._outbound_chain("mesh", 80)
         self.https = self.outbound
         self.gateway_tls = GatewayTls()
+        # the last good version of every resource, and why the last push's others were rejected
+        self.accepted: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.rejected: list[str] = []
         filters = inbound_filters(self) if inbound_filters else self.security.inbound_filters()
         self.inbound = chain(filters, self._to_app)
 
     # config ------------------------------------------------------------------------------------
-    def apply_snapshot(self, snapshot: Mapping[str, Any]) -> None:
-        """Compile a pushed snapshot and swap it in; runtime cluster state survives the push."""
+    def apply_snapshot(self, snapshot: Mapping[str, Any]) -> list[str]:
+        """Compile a pushed snapshot and swap it in; runtime cluster state survives the push.
+
+        A resource this proxy cannot use is rejected alone, with its reason (Envoy's NACK with an
+        error detail), and its last good version, if any, stays in force; the rest of the push is
+        taken. Returns the reasons ([] when everything was taken). Raises when not even the push
+        without any resource compiles: the proxy then keeps its whole last good config.
+        """
+        resources = list(snapshot.get("resources", []))
+        try:
+            view, security = self._compile(snapshot)
+            rejected: dict[tuple[str, str, str], str] = {}
+        except Exception:
+            resources, rejected = self._screen(snapshot, resources)
+            snapshot = {**snapshot, "resources": resources}
+            view, security = self._compile(snapshot)
+        self._install(snapshot, view, security)
+        self.accepted = {_key(r): r for r in resources}
+        self.rejected = list(rejected.values())
+        return self.rejected
+
+    def _compile(self, snapshot: Mapping[str, Any]) -> tuple[ProxyView, CompiledSecurity]:
         view = compile_view(snapshot, self.identity)
-        stale = self.security.apply(view, snapshot.get("jwks", {}))
+        return view, self.security.compile(view, snapshot.get("jwks", {}))
+
+    def _screen(self, snapshot: Mapping[str, Any], resources: list[dict[str, Any]]
+                ) -> tuple[list[dict[str, Any]], dict[tuple[str, str, str], str]]:
+        """The resources this proxy can use, and a reason for each one it cannot (its last good
+        version is used instead when it had one)."""
+        self._compile({**snapshot, "resources": []})  # raises: nothing in this push is usable
+        rejected: dict[tuple[str, str, str], str] = {}
+        for res in resources:
+            try:
+                self._compile({**snapshot, "resources": [res]})
+            except Exception as exc:
+                rejected[_key(res)] = _reason(res, exc)
+        kept = [r if _key(r) not in rejected else self.accepted.get(_key(r)) for r in resources]
+        usable = [r for r in kept if r is not None]
+        try:
+            self._compile({**snapshot, "resources": usable})
+            return usable, rejected
+        except Exception:
+            pass
+        # resources that only fail together: take them one by one, oldest first, as far as they go
+        taken: list[dict[str, Any]] = []
+        for res in usable:
+            try:
+                self._compile({**snapshot, "resources": [*taken, res]})
+                taken.append(res)
+            except Exception as exc:
+                rejected.setdefault(_key(res), _reason(res, exc))
+        return taken, rejected
+
+    def _install(self, snapshot: Mapping[str, Any], view: ProxyView, security: CompiledSecurity) -> None:
+        stale = self.security.commit(security)
         clusters: dict[str, Cluster] = {}
         for name, spec in view.clusters.items():
             old = self.clusters.get(name)
@@ -309,3 +364,50 @@ def _peer_labels(value: str) -> tuple[str, str, str] | None:
 
 
 __all__ = ["Handler", "Sidecar"]
+
+
+def check_push(snapshot: Mapping[str, Any], identity: ProxyIdentity) -> tuple[list[str], list[str]]:
+    """What a proxy with ``identity`` would reject in ``snapshot`` (the reasons), and its warnings.
+
+    The same compilation :meth:`Sidecar.apply_snapshot` runs, without a proxy: the control plane's
+    admission uses it so that a resource no proxy could use is refused before it is stored.
+
+    Example::
+
+        errors, warnings = check_push(cp.snapshot(), ProxyIdentity("p", "customer", "v1", {"app": "customer"}))
+    """
+    security = WorkloadSecurity(identity, None)
+
+    def compile_(resources: list[dict[str, Any]]) -> CompiledSecurity:
+        view = compile_view({**snapshot, "resources": resources}, identity)
+        return security.compile(view, snapshot.get("jwks", {}))
+
+    resources = list(snapshot.get("resources", []))
+    try:
+        compiled = compile_(resources)
+        return [], [*compiled.authz.warnings, *compiled.authn.warnings]
+    except Exception:
+        pass
+    errors = []
+    for res in resources:
+        try:
+            compile_([res])
+        except Exception as exc:
+            errors.append(_reason(res, exc))
+    if not errors:  # only some of them together
+        try:
+            compile_(resources)
+        except Exception as exc:
+            errors.append(f"the resources together: {type(exc).__name__}: {exc}")
+    return errors, []
+
+
+def _key(res: Mapping[str, Any]) -> tuple[str, str, str]:
+    meta = res.get("metadata") or {}
+    return str(res.get("kind", "")), str(meta.get("namespace", "")), str(meta.get("name", ""))
+
+
+def _reason(res: Mapping[str, Any], exc: Exception) -> str:
+    kind, ns, name = _key(res)
+    detail = "; ".join(exc.problems) if isinstance(exc, InvalidConfig) else f"{type(exc).__name__}: {exc}"
+    return f"{kind} {ns}/{name} rejected: {detail}"
