@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from meshkit.resources.common import SELECTOR, TARGET_REF
+from meshkit.resources.headers import strict_name_error
 from meshkit.resources.model import Path
 from meshkit.resources.schema import Bool, Checker, Dur, Enum, ListOf, MapOf, Obj, Str
 
@@ -28,15 +29,17 @@ def _port_key(key: Any) -> str | None:
         port = int(key)
     except (TypeError, ValueError):
         return f'port "{key}" in portLevelMtls is not a port number'
-    return None if 1 <= port <= 65535 else f"port {port} in portLevelMtls must be in the range 1..65535"
+    return None if 1 <= port <= 65535 else "port must be between 1-65535"
 
 
 def _peer_rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
-    if value.get("portLevelMtls") and not (value.get("selector") or {}).get("matchLabels"):
+    if "portLevelMtls" in value and not (value.get("selector") or {}).get("matchLabels"):
         ck.error(
             (*path, "portLevelMtls"),
             "portLevelMtls requires selector: mesh/namespace peer authentication cannot have port level mTLS",
         )
+    elif "portLevelMtls" in value and not value["portLevelMtls"]:
+        ck.error((*path, "portLevelMtls"), "port level mTLS, if defined, must have at least one element")
 
 
 PEER_AUTHENTICATION = Obj(
@@ -49,61 +52,79 @@ def _jwks_error(value: str) -> str | None:
     try:
         doc = json.loads(value)
     except json.JSONDecodeError as exc:
-        return f"jwks is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-    if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
-        return 'jwks must be a JSON Web Key Set: an object with a "keys" list'
+        return f"jwks parse error: failed to unmarshal JWK set: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+    if not isinstance(doc, dict) or not isinstance(doc.get("keys", []), list):
+        return 'jwks parse error: a JSON Web Key Set is an object with a "keys" list'
+    if "keys" not in doc and "kty" not in doc:
+        return "jwks parse error: failed to parse a JWK: missing kty"
     return None
 
 
 def _url_error(value: str) -> str | None:
-    parsed = urlparse(value)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        return f'jwksUri "{value}" is not a valid http(s) URL'
+    if urlparse(value).scheme not in ("http", "https"):
+        return "url must have scheme http:// or https://"
     return None
 
 
+_PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "k")
+
+
 def _jwt_rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
-    if not value.get("issuer"):
-        ck.error((*path, "issuer"), "issuer must be set")
-    if value.get("jwks") and value.get("jwksUri"):
-        ck.warn(path, "both jwks and jwksUri are set; jwks takes precedence")
+    if not value.get("issuer") and not value.get("jwksUri"):
+        ck.error(path, "issuer or jwksUri must be non-empty string")
+    if "jwks" in value and ("jwksUri" in value or "jwks_uri" in value):
+        ck.error(path, "only one of jwks or jwksUri can be set")
     if value.get("issuer") and not value.get("jwks") and not value.get("jwksUri"):
         issuer = str(value["issuer"]).rstrip("/")
         ck.warn(path, f"no jwks or jwksUri: istiod looks the keys up by OpenID discovery at "
                       f"{issuer}/.well-known/openid-configuration; while they cannot be fetched (the local mesh "
                       "never can) requests with a token get 401 and requests without one pass")
+    for i, header in enumerate(value.get("fromHeaders") or []):
+        if not header.get("name"):
+            ck.error((*path, "fromHeaders", i, "name"), "location header name must be non-empty string")
+    for i, claim in enumerate(value.get("outputClaimToHeaders") or []):
+        where = (*path, "outputClaimToHeaders", i)
+        if not claim.get("claim") or not claim.get("header"):
+            ck.error(where, "outputClaimToHeaders header and claim value must be non-empty string")
+        elif msg := strict_name_error(claim["header"]):
+            ck.error((*where, "header"), msg)
+    if value.get("jwks") and not _jwks_error(value["jwks"]):
+        keys = json.loads(value["jwks"]).get("keys") or []
+        for i, key in enumerate(keys):
+            if isinstance(key, dict) and any(m in key for m in _PRIVATE_MEMBERS):
+                ck.warn(
+                    (*path, "jwks"),
+                    f"jwks key at index {i} contains private key material; only public keys are used for verification",
+                )
+
+
+def _non_empty(message: str) -> Str:
+    return Str(lambda v: message if v == "" else None)
 
 
 JWT_RULE = Obj(
     {
         "issuer": Str(),
-        "audiences": ListOf(Str(), no_empty_strings=True),
+        "audiences": ListOf(_non_empty("audience must be non-empty string")),
         "jwksUri": Str(_url_error),
+        "jwks_uri": Str(_url_error),
         "jwks": Str(_jwks_error),
         "fromHeaders": ListOf(Obj({"name": Str(), "prefix": Str()}, required=("name",))),
-        "fromParams": ListOf(Str(), no_empty_strings=True),
-        "fromCookies": ListOf(Str(), no_empty_strings=True),
+        "fromParams": ListOf(_non_empty("location query must be non-empty string")),
+        "fromCookies": ListOf(_non_empty("cookie name must be non-empty string")),
         "outputPayloadToHeader": Str(),
         "outputClaimToHeaders": ListOf(Obj({"header": Str(), "claim": Str()}, required=("header", "claim"))),
         "forwardOriginalToken": Bool(),
         "timeout": Dur(),
+        "spaceDelimitedClaims": ListOf(Str()),
     },
     rules=[_jwt_rule],
 )
 
 
 def _request_rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
-    if value.get("selector") and (value.get("targetRef") or value.get("targetRefs")):
-        ck.error(path, "only one of targetRefs or workload selector can be set")
-    issuers: dict[str, int] = {}
-    for i, rule in enumerate(value.get("jwtRules") or []):
-        issuer = rule.get("issuer")
-        if issuer in issuers:
-            ck.error(
-                (*path, "jwtRules", i, "issuer"),
-                f'issuer "{issuer}" is already used in jwtRules[{issuers[issuer]}]',
-            )
-        issuers.setdefault(issuer, i)
+    if sum(1 for k in ("selector", "targetRef", "targetRefs") if value.get(k)) > 1:
+        ck.error(path, "only one of targetRefs or selector can be set")
 
 
 REQUEST_AUTHENTICATION = Obj(

@@ -510,3 +510,24 @@ def test_other_kinds_are_ignored() -> None:
         )
         == AuthzPolicySet()
     )
+
+
+def test_service_accounts_and_trust_domains() -> None:
+    """serviceAccounts ("sa" in the policy's namespace, or "ns/sa") and trustDomains, as Istio matches them."""
+    by_sa = for_workload([policy("by-sa", {"rules": [{"from": [{"source": {"serviceAccounts": ["preference"]}}]}]})])
+    assert by_sa.evaluate(AuthzRequest(source_principal=SA + "preference")).allowed
+    assert not by_sa.evaluate(AuthzRequest(source_principal=SA + "customer")).allowed
+    assert not by_sa.evaluate(AuthzRequest(source_principal="cluster.local/ns/other/sa/preference")).allowed
+    qualified = for_workload(
+        [policy("by-ns-sa", {"rules": [{"from": [{"source": {"notServiceAccounts": ["other/preference"]}}]}]})]
+    )
+    assert qualified.evaluate(AuthzRequest(source_principal=SA + "preference")).allowed
+    assert not qualified.evaluate(AuthzRequest(source_principal="cluster.local/ns/other/sa/preference")).allowed
+    by_td = for_workload([policy("by-td", {"rules": [{"from": [{"source": {"trustDomains": ["*.local"]}}]}]})])
+    assert by_td.evaluate(AuthzRequest(source_principal=SA + "customer")).allowed
+    assert not by_td.evaluate(AuthzRequest(source_principal="example.org/ns/tutorial/sa/customer")).allowed
+    when = for_workload(
+        [policy("when-sa", {"rules": [{"when": [{"key": "source.serviceAccount", "values": ["tutorial/customer"]}]}]})]
+    )
+    assert when.evaluate(AuthzRequest(source_principal=SA + "customer")).allowed
+    assert not when.evaluate(AuthzRequest(source_principal=SA + "preference")).allowed

@@ -92,6 +92,16 @@ class AuthzRequest:
         return namespace_of(self.source_principal) if self.source_principal else ""
 
     @property
+    def service_account(self) -> str:
+        """``<namespace>/<service account>`` of the peer's SPIFFE principal (``td/ns/<ns>/sa/<sa>``)."""
+        parts = self.source_principal.split("/")
+        return f"{parts[2]}/{parts[4]}" if len(parts) == 5 and parts[1] == "ns" and parts[3] == "sa" else ""
+
+    @property
+    def trust_domain(self) -> str:
+        return self.source_principal.split("/", 1)[0] if "/" in self.source_principal else ""
+
+    @property
     def audiences(self) -> tuple[str, ...]:
         aud = self.claims.get("aud")
         if isinstance(aud, str):
@@ -238,12 +248,20 @@ class _Field:
     http_only: bool
 
 
-def _source_fields(src: Mapping[str, Any], where: str, problems: list[str]) -> list[_Field]:
+def _service_accounts(values: Sequence[Any], namespace: str) -> StrPred:
+    """``serviceAccounts``: ``sa`` (in the policy's namespace) or ``ns/sa``, matched exactly."""
+    wanted = {str(v) if "/" in str(v) else f"{namespace}/{v}" for v in values}
+    return lambda value: value in wanted
+
+
+def _source_fields(src: Mapping[str, Any], where: str, problems: list[str], namespace: str = "") -> list[_Field]:
     fields: list[_Field] = []
     plain: dict[str, tuple[Callable[[AuthzRequest], str], bool]] = {
         "principals": (lambda r: r.source_principal, False),
         "requestPrincipals": (lambda r: r.request_principal, True),
         "namespaces": (lambda r: r.source_namespace, False),
+        "trustDomains": (lambda r: r.trust_domain, False),
+        "serviceAccounts": (lambda r: r.service_account, False),
     }
     cidr: dict[str, Callable[[AuthzRequest], str]] = {
         "ipBlocks": lambda r: r.source_ip,
@@ -264,7 +282,8 @@ def _source_fields(src: Mapping[str, Any], where: str, problems: list[str]) -> l
                 continue
             if name in plain:
                 getter, http_only = plain[name]
-                fields.append(_Field(_attr_pred(getter, _string_matcher(values), negate), http_only))
+                matcher = _service_accounts(values, namespace) if name == "serviceAccounts" else _string_matcher(values)
+                fields.append(_Field(_attr_pred(getter, matcher, negate), http_only))
             else:
                 fields.append(_Field(_attr_pred(cidr[name], _cidr_matcher(values, f"{where}.{key}", problems),
                                                 negate), False))
@@ -316,7 +335,7 @@ _HEADER_KEY = re.compile(r"^request\.headers\[([^\]]+)\]$")
 _CLAIM_KEY = re.compile(r"^request\.auth\.claims((?:\[[^\]]+\])+)$")
 
 
-def _condition(cond: Mapping[str, Any], where: str, problems: list[str]) -> _Field | None:
+def _condition(cond: Mapping[str, Any], where: str, problems: list[str], namespace: str = "") -> _Field | None:
     key = str(cond.get("key", ""))
     values, not_values = cond.get("values") or [], cond.get("notValues") or []
     if not isinstance(values, list) or not isinstance(not_values, list):
@@ -329,6 +348,7 @@ def _condition(cond: Mapping[str, Any], where: str, problems: list[str]) -> _Fie
     simple: dict[str, Callable[[AuthzRequest], str]] = {
         "source.namespace": lambda r: r.source_namespace,
         "source.principal": lambda r: r.source_principal,
+        "source.trustDomain": lambda r: r.trust_domain,
         "request.auth.principal": lambda r: r.request_principal,
         "request.auth.presenter": lambda r: r.presenter,
         "connection.sni": lambda r: r.sni,
@@ -343,6 +363,9 @@ def _condition(cond: Mapping[str, Any], where: str, problems: list[str]) -> _Fie
     m_neg: Callable[[Any], bool]
     if key in simple:
         getter, m_pos, m_neg = simple[key], _string_matcher(values), _string_matcher(not_values)
+    elif key == "source.serviceAccount":
+        getter = lambda r: r.service_account  # noqa: E731
+        m_pos, m_neg = _service_accounts(values, namespace), _service_accounts(not_values, namespace)
     elif key in ips:
         getter = ips[key]
         m_pos = _cidr_matcher(values, f"{where}.values", problems)
@@ -364,7 +387,8 @@ def _condition(cond: Mapping[str, Any], where: str, problems: list[str]) -> _Fie
         m_neg = functools.partial(_claim_matches, _string_matcher(not_values))
     else:
         problems.append(f"{where}: unknown condition key {key!r} (supported: request.headers[...], "
-                        "source.ip, remote.ip, source.namespace, source.principal, request.auth.principal, "
+                        "source.ip, remote.ip, source.namespace, source.principal, source.serviceAccount, "
+                        "source.trustDomain, request.auth.principal, "
                         "request.auth.audiences, request.auth.presenter, request.auth.claims[...], "
                         "destination.ip, destination.port, connection.sni)")
         return None
@@ -418,7 +442,7 @@ class _Rule:
         return match
 
 
-def _compile_rule(rule: Any, where: str, problems: list[str]) -> _Rule | None:
+def _compile_rule(rule: Any, where: str, problems: list[str], namespace: str = "") -> _Rule | None:
     if not isinstance(rule, Mapping):
         problems.append(f"{where}: a rule must be a mapping")
         return None
@@ -428,7 +452,7 @@ def _compile_rule(rule: Any, where: str, problems: list[str]) -> _Rule | None:
         if not isinstance(src, Mapping):
             problems.append(f"{where}.from[{i}]: needs a source")
             continue
-        sources.append(tuple(_source_fields(src, f"{where}.from[{i}].source", problems)))
+        sources.append(tuple(_source_fields(src, f"{where}.from[{i}].source", problems, namespace)))
     for i, item in enumerate(rule.get("to") or []):
         op = (item or {}).get("operation") if isinstance(item, Mapping) else None
         if not isinstance(op, Mapping):
@@ -439,7 +463,7 @@ def _compile_rule(rule: Any, where: str, problems: list[str]) -> _Rule | None:
         if not isinstance(cond, Mapping):
             problems.append(f"{where}.when[{i}]: a condition must be a mapping")
             continue
-        compiled = _condition(cond, f"{where}.when[{i}]", problems)
+        compiled = _condition(cond, f"{where}.when[{i}]", problems, namespace)
         if compiled:
             conditions.append(compiled)
     return _Rule(tuple(sources), tuple(operations), tuple(conditions))
@@ -564,7 +588,7 @@ def compile_policies(
         if not isinstance(rules_spec, list):
             problems.append(f"{where}: spec.rules must be a list")
             continue
-        rules = [_compile_rule(rule, f"{where}: rules[{i}]", problems) for i, rule in enumerate(rules_spec)]
+        rules = [_compile_rule(rule, f"{where}: rules[{i}]", problems, ns) for i, rule in enumerate(rules_spec)]
         grouped[action].append(CompiledPolicy(ns, name, action, tuple(r for r in rules if r is not None)))
     if problems:
         raise InvalidConfig(problems)
