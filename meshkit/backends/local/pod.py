@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from meshkit.backends.local.ca import WorkloadCert
+from meshkit.backends.local.proxy.admin import EnvoyAdmin, stats_prometheus
 from meshkit.backends.local.proxy.config import ProxyIdentity
 from meshkit.backends.local.proxy.sidecar import Sidecar
 from meshkit.backends.local.sniff import Tap, describe
@@ -39,6 +40,7 @@ class Pod:
         self.poller = SimpleClient(host, int(port))
         self.app: SampleApp | None = None
         self.sidecar: Sidecar | None = None
+        self.envoy_admin: EnvoyAdmin | None = None
         self.contexts: RotatingContexts
         self.taps: list[Tap] = []
         self._restore: asyncio.Future[None] | None = None
@@ -60,6 +62,7 @@ class Pod:
         if a["sidecar"]:
             self.contexts = RotatingContexts(await self._fetch_cert())
             self.sidecar = Sidecar(identity, app_port=self.ports.get("app"), contexts=self.contexts)
+            self.envoy_admin = EnvoyAdmin(self.sidecar, self.sidecar.dump_context)
             ports = await self._start_sidecar(a)
             self.ports.update(ports)
             if self.app is not None:
@@ -213,20 +216,17 @@ class Pod:
 
     async def admin(self, req: Request) -> Response:
         path = req.path.split("?", 1)[0]
-        if path == "/config_dump" and self.sidecar is not None:
-            view = self.sidecar.view
-            dump = {
-                "version": view.version,
-                "clusters": sorted(view.clusters),
-                "routes": {h: [r.name for r in v.routes] for h, v in view.vhosts.items() if "." not in h},
-            }
-            if self.sidecar.identity.gateway:
-                dump["gateway_routes"] = {port: [v.name for v in vs] for port, vs in view.gateway_routes.items()}
-                dump["https_hosts"] = sorted(self.sidecar.gateway_tls.by_host)
-                dump["https_problems"] = self.sidecar.gateway_tls.problems
-            return Response(200, {"content-type": "application/json"}, json.dumps(dump).encode())
+        if self.sidecar is not None and self.envoy_admin is not None:
+            answer = self.envoy_admin.handle(req.path)
+            if answer is not None:
+                status, ctype, body = answer
+                return Response(status, {"content-type": ctype}, body)
+        if path == "/gateway_tls" and self.sidecar is not None:
+            tls = {"https_hosts": sorted(self.sidecar.gateway_tls.by_host),
+                   "https_problems": self.sidecar.gateway_tls.problems}
+            return Response(200, {"content-type": "application/json"}, json.dumps(tls).encode())
         if path == "/stats/prometheus" and self.sidecar is not None:
-            body = self.sidecar.telemetry.stats.exposition()
+            body = self.sidecar.telemetry.stats.exposition() + stats_prometheus(self.sidecar.clusters).encode()
             return Response(200, {"content-type": "text/plain; version=0.0.4"}, body)
         if path == "/access_log" and self.sidecar is not None:
             lines = self.sidecar.telemetry.access_log.tail()

@@ -21,6 +21,7 @@ import os
 import socket
 import ssl
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -279,6 +280,7 @@ class RotatingContexts:
     def __init__(self, cert: WorkloadCert):
         self._state = self._build(cert)
         self.generation = 0
+        self.rotated_at = time.time()  # when the current certificate was installed (SDS last_updated)
         listener = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         _harden(listener)
         listener.verify_mode = ssl.CERT_REQUIRED
@@ -320,6 +322,7 @@ class RotatingContexts:
             self.listener_context.load_verify_locations(cadata=new_cert.root_pem)
         self._state = self._build(new_cert)
         self.generation += 1
+        self.rotated_at = time.time()
 
     def rotate_if_needed(self, issue: Callable[[], WorkloadCert], now: dt.datetime | float) -> bool:
         """Rotate when the current certificate passed half its life; returns whether it rotated."""

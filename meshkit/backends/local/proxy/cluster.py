@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from meshkit.http1 import ConnectFailure, Connection, connect
 
 UNLIMITED = 2**32 - 1
+_RQ_CLASS = ("upstream_rq_xxx", "upstream_rq_1xx", "upstream_rq_2xx", "upstream_rq_3xx", "upstream_rq_4xx",
+             "upstream_rq_5xx")
 MAX_EJECTION_TIME = 300.0  # Envoy's max_ejection_time default (or base_ejection_time if larger)
 
 
@@ -141,11 +143,17 @@ class Host:
         "connections",
         "consecutive_5xx",
         "consecutive_gateway",
+        "cx_connect_fail",
+        "cx_total",
         "eject_backoff",
         "ejected",
         "ejected_at",
         "endpoint",
         "idle",
+        "rq_error",
+        "rq_success",
+        "rq_timeout",
+        "rq_total",
         "times_ejected",
         "unejected_at",
     )
@@ -162,6 +170,9 @@ class Host:
         self.unejected_at: float | None = None
         self.eject_backoff = 0  # Envoy's multiplier of base_ejection_time; decays while healthy
         self.times_ejected = 0
+        # Envoy's per-host counters, as /clusters prints them
+        self.rq_total = self.rq_success = self.rq_error = self.rq_timeout = 0
+        self.cx_total = self.cx_connect_fail = 0
 
     def ejection_time(self, od: OutlierSpec) -> float:
         """How long the current (or next) ejection lasts."""
@@ -198,7 +209,7 @@ class Cluster:
 
     @property
     def overflows(self) -> int:
-        return self.stats["upstream_rq_pending_overflow"] + self.stats["upstream_rq_overflow"]
+        return self.stats["upstream_rq_pending_overflow"]
 
     @property
     def ejections(self) -> int:
@@ -277,20 +288,26 @@ class Cluster:
                 self.stats["upstream_rq_pending_overflow"] += 1
                 raise Overflow("max_pending_requests")
             self.pending += 1
+            self.stats["upstream_rq_pending_total"] += 1
             try:
                 if self._can_open(host):
                     conn = await self._open(host, reserved=False)
                 else:
                     self.stats["upstream_cx_overflow"] += 1
                     conn = await self._wait(host)
+            except ConnectFailure:
+                self.stats["upstream_rq_pending_failure_eject"] += 1
+                raise
             finally:
                 self.pending -= 1
         if self.active_requests >= lim.max_requests:
-            self.stats["upstream_rq_overflow"] += 1
+            self.stats["upstream_rq_pending_overflow"] += 1  # Envoy counts both pool overflows here
             self._recycle(host, conn)
             raise Overflow("max_requests")
         self.active_requests += 1
         host.active += 1
+        host.rq_total += 1
+        self.stats["upstream_rq_total"] += 1
         return conn
 
     def release(self, host: Host, conn: Connection, reusable: bool) -> None:
@@ -315,9 +332,14 @@ class Cluster:
             host.connections += 1
             self.connections += 1
         ctx, port = self.ssl_for(host.endpoint, self.spec) if self.ssl_for else (None, host.endpoint.port)
+        host.cx_total += 1
+        self.stats["upstream_cx_total"] += 1
         try:
             return await connect(host.endpoint.address, port, ctx, timeout=self.spec.limits.connect_timeout)
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, ConnectFailure):
+                host.cx_connect_fail += 1
+                self.stats["upstream_cx_connect_fail"] += 1
             host.connections -= 1
             self.connections -= 1
             self._dispatch()
@@ -408,6 +430,11 @@ class Cluster:
     # outlier detection ---------------------------------------------------------------------------
     def report(self, host: Host, status: int) -> bool:
         """Feed one attempt's outcome (locally originated failures as 503/504); True if ejected now."""
+        if status >= 500:
+            host.rq_error += 1
+        else:
+            host.rq_success += 1
+        self.stats[_RQ_CLASS[status // 100 % 6]] += 1
         od = self.spec.outlier
         if od is None:
             return False
@@ -431,8 +458,11 @@ class Cluster:
         assert od is not None
         if host.ejected:
             return False
+        suffix = "consecutive_5xx" if kind == "5xx" else "consecutive_gateway_failure"
+        self.stats[f"outlier_detection.ejections_detected_{suffix}"] += 1
         ejected = self._may_eject(od)
         if ejected:
+            self.stats[f"outlier_detection.ejections_enforced_{suffix}"] += 1
             self._eject(host, od)
         else:
             self.stats["outlier_detection.ejections_overflow"] += 1

@@ -68,6 +68,7 @@ class RetryPolicy:
     backoff_base: float = 0.025
     previous_hosts: bool = True
     explicit: bool = False  # set by a VirtualService (else Istio's default policy)
+    retry_on_order: tuple[str, ...] = ()  # retry_on as written, for config_dump
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,15 +187,17 @@ def compile_retry(spec: Mapping[str, Any] | None, profile: str) -> RetryPolicy |
         return None
     retry_on, codes = DEFAULT_RETRY_ON, default_codes
     if str(spec.get("retryOn") or "").strip():
-        names, nums = set(), set()
+        names, nums, order = set(), set(), []
         for item in str(spec["retryOn"]).split(","):
             item = item.strip()
             if item.isdigit() and int(item) in _HTTP_STATUSES:
                 nums.add(int(item))
             elif item:
                 names.add(item)
+                order.append(item)
         if nums:
             names.add("retriable-status-codes")
+            order.append("retriable-status-codes")
         retry_on, codes = frozenset(names), frozenset(nums)
     ignore_previous = spec.get("retryIgnorePreviousHosts")
     return RetryPolicy(
@@ -205,6 +208,7 @@ def compile_retry(spec: Mapping[str, Any] | None, profile: str) -> RetryPolicy |
         backoff_base=_dur(spec.get("backoff")) or 0.025,
         previous_hosts=True if ignore_previous is None else bool(ignore_previous),
         explicit=True,
+        retry_on_order=tuple(dict.fromkeys(order)) if str(spec.get("retryOn") or "").strip() else (),
     )
 
 

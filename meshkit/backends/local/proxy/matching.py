@@ -73,6 +73,7 @@ class Match:
     gateways: tuple[str, ...] = ()
     port: int = 0
     source_namespace: str = ""
+    spec: Mapping[str, Any] = field(default_factory=dict, compare=False)  # the VirtualService block, for config_dump
 
     def matches(self, r: RequestView) -> bool:
         if self.uri is not None and not self.uri(r.path):
@@ -121,6 +122,7 @@ def compile_match(spec: Mapping[str, Any], namespace: str = "tutorial") -> Match
         gateways=tuple(qualify_gateway(g, namespace) for g in spec.get("gateways") or ()),
         port=int(spec.get("port", 0) or 0),
         source_namespace=str(spec.get("sourceNamespace", "")),
+        spec=dict(spec),
     )
 
 

@@ -151,7 +151,9 @@ class Router:
         try:
             return await asyncio.wait_for(self._attempts(ex, cluster, route, flight), route.timeout)
         except TimeoutError:
+            cluster.stats["upstream_rq_timeout"] += 1
             if flight.host is not None:
+                flight.host.rq_timeout += 1
                 cluster.report(flight.host, 504)  # the reset attempt is a local-origin timeout
             rule = f"timeout {route.timeout:g}s in {route.origin}"
             return ex.local_reply(504, "UT", "upstream_response_timeout", TIMEOUT_BODY, rule)
@@ -224,6 +226,7 @@ class Router:
                 limit = cluster.spec.limits.max_retries
                 ex.flag("UO", f"retry budget of {label} exhausted (maxRetries {limit})")
                 return self._reply(ex, outcome)
+            cluster.stats["upstream_rq_retry"] += 1
             try:
                 await self.sleep(backoff(attempt, policy.backoff_base, self.rng))
             except BaseException:
@@ -279,6 +282,8 @@ class Router:
                 outcome = await (asyncio.wait_for(coro, per_try) if per_try else coro)
                 reusable = outcome.keep_alive
             except TimeoutError:
+                cluster.stats["upstream_rq_per_try_timeout"] += 1
+                host.rq_timeout += 1
                 outcome = Failure("timeout")
             except UpstreamReset as exc:
                 outcome = Failure("reset", str(exc))

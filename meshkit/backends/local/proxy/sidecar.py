@@ -32,6 +32,7 @@ from typing import Any
 
 from meshkit.backends.local.proxy.cluster import Cluster, ClusterSpec, Endpoint
 from meshkit.backends.local.proxy.config import ProxyIdentity, ProxyView, compile_view
+from meshkit.backends.local.proxy.configdump import DumpContext
 from meshkit.backends.local.proxy.exchange import CONNECT_FAILURE_BODY, Exchange, Filter, Handler, chain
 from meshkit.backends.local.proxy.fault import FaultFilter
 from meshkit.backends.local.proxy.matching import qualify_gateway
@@ -66,6 +67,7 @@ class Sidecar:
         self.sleep = sleep
         self.telemetry = telemetry or Telemetry(identity)
         self.view = ProxyView(0, identity, "current", "REGISTRY_ONLY", {}, {})
+        self.applied_at = 0.0  # when the current view was taken (config_dump's last_updated)
         self.clusters: dict[str, Cluster] = {}
         self.contexts = contexts
         self.security = WorkloadSecurity(identity, contexts)
@@ -161,6 +163,14 @@ class Sidecar:
             self.gateway_tls.update(view.gateway_tls, snapshot.get("secrets", {}))
         self.telemetry.access_logging = view.access_logging
         self.view, self.clusters = view, clusters
+        self.applied_at = time.time()
+
+    def dump_context(self) -> DumpContext:
+        """What ``/config_dump`` needs besides the view (mTLS modes, certificate, times)."""
+        contexts = self.contexts
+        return DumpContext(self.security.server_modes, self.security.mode,
+                           contexts.cert if contexts is not None else None,
+                           contexts.rotated_at if contexts is not None else 0.0, self.applied_at)
 
     def _outbound_chain(self, gateway_name: str, server_port: int) -> Handler:
         """The outbound chain (a gateway has one per server port): route → fault → router."""
