@@ -220,6 +220,90 @@ class Mesh:
         records = self.backend.request_log(now - window_s, limit=200_000)
         return rate_by(records, field, window_s, service=service, now=now)
 
+    # data plane introspection (istioctl proxy-config / proxy-status / x describe) ----------------
+    def envoy_admin(self, pod: str, path: str = "/config_dump") -> str:
+        """GET an Envoy admin path of a pod's proxy, e.g. ``mesh.envoy_admin(pod, "/clusters")``."""
+        return self.backend.envoy_admin(pod, path)
+
+    def config_dump(self, pod: str, include_eds: bool = False) -> dict[str, Any]:
+        """The pod's Envoy ``/config_dump`` (snake_case ``configs`` array)."""
+        import json
+
+        result: dict[str, Any] = json.loads(self.envoy_admin(pod, "/config_dump" + ("?include_eds" if include_eds
+                                                                                      else "")))
+        return result
+
+    def proxy_config(self, pod: str, kind: str = "clusters", **filters: Any) -> Any:
+        """``istioctl proxy-config KIND POD`` as a tidy table (a DataFrame when pandas is there).
+
+        Filters are istioctl's: ``fqdn``, ``port``, ``subset``, ``direction`` (clusters),
+        ``port``/``address`` (listeners), ``name`` (routes), ``cluster``/``status`` (endpoints).
+
+        Example::
+
+            mesh.proxy_config("preference", "routes", name="8080")
+            mesh.proxy_config("preference", "clusters", fqdn="recommendation", subset="version-v1")
+        """
+        from meshkit import proxyconfig as pc
+
+        rows, _ = self._proxy_table(pod, kind, **filters)
+        return pc.tidy(rows)
+
+    def _proxy_table(self, pod: str, kind: str, **filters: Any) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+        import json
+
+        from meshkit import proxyconfig as pc
+
+        if kind not in pc.KINDS or kind in ("all", "bootstrap"):
+            raise InvalidConfig([f"unknown proxy-config type {kind!r}; choose one of: clusters, listeners, "
+                                 "routes, endpoints, secret"])
+        dump = self.config_dump(pod) if kind != "endpoints" else {}
+        status = json.loads(self.envoy_admin(pod, "/clusters?format=json")) if kind == "endpoints" else None
+        return pc.table(dump, status, kind, **filters)
+
+    def proxy_config_text(self, pod: str, kind: str = "clusters", output: str = "short", **filters: Any) -> str:
+        """What ``meshkit proxy-config`` prints: istioctl's table, or the Envoy objects as JSON/YAML."""
+        import json
+
+        from meshkit import proxyconfig as pc
+
+        if output == "short" and kind != "all" and kind != "bootstrap":
+            rows, columns = self._proxy_table(pod, kind, **filters)
+            return pc.render(rows, columns, pc.PADDING.get(kind, 5))
+        dump = self.config_dump(pod, include_eds=kind == "all") if kind != "endpoints" else {}
+        status = json.loads(self.envoy_admin(pod, "/clusters?format=json")) if kind in ("endpoints", "all") else {}
+        if output == "short":
+            return pc.all_tables(dump, status)
+        objs = pc.resources(dump, status, kind, **filters)
+        if kind == "all":
+            return json.dumps(objs, indent=2) + "\n"  # the raw admin dump, snake_case as Envoy prints it
+        return (pc.as_yaml(objs) if output == "yaml" else pc.as_json(objs)) + "\n"
+
+    def proxy_status(self, pod: str | None = None, verbose: bool = False) -> Any:
+        """``istioctl proxy-status``: one row per proxy; with ``pod``, istiod's view diffed against the proxy's."""
+        from meshkit import proxyconfig as pc
+        from meshkit.backends.kind.versions import ISTIO_VERSION
+
+        if pod is not None:
+            name = pod.rsplit(".", 1)[0] if pod not in {p.name for p in self.pods()} else pod
+            return pc.diff_configs(self.backend.istiod_config_dump(name), self.config_dump(name, include_eds=True))
+        return pc.status_rows(self.pods(), "istiod-local" if self.backend.name == "local" else "istiod",
+                              ISTIO_VERSION, verbose)
+
+    def describe_pod(self, pod: str) -> str:
+        """``istioctl x describe pod POD``: service, matching subsets, traffic policy, routes, warnings."""
+        from meshkit import proxyconfig as pc
+
+        chosen = [p for p in self.pods() if p.name == pod] or [p for p in self.pods() if p.deployment == pod]
+        if not chosen:
+            from meshkit.errors import NotFound
+
+            raise NotFound(f'pods "{pod}" not found')
+        p = chosen[0]
+        labels = {"app": p.app, **({"version": p.version} if p.version else {})}
+        info = {"name": p.name, "namespace": p.namespace, "labels": labels, "app": p.app, "sidecar": p.sidecar}
+        return pc.describe_pod(info, self.get(), None)
+
     def close(self) -> None:
         self.backend.close()
 

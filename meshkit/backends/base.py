@@ -156,6 +156,15 @@ class Backend(ABC):
     def traces(self, service: str | None = None, limit: int = 20) -> dict[str, Any]:
         """Traces in Jaeger's query-API shape: ``{"data": [{"traceID", "spans", "processes"}]}``."""
 
+    # data-plane introspection (optional) ------------------------------------------------------
+    def envoy_admin(self, pod: str, path: str) -> str:
+        """GET ``path`` on the pod's Envoy admin port (``/config_dump``, ``/clusters``, ``/stats``)."""
+        raise BackendUnavailable(f"the {self.name} backend cannot read Envoy's admin port")
+
+    def istiod_config_dump(self, pod: str) -> dict[str, Any]:
+        """The config the control plane would push to ``pod`` now, as an Envoy config dump."""
+        raise BackendUnavailable(f"the {self.name} backend cannot show istiod's view of a proxy")
+
     def close(self) -> None:  # noqa: B027 - optional hook with a sensible default
         """Release client resources (connections); does not stop the mesh."""
 

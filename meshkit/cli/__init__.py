@@ -31,6 +31,7 @@ from meshkit.cli.lifecycle import (
     cmd_undeploy,
     cmd_up,
 )
+from meshkit.cli.proxy import add_verbs as add_proxy_verbs
 from meshkit.cli.security import cmd_certs, cmd_secret, cmd_sniff, cmd_token
 from meshkit.cli.telemetry import cmd_curl, cmd_explain, cmd_graph, cmd_load, cmd_logs, cmd_metrics, cmd_traces
 from meshkit.errors import InvalidConfig, MeshkitError
@@ -146,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     to.add_argument("--claim", action="append", help="name=value (repeatable)")
     to.add_argument("--subject")
     to.add_argument("--ttl", type=float, default=3600)
+    add_proxy_verbs(sub)
     la = verb("lab", cmd_lab, "open JupyterLab on the labs")
     la.add_argument("--reset", action="store_true", help="remove learners' leftovers from the running mesh")
     return p
@@ -154,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "normalise", None) is not None:
+        args.normalise(args)
     try:
         code: int = args.func(args)
     except InvalidConfig as exc:

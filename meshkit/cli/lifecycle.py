@@ -153,6 +153,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
     curl = parser.parse_args(command[1:])
     status, body = _mesh(args).exec(args.pod, curl.url, _headers(curl.header))
     _print(body.rstrip("\n"))
+    if status == 0:
+        return 7  # curl: failed to connect
     return 0 if status < 400 else 22  # curl -f's exit code for HTTP errors
 
 

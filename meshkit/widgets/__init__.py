@@ -47,9 +47,11 @@ _PANELS = (
     "traffic_panel",
     "weights_panel",
 )
+_PUSH = ("PushDiff",)  # meshkit.widgets.push: what a push changed in one proxy
 
 __all__ = [
     *_PANELS,
+    *_PUSH,
     "authz_rule",
     "connection_pool_rule",
     "deny_all",
@@ -67,10 +69,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _PANELS:
+    if name not in _PANELS and name not in _PUSH:
         raise AttributeError(f"module 'meshkit.widgets' has no attribute {name!r}")
     try:
-        module = importlib.import_module("meshkit.widgets.panels")
+        module = importlib.import_module("meshkit.widgets.push" if name in _PUSH else "meshkit.widgets.panels")
     except ModuleNotFoundError as exc:
         if (exc.name or "").startswith("meshkit"):  # our own bug, not a missing extra
             raise

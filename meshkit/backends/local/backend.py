@@ -463,6 +463,10 @@ class LocalBackend(Backend):
         target = self._pods_of(pod)[0]
         rest = url.split("://", 1)[-1]
         authority, _, path = rest.partition("/")
+        host, _, port_text = authority.partition(":")
+        if host in ("localhost", "127.0.0.1"):
+            # loopback is not captured by Istio's iptables rules: it reaches the pod's own ports
+            return self._loopback(target, int(port_text or 80), "/" + path, headers, method)
         hdrs = {"host": authority, **{k.lower(): v for k, v in (headers or {}).items()}}
         port = target.extra["ports"].get("outbound")
         if port is None:
@@ -481,6 +485,39 @@ class LocalBackend(Backend):
         except (ConnectionError, urllib.error.URLError) as exc:
             reason = getattr(exc, "reason", exc)
             return 0, f"curl: (56) Recv failure: {reason}"
+
+    def envoy_admin(self, pod: str, path: str) -> str:
+        """GET ``path`` on the pod's Envoy admin port (the pod's ``localhost:15000``)."""
+        target = self._pods_of(pod)[0]
+        admin = target.extra["ports"].get("admin")
+        if not target.sidecar or not admin:
+            raise MeshkitError(f"pod {target.name} has no istio-proxy container")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}{path}", timeout=10) as resp:
+                return str(resp.read().decode())
+        except urllib.error.HTTPError as exc:
+            raise MeshkitError(f"{path}: {exc.read().decode().strip() or exc.reason}") from None
+
+    def istiod_config_dump(self, pod: str) -> dict[str, Any]:
+        target = self._pods_of(pod)[0]
+        result: dict[str, Any] = self._call("GET", f"/config_dump?pod={target.name}")
+        return result
+
+    def _loopback(self, target: Pod, port: int, path: str, headers: Mapping[str, str] | None,
+                  method: str) -> tuple[int, str]:
+        ports = target.extra["ports"]
+        local = {15000: ports.get("admin") if target.sidecar else None, 8080: ports.get("app")}.get(port)
+        if not local:
+            return 0, f"curl: (7) Failed to connect to localhost port {port}: Connection refused"
+        hdrs = {"host": f"localhost:{port}", **{k.lower(): v for k, v in (headers or {}).items()}}
+        req = urllib.request.Request(f"http://127.0.0.1:{local}{path}", headers=hdrs, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except (ConnectionError, urllib.error.URLError) as exc:
+            return 0, f"curl: (56) Recv failure: {getattr(exc, 'reason', exc)}"
 
     def certs(self, pod: str) -> dict[str, Any]:
         """The pod's workload certificate and root, like ``istioctl proxy-config secret``."""

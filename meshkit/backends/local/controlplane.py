@@ -127,6 +127,8 @@ class ControlPlane:
             pod = deps.pods[body["pod"]]
             pod.last_error = "; ".join(str(e) for e in body.get("errors") or [])[:2000]
             return {"ok": True}
+        if route == "GET /config_dump":
+            return self.istiod_view(q["pod"])
         if route == "POST /register":
             pod = deps.pods[body["pod"]]
             pod.ports, pod.ready = body["ports"], True
@@ -252,6 +254,25 @@ class ControlPlane:
             except TimeoutError:
                 return Response(304, {}, b"")
         return self.snapshot(gateway=state is not None and state.spec.gateway)
+
+    def istiod_view(self, pod_name: str) -> dict[str, Any]:
+        """What istiod would send this proxy now, as an Envoy config dump (``proxy-status POD`` diffs it)."""
+        from meshkit.backends.local.proxy.config import ProxyIdentity, compile_view
+        from meshkit.backends.local.proxy.configdump import DumpContext, config_dump
+        from meshkit.backends.local.proxy.security import WorkloadSecurity
+
+        assert self.deployments is not None
+        pod = self.deployments.pods.get(pod_name)
+        if pod is None or not pod.spec.sidecar:
+            raise NotFound(f'no pod named "{pod_name}" with a sidecar')
+        spec = pod.spec
+        labels = spec.labels()
+        identity = ProxyIdentity(pod.name, labels["app"], spec.version, labels, pod.namespace,
+                                 service_account(spec), spec.gateway)
+        view = compile_view(self.snapshot(gateway=spec.gateway), identity)
+        security = WorkloadSecurity(identity, None)
+        security.apply(view, {})
+        return config_dump(view, DumpContext(security.server_modes, security.mode), include_eds=True)
 
     def _admit(self, raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The admission webhook: every resource is validated here too, whoever sent it."""
