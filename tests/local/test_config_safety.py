@@ -129,7 +129,8 @@ def test_a_proxy_rejects_only_what_it_cannot_use_and_keeps_its_last_good_version
     assert mesh.load(n=20, concurrency=4, flags=False).summary()["versions"] == {"v2": 20}
     customer = next(p for p in pods if p.app == "customer")
     dump = json.loads(_admin(customer.extra["ports"]["admin"], "/config_dump"))
-    assert dump["version"] == backend.status()["version"]
+    clusters = next(c for c in dump["configs"] if c["@type"].endswith(".ClustersConfigDump"))
+    assert int(clusters["version_info"]) == backend.status()["version"]
     assert main(["--home", str(backend.home), "status"]) == 0
     out = capsys.readouterr().out
     assert "config rejected: VirtualService tutorial/recommendation rejected" in out and "STALE" not in out
