@@ -23,10 +23,14 @@ from meshkit.traffic import LoadResult, TrafficRunner, run_load
 Source = str | Path | Mapping[str, Any] | Sequence[Mapping[str, Any]]
 
 
-def load_resources(sources: Sequence[Source], profile: str = "current") -> tuple[list[dict[str, Any]], list[str]]:
+def load_resources(
+    sources: Sequence[Source], profile: str = "current", namespace: str | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Parse and validate YAML text, files, directories or dicts; raises InvalidConfig on errors.
 
-    Returns the normalised resources and the warnings (istioctl-style lines).
+    ``namespace`` is kubectl's ``-n``: the namespace of resources that name none, and a resource
+    naming another one is refused as kubectl refuses it. Returns the normalised resources and the
+    warnings (istioctl-style lines).
     """
     from meshkit.resources import Document, load_paths, parse_text, validate_documents
 
@@ -40,8 +44,16 @@ def load_resources(sources: Sequence[Source], profile: str = "current") -> tuple
             docs.extend(parse_text(src, "<text>"))
         else:
             docs.extend(Document("<object>", i, dict(d), 1) for i, d in enumerate(src))
-    report = validate_documents(docs, profile=profile)
+    report = validate_documents(docs, profile=profile, default_namespace=namespace or "tutorial")
     report.raise_for_errors()
+    for doc in docs if namespace else []:
+        meta = doc.data.get("metadata") if isinstance(doc.data, Mapping) else None
+        given = meta.get("namespace") if isinstance(meta, Mapping) else None
+        if given and given != namespace and doc.data.get("kind") != "Namespace":
+            raise InvalidConfig([
+                f'error: the namespace from the provided object "{given}" does not match the namespace '
+                f'"{namespace}". You must pass \'--namespace={given}\' to perform this operation.'
+            ])
     return report.resources, [w.format() for w in report.warnings]
 
 
@@ -58,26 +70,45 @@ class Mesh:
         return str(status().get("profile", "current")) if callable(status) else "current"
 
     # resources ---------------------------------------------------------------------------------
-    def apply(self, *sources: Source) -> list[ApplyResult]:
-        """Validate then apply, all or nothing; raises :class:`InvalidConfig` with located messages."""
-        resources, self.warnings = load_resources(sources, self.profile)
+    def apply(self, *sources: Source, namespace: str | None = None) -> list[ApplyResult]:
+        """Validate then apply, all or nothing; raises :class:`InvalidConfig` with located messages.
+
+        Istio and Kubernetes resources mix freely (``Deployment``, ``Service``, ``ServiceAccount``,
+        ``Namespace``): ``mesh.apply("preference/kubernetes/Deployment.yml", namespace="tutorial")``.
+        """
+        resources, self.warnings = load_resources(sources, self.profile, namespace)
         if not resources:
             raise InvalidConfig(["error: no objects passed to apply"])
         results = self.backend.apply(resources)
         self.warnings += [f"warning: {w}" for r in results for w in r.warnings]
         return results
 
-    def delete(self, kind: str, name: str) -> ApplyResult:
+    def delete(self, kind: str, name: str, namespace: str | None = None) -> ApplyResult:
         from meshkit.resources import resolve_kind
 
+        if namespace:
+            return self.backend.delete(resolve_kind(kind).kind, name, namespace)  # type: ignore[call-arg]
         return self.backend.delete(resolve_kind(kind).kind, name)
 
-    def get(self, kind: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
+    def get(self, kind: str | None = None, name: str | None = None, *, namespace: str | None = None,
+            selector: str = "") -> list[dict[str, Any]]:
+        """Stored resources; ``get("pods", selector="app=customer")`` lists pods like kubectl does."""
         if kind is None:
             return self.backend.get()
         from meshkit.resources import resolve_kind
 
-        return self.backend.get(resolve_kind(kind).kind, name)
+        info = resolve_kind(kind)
+        if namespace or selector:
+            from meshkit.resources.kubernetes import selector_error
+
+            if msg := selector_error(selector):
+                raise InvalidConfig([f"error: {msg}"])
+            if self.backend.name != "local":
+                from meshkit.errors import Unsupported
+
+                raise Unsupported("-n and -l are supported on the local backend; use kubectl on a cluster")
+            return self.backend.get(info.kind, name, namespace=namespace, selector=selector)  # type: ignore[call-arg]
+        return self.backend.get(info.kind, name)
 
     def reset(self) -> list[ApplyResult]:
         return self.backend.reset()
@@ -93,6 +124,7 @@ class Mesh:
         self.backend.scale(deployment, replicas)
 
     def undeploy(self, deployment: str) -> None:
+        """Delete a deployment; with the last deployment of a service its Service goes too."""
         self.backend.undeploy(deployment)
 
     def misbehave(self, target: str) -> list[str]:

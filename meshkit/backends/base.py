@@ -62,7 +62,8 @@ class ApplyResult:
     warnings: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        return f"{self.kind.lower()}.{self.group}/{self.name} {self.action}"
+        kind = f"{self.kind.lower()}.{self.group}" if self.group else self.kind.lower()  # core: service/x
+        return f"{kind}/{self.name} {self.action}"
 
 
 class Backend(ABC):

@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default=os.environ.get("MESHKIT_BACKEND", "local"), choices=registered_backends())
     p.add_argument("--home", default=None, help="state directory of the local mesh (default $MESHKIT_HOME)")
     p.add_argument("--context", default=None, help="kube context (--backend kube)")
-    p.add_argument("--namespace", default="tutorial", help="namespace (--backend kube)")
+    p.add_argument("-n", "--namespace", default=None, help="namespace (default tutorial)")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def verb(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
@@ -64,19 +64,27 @@ def build_parser() -> argparse.ArgumentParser:
     verb("restart", cmd_restart, "restart only the local control plane; the pods keep serving and are adopted")
     st = verb("status", cmd_status, "pods, their proxies and config sync")
     st.add_argument("-o", "--output", choices=["table", "json"], default="table")
-    ap = verb("apply", cmd_apply, "apply Istio resources from files, directories or - (stdin)")
+    ap = verb("apply", cmd_apply, "apply Istio and Kubernetes resources from files, directories or - (stdin)")
     ap.add_argument("-f", "--filename", action="append", required=True)
-    de = verb("delete", cmd_delete, "delete resources by KIND NAME or -f FILE")
+    de = verb("delete", cmd_delete, "delete resources by KIND NAME, KIND/NAME or -f FILE")
     de.add_argument("kind", nargs="?")
     de.add_argument("name", nargs="?")
     de.add_argument("-f", "--filename", action="append")
-    ge = verb("get", cmd_get, "list stored resources")
+    ge = verb("get", cmd_get, "list stored resources (and pods, deployments, services: -l app=...)")
     ge.add_argument("kind", nargs="?")
     ge.add_argument("name", nargs="?")
-    ge.add_argument("-o", "--output", choices=["table", "yaml", "json"], default="table")
+    ge.add_argument("-o", "--output", choices=["table", "yaml", "json", "wide", "name"], default="table")
+    for sp in (ap, de, ge):
+        kubectl_namespace(sp)
+    for sp in (de, ge):
+        sp.add_argument("-l", "--selector", default="", help="label selector, e.g. app=customer,version=v1")
     verb("reset", cmd_reset, "remove every Istio resource except the ingress gateway's")
     an = verb("analyze", cmd_analyze, "istioctl analyze for the mesh (and files)")
     an.add_argument("-f", "--filename", action="append")
+    an.add_argument("--use-kube", default="true", choices=["true", "false"],
+                    help="false: analyze the files alone (their own Services, Pods and Namespaces)")
+    an.add_argument("-A", "--all-namespaces", action="store_true")
+    kubectl_namespace(an)
     cu = verb("curl", cmd_curl, "requests through the ingress gateway")
     cu.add_argument("path", nargs="?", default="/customer")
     cu.add_argument("-H", "--header", action="append")
@@ -101,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc = verb("scale", cmd_scale, "scale a deployment")
     sc.add_argument("deployment")
     sc.add_argument("--replicas", type=int, required=True)
-    ud = verb("undeploy", cmd_undeploy, "delete a deployment")
+    kubectl_namespace(sc)
+    ud = verb("undeploy", cmd_undeploy, "delete a deployment (and its Service with the last one of a service)")
     ud.add_argument("deployment")
     for name, func, help_ in (("misbehave", cmd_misbehave, "make a pod or deployment answer 503"),
                               ("behave", cmd_behave, "make a pod or deployment answer 200 again")):
@@ -114,10 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
     ki.add_argument("pod")
     ex = verb("exec", cmd_exec, "run curl inside a pod, through its sidecar")
     ex.add_argument("pod")
+    ex.add_argument("-c", "--container", default="app", help="accepted as kubectl does; curl runs in the pod")
+    ex.add_argument("-i", "--stdin", action="store_true", help=argparse.SUPPRESS)
+    ex.add_argument("-t", "--tty", action="store_true", help=argparse.SUPPRESS)
+    kubectl_namespace(ex)
     ex.add_argument("command", nargs=argparse.REMAINDER)
     lg = verb("logs", cmd_logs, "a pod's app log, or its proxy's access log with -c istio-proxy")
-    lg.add_argument("pod")
+    lg.add_argument("pod", nargs="?")
     lg.add_argument("-c", "--container", default="app")
+    lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C stops)")
+    lg.add_argument("-l", "--selector", default="")
+    kubectl_namespace(lg)
     me = verb("metrics", cmd_metrics, "Istio metrics of every proxy (Prometheus text format)")
     me.add_argument("--pod")
     tr = verb("traces", cmd_traces, "recent traces (Jaeger query-API shape with -o json)")
@@ -151,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     la = verb("lab", cmd_lab, "open JupyterLab on the labs")
     la.add_argument("--reset", action="store_true", help="remove learners' leftovers from the running mesh")
     return p
+
+
+def kubectl_namespace(sp: argparse.ArgumentParser) -> None:
+    """kubectl's ``-n/--namespace`` after the verb (unset: the top-level --namespace stays)."""
+    sp.add_argument("-n", "--namespace", default=argparse.SUPPRESS, help="namespace (default tutorial)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.backend == "local" and args.home:
         opts["home"] = args.home
     if args.backend == "kube":
-        opts.update(context=args.context, namespace=args.namespace)
+        opts.update(context=args.context, namespace=args.namespace or "tutorial")
     return opts
 
 
@@ -68,3 +68,21 @@ def _pods_verb(action: Callable[[Mesh, argparse.Namespace], list[str]], message:
         return 0
 
     return run
+
+
+def _ref(text: str, default_kind: str | None = None) -> tuple[str | None, str]:
+    """kubectl's ``KIND/NAME`` (``deployment/customer``, ``pod/customer-…``, ``svc/x``) → (kind, name)."""
+    kind, sep, name = text.partition("/")
+    if not sep:
+        return default_kind, text
+    from meshkit.resources import resolve_kind
+
+    return resolve_kind(kind).kind, name
+
+
+def _target(text: str) -> str:
+    """A pod or deployment named as kubectl would (``deployment/NAME``, ``pod/NAME``) or plainly."""
+    kind, name = _ref(text)
+    if kind not in (None, "Pod", "Deployment"):
+        raise MeshkitError(f'"{text}": expected a pod or a deployment (pod/NAME, deployment/NAME)')
+    return name

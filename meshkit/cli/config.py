@@ -5,18 +5,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
-from meshkit.cli.common import _mesh, _print, _sources, _table
+from meshkit.cli.common import _mesh, _print, _ref, _sources, _table
 from meshkit.errors import MeshkitError
 from meshkit.mesh import load_resources
+from meshkit.resources import resolve_kind
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
     mesh = _mesh(args)
-    results = mesh.apply(*_sources(args.filename))
+    results = mesh.apply(*_sources(args.filename), namespace=args.namespace)
     for w in mesh.warnings:
         print(w, file=sys.stderr)
     for r in results:
+        for w in r.warnings:
+            print(f"Warning: {w}", file=sys.stderr)
         _print(str(r))
     return 0
 
@@ -24,36 +28,104 @@ def cmd_apply(args: argparse.Namespace) -> int:
 def cmd_delete(args: argparse.Namespace) -> int:
     mesh = _mesh(args)
     if args.filename:
-        resources, _ = load_resources(_sources(args.filename))
+        resources, _ = load_resources(_sources(args.filename), namespace=args.namespace)
         for res in resources:
-            _print(str(mesh.backend.delete(res["kind"], res["metadata"]["name"])))
+            meta = res["metadata"]
+            _print(str(mesh.delete(res["kind"], meta["name"], meta.get("namespace"))))
         return 0
-    if not args.kind or not args.name:
-        raise MeshkitError("delete needs KIND NAME or -f FILE")
-    _print(str(mesh.delete(args.kind, args.name)))
+    if not args.kind:
+        raise MeshkitError("delete needs KIND NAME, KIND/NAME or -f FILE")
+    kind, name = _ref(args.kind)
+    names = [name] if kind else ([args.name] if args.name else [])
+    kind = kind or args.kind
+    if args.selector:
+        names = [o["metadata"]["name"] for o in mesh.get(kind, namespace=args.namespace, selector=args.selector)]
+        if not names:
+            _print(f"No resources found in {args.namespace or 'tutorial'} namespace.")
+            return 0
+    if not names:
+        raise MeshkitError("delete needs KIND NAME, KIND/NAME or -f FILE")
+    for one in names:
+        if resolve_kind(kind).kind == "Pod":
+            mesh.kill(one)  # its Deployment replaces it, as a ReplicaSet does
+            _print(f'pod "{one}" deleted')
+        else:
+            _print(str(mesh.delete(kind, one, args.namespace)))
     return 0
 
 
 def cmd_get(args: argparse.Namespace) -> int:
     mesh = _mesh(args)
-    items = mesh.get(args.kind, args.name)
-    if args.name and not items:
-        raise MeshkitError(f'{args.kind} "{args.name}" not found')
+    kind, name = (None, None)
+    if args.kind:
+        kind, name = _ref(args.kind)
+        kind, name = (kind, name) if kind else (args.kind, args.name)
+    ns = args.namespace or "tutorial"
+    # kubectl lists the current namespace's pods, deployments and services unless told otherwise
+    scoped = kind is not None and resolve_kind(kind).kind in KUBE_TABLES and resolve_kind(kind).namespaced
+    items = mesh.get(kind, name, namespace=ns if scoped else args.namespace, selector=args.selector)
+    if name and not items:
+        raise MeshkitError(f'{kind} "{name}" not found')
     if args.output == "json":
-        _print(json.dumps(items if not args.name else items[0], indent=2))
+        _print(json.dumps(items if not name else items[0], indent=2))
     elif args.output == "yaml":
         import yaml
 
         _print(yaml.safe_dump_all(items, sort_keys=False).rstrip())
+    elif args.output == "name":
+        for res in items:
+            info = resolve_kind(res["kind"])
+            _print(f"{info.kind.lower()}{'.' + info.group if info.group else ''}/{res['metadata']['name']}")
+    elif kind and resolve_kind(kind).kind in KUBE_TABLES:
+        rows = KUBE_TABLES[resolve_kind(kind).kind](items)
+        _table(rows) if len(rows) > 1 else _print(f"No resources found in {ns} namespace.")
     else:
         rows = [("KIND", "NAME", "AGE")]
         for res in items:
             rows.append((res["kind"], res["metadata"]["name"], res["metadata"].get("creationTimestamp", "")))
         if len(rows) == 1:
-            _print("No resources found in tutorial namespace.")
+            _print(f"No resources found in {ns} namespace.")
         else:
             _table(rows)
     return 0
+
+
+def _pods_table(items: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = [("NAME", "READY", "STATUS", "RESTARTS")]
+    for p in items:
+        st = p["status"]
+        rows.append((p["metadata"]["name"], st["ready"], st["phase"], str(st["restarts"])))
+    return rows
+
+
+def _deployments_table(items: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = [("NAME", "READY", "UP-TO-DATE", "AVAILABLE")]
+    for d in items:
+        st = d.get("status") or {}
+        want = st.get("wanted", (d.get("spec") or {}).get("replicas", 1))
+        rows.append((d["metadata"]["name"], f"{st.get('readyReplicas', 0)}/{want}", str(st.get("updatedReplicas", 0)),
+                     str(st.get("availableReplicas", 0))))
+    return rows
+
+
+def _services_table(items: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = [("NAME", "TYPE", "PORT(S)", "SELECTOR")]
+    for s in items:
+        spec = s.get("spec") or {}
+        ports = ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in spec.get("ports") or []) or "<none>"
+        selector = ",".join(f"{k}={v}" for k, v in (spec.get("selector") or {}).items()) or "<none>"
+        rows.append((s["metadata"]["name"], spec.get("type", "ClusterIP"), ports, selector))
+    return rows
+
+
+def _names_table(items: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = [("NAME", "AGE")]
+    rows += [(o["metadata"]["name"], o["metadata"].get("creationTimestamp", "")) for o in items]
+    return rows
+
+
+KUBE_TABLES = {"Pod": _pods_table, "Deployment": _deployments_table, "Service": _services_table,
+               "ServiceAccount": _names_table, "Namespace": _names_table}
 
 
 def cmd_reset(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from meshkit.cli.common import _backend_options, _headers, _mesh, _pods_verb, _print, _table
+from meshkit.cli.common import _backend_options, _headers, _mesh, _pods_verb, _print, _table, _target
 from meshkit.errors import MeshkitError
 
 
@@ -116,14 +116,16 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_scale(args: argparse.Namespace) -> int:
-    _mesh(args).scale(args.deployment, args.replicas)
-    _print(f"deployment.apps/{args.deployment} scaled")
+    name = _target(args.deployment)
+    _mesh(args).scale(name, args.replicas)
+    _print(f"deployment.apps/{name} scaled")
     return 0
 
 
 def cmd_undeploy(args: argparse.Namespace) -> int:
-    _mesh(args).undeploy(args.deployment)
-    _print(f'deployment.apps "{args.deployment}" deleted')
+    name = _target(args.deployment)
+    _mesh(args).undeploy(name)
+    _print(f'deployment.apps "{name}" deleted')
     return 0
 
 
@@ -137,13 +139,22 @@ cmd_delay = _pods_verb(lambda m, a: m.delay(a.target, a.seconds), "requests to /
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
-    new = _mesh(args).kill(args.pod)
+    new = _mesh(args).kill(_target(args.pod))
     _print(f'pod "{args.pod}" deleted; replaced by {new}')
     return 0
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    command = [c for c in args.command if c != "--"]
+    command = list(args.command)
+    if "--" in command:  # kubectl options may come between the pod and "--" (-c NAME, -n NS, -it)
+        cut = command.index("--")
+        options = argparse.ArgumentParser(prog="meshkit exec", add_help=False)
+        options.add_argument("-c", "--container")
+        options.add_argument("-n", "--namespace")
+        options.add_argument("-i", "--stdin", action="store_true")
+        options.add_argument("-t", "--tty", action="store_true")
+        options.parse_args(command[:cut])
+        command = command[cut + 1 :]
     if not command or command[0] != "curl":
         raise MeshkitError("exec supports: meshkit exec POD -- curl URL [-H 'Name: value']")
     parser = argparse.ArgumentParser(prog="curl", add_help=False)
@@ -151,7 +162,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     parser.add_argument("-H", dest="header", action="append")
     parser.add_argument("-s", action="store_true")
     curl = parser.parse_args(command[1:])
-    status, body = _mesh(args).exec(args.pod, curl.url, _headers(curl.header))
+    status, body = _mesh(args).exec(_target(args.pod), curl.url, _headers(curl.header))
     _print(body.rstrip("\n"))
     if status == 0:
         return 7  # curl: failed to connect

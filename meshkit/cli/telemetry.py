@@ -6,8 +6,10 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
-from meshkit.cli.common import _headers, _mesh, _print
+from meshkit.cli.common import _headers, _mesh, _print, _target
+from meshkit.errors import MeshkitError
 
 
 def cmd_curl(args: argparse.Namespace) -> int:
@@ -44,12 +46,39 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     mesh = _mesh(args)
-    if args.container == "istio-proxy":
-        for line in mesh.backend.access_log(args.pod):  # type: ignore[attr-defined]
-            _print(line)
-        return 0
-    text = mesh.backend.app_log(args.pod)  # type: ignore[attr-defined]
-    _print(text.rstrip("\n"))
+    if args.selector:
+        pods = [p["metadata"]["name"] for p in mesh.get("pods", namespace=args.namespace, selector=args.selector)]
+    elif args.pod:
+        pods = [_target(args.pod)]
+    else:
+        raise MeshkitError("logs needs a POD, deployment/NAME or -l app=NAME")
+    backend = mesh.backend
+    proxy = args.container == "istio-proxy"
+    seen: dict[str, Any] = {}
+    for pod in pods:
+        if proxy:
+            lines = backend.access_log(pod)  # type: ignore[attr-defined]
+            seen[pod] = lines[-1] if lines else None
+            for line in lines:
+                _print(line)
+        else:
+            text, seen[pod] = backend.app_log_since(pod)  # type: ignore[attr-defined]
+            if text.strip():
+                _print(text.rstrip("\n"))
+    while args.follow:  # kubectl logs -f: new lines as they come, until Ctrl-C
+        time.sleep(0.5)
+        for pod in pods:
+            if proxy:
+                lines = backend.access_log(pod)  # type: ignore[attr-defined]
+                last = seen[pod]
+                new = lines[len(lines) - lines[::-1].index(last):] if last in lines else lines
+                seen[pod] = lines[-1] if lines else last
+                for line in new:
+                    _print(line)
+            else:
+                text, seen[pod] = backend.app_log_since(pod, seen[pod])  # type: ignore[attr-defined]
+                if text.strip():
+                    _print(text.rstrip("\n"))
     return 0
 
 

@@ -33,11 +33,11 @@ class KindInfo:
     @property
     def api_version(self) -> str:
         """The apiVersion resources of this kind are normalised to (``networking.istio.io/v1``)."""
-        return f"{self.group}/{self.versions[0]}"
+        return f"{self.group}/{self.versions[0]}" if self.group else self.versions[0]
 
     @property
     def api_versions(self) -> tuple[str, ...]:
-        return tuple(f"{self.group}/{v}" for v in self.versions)
+        return tuple(f"{self.group}/{v}" if self.group else v for v in self.versions)
 
 
 _NET = "networking.istio.io"
@@ -72,12 +72,15 @@ def resolve_kind(name: str) -> KindInfo:
 
     Raises :class:`meshkit.errors.NotFound` listing the valid names when nothing matches.
     """
+    from meshkit.resources.kubernetes import KUBE_KINDS, POD_KIND  # the module imports KindInfo from here
+
     wanted = name.strip().lower()
     base, _, group = wanted.partition(".")
-    for info in KINDS.values():
+    every = [*KINDS.values(), *KUBE_KINDS.values(), POD_KIND]
+    for info in every:
         if base in _names(info) and (not group or group == info.group):
             return info
-    valid = ", ".join(f"{i.plural} ({', '.join(i.short_names)})" if i.short_names else i.plural for i in KINDS.values())
+    valid = ", ".join(f"{i.plural} ({', '.join(i.short_names)})" if i.short_names else i.plural for i in every)
     raise NotFound(f'unknown resource type "{name}"; valid types: {valid}')
 
 

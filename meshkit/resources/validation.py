@@ -36,6 +36,7 @@ from meshkit.resources.destinationrule import DESTINATION_RULE
 from meshkit.resources.envoyfilter import ENVOY_FILTER
 from meshkit.resources.gateway import GATEWAY, SERVICE_ENTRY
 from meshkit.resources.kinds import KINDS, KindInfo
+from meshkit.resources.kubernetes import is_kubernetes, kubernetes_problems, normalise_kubernetes
 from meshkit.resources.legacy import explain_legacy
 from meshkit.resources.model import Document, Origin, Path, Problem, format_path
 from meshkit.resources.schema import Checker, MapOf, Schema, Str, describe
@@ -241,6 +242,8 @@ def validate_document(
             )
         )
         return None, problems
+    if is_kubernetes(data):
+        return _kubernetes(doc, subject, data, problems)
     legacy = explain_legacy(data)
     if legacy:
         problems.append(subject.problem("Error", "IST0002", (), legacy, line_of=("kind",)))
@@ -269,6 +272,16 @@ def validate_document(
     if any(p.level == "Error" for p in problems):
         return None, problems
     return _normalise(data, info, subject.namespace), problems
+
+
+def _kubernetes(
+    doc: Document, subject: _Subject, data: dict[str, Any], problems: list[Problem]
+) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """Kubernetes objects are checked as the API server checks them (see resources.kubernetes)."""
+    problems += [subject.problem("Error", "IST0106", path, msg) for path, msg in kubernetes_problems(data)]
+    if any(p.level == "Error" for p in problems):
+        return None, problems
+    return normalise_kubernetes(data, subject.namespace), problems
 
 
 def validate_documents(

@@ -51,6 +51,17 @@ PROPAGATED = (
 )
 INTERNAL_ERROR_HTML = b"<html><head><title>Error</title></head><body>Internal Server Error</body></html>"
 TEXT = {"content-type": "text/plain;charset=UTF-8"}
+VIRTUALIZED_REPLY = b"recommendation v2 from 'virtualized': 2\n"
+HOVERFLY_NO_MATCH = (
+    b"Hoverfly Error!\n\nThere was an error when matching\n\nGot error: Could not find a match for request, "
+    b"create or record a valid matcher first!\n"
+)
+JAVA_PACKAGES = {
+    "UnknownHostException": "java.net",
+    "ConnectException": "java.net",
+    "SocketTimeoutException": "java.net",
+    "IOException": "java.io",
+}
 HEALTH = b'{\n    "status": "UP",\n    "checks": [\n    ]\n}'
 
 
@@ -73,11 +84,23 @@ class SampleApp:
         self.misbehaving = False
         self.delay_s = 0.0
         self.log: deque[str] = deque(maxlen=log_capacity)
+        self.logged = 0  # lines ever written: `logs -f` asks for what came after its last read
         self._clients: dict[tuple[str, int], SimpleClient] = {}
         # in a local pod the sidecar shares the process: outbound calls are handed to it directly
         self.transport: Callable[[Request], Awaitable[Response]] | None = None
+        # cluster DNS as the pod sees it (None: the system resolver, as in Kubernetes)
+        self.resolves: Callable[[str], bool] | None = None
+
+    @property
+    def label(self) -> str:
+        """How the reply names this service: the advanced chapters' preference v2 shouts it."""
+        if self.spec.service == "preference" and self.spec.version == "v2":
+            return "PREFERENCE"
+        return self.spec.service
 
     async def _send(self, host: str, port: int, path: str, headers: dict[str, str]) -> Response:
+        if self.resolves is not None and not self.resolves(host):
+            raise ConnectFailure(f"gaierror: [Errno -2] Name or service not known: {host}")
         if self.transport is not None:
             return await self.transport(Request("GET", path, headers))
         return await self._client(host, port).request("GET", path, headers)
@@ -91,6 +114,8 @@ class SampleApp:
 
     async def handle(self, req: Request) -> Response:
         path = req.path.split("?", 1)[0]
+        if self.spec.service == "recommendation" and self.spec.version == "virtualized":
+            return self._virtualized(req)
         if path == "/":
             return await self._root(req)
         if path == "/misbehave":
@@ -131,6 +156,7 @@ class SampleApp:
 
     async def _call_next(self, req: Request, callee: str) -> Response:
         name = self.spec.service
+        label = self.label
         headers = {k: v for k in PROPAGATED if (v := req.headers.get(k)) is not None}
         if name == "customer" and "user-agent" in req.headers:
             headers["baggage-user-agent"] = req.headers["user-agent"]
@@ -140,13 +166,28 @@ class SampleApp:
             resp = await self._send(callee, 8080, "/", headers)
         except Exception as exc:
             kind, message = _java_like(exc, callee)
-            self._log(f"{name} call to {callee} failed: {kind}: {message}")
-            return Response(503, dict(TEXT), f"{name} => {kind}: {message}\n".encode())
+            # the sample's logger.warn(..., ex): the message, the wrapping exception, its cause
+            cause = f"{JAVA_PACKAGES.get(kind, 'java.lang')}.{kind}: {message}"
+            self._log(f"Exception trying to get the response from {callee} service.: "
+                      f"javax.ws.rs.ProcessingException: {cause}", "WARN")
+            self._log(f"Caused by: {cause}", "")
+            return Response(503, dict(TEXT), f"{label} => {kind}: {message}\n".encode())
         text = resp.body.decode("utf-8", "replace")
         if 200 <= resp.status < 300:
-            return Response(200, dict(TEXT), f"{name} => {text.strip()}\n".encode())
+            # customer trims what it got, preference passes it on as it came (both add a newline)
+            got = text.strip() if name == "customer" else text
+            return Response(200, dict(TEXT), f"{label} => {got}\n".encode())
+        self._log(f"Non HTTP 20x trying to get the response from {callee} service: {resp.status}", "WARN")
+        if name == "preference":  # its ex.printStackTrace()
+            self._log(f"javax.ws.rs.WebApplicationException: HTTP {resp.status} {_reason(resp.status)}", "")
         # the tutorial's services answer 503 for any downstream failure; the code is only in the text
-        return Response(503, dict(TEXT), f"{name} => Error: {resp.status} - {text}".encode())
+        return Response(503, dict(TEXT), f"{label} => Error: {resp.status} - {text}\n".encode())
+
+    def _virtualized(self, req: Request) -> Response:
+        """The advanced chapter's Hoverfly simulation: one recorded pair, GET / answers it."""
+        if req.method == "GET" and req.path == "/":
+            return Response(200, {**TEXT, "hoverfly": "Was-Here"}, VIRTUALIZED_REPLY)
+        return Response(502, dict(TEXT), HOVERFLY_NO_MATCH)
 
     async def _v3(self, req: Request) -> Response:
         host, port, path = TIME_URL
@@ -163,9 +204,14 @@ class SampleApp:
         body = f"recommendation v3 {now} from '{self.spec.pod}': {self.count}\n"
         return Response(200, dict(TEXT), body.encode())
 
-    def _log(self, line: str) -> None:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
-        self.log.append(f"{stamp} INFO  [{self.spec.service}] {line}")
+    def _log(self, line: str, level: str = "INFO") -> None:
+        """One log line; ``level`` "" continues the previous entry (a stack trace line)."""
+        if not level:
+            self.log.append(line)
+        else:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+            self.log.append(f"{stamp} {level:<5} [{self.spec.service}] {line}")
+        self.logged += 1
 
     def close(self) -> None:
         for client in self._clients.values():
@@ -184,3 +230,12 @@ def _java_like(exc: Exception, host: str) -> tuple[str, str]:
     if isinstance(exc, asyncio.TimeoutError):
         return "SocketTimeoutException", "Read timed out"
     return type(exc).__name__, str(exc)
+
+
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"

@@ -126,8 +126,8 @@ def test_unknown_kind_and_version() -> None:
     assert errors("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: a}\n")[0][1].startswith(
         "Sidecar (networking.istio.io/v1) is an Istio kind the local mesh does not model"
     )
-    assert errors("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\n")[0][1].startswith(
-        'kind "Deployment" (apps/v1) is not an Istio resource meshkit can apply'
+    assert errors("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")[0][1].startswith(
+        'kind "ConfigMap" (v1) is not an Istio resource meshkit can apply'
     )
 
 

@@ -359,26 +359,37 @@ class LocalBackend(Backend):
     # resources -----------------------------------------------------------------------------------
     def apply(self, resources: Sequence[Mapping[str, Any]]) -> list[ApplyResult]:
         reply = self._call("POST", "/apply", {"resources": list(resources)})
+        if any(r.get("kind") == "Deployment" for r in resources):
+            self.wait_ready()
         self.wait_synced()
         out = []
         warnings = tuple(reply.get("warnings") or ())  # what the proxies will make of it (keys they cannot fetch)
         for res, item in zip(resources, reply["results"], strict=True):
-            group = str(res.get("apiVersion", "")).split("/")[0]
-            out.append(ApplyResult(item["kind"], group, item["name"], item["action"], warnings))
+            api = str(res.get("apiVersion", ""))
+            group = api.split("/")[0] if "/" in api else ""  # the core group ("v1") has no name
+            out.append(ApplyResult(item["kind"], group, item["name"], item["action"],
+                                   warnings + tuple(item.get("warnings", ()))))
             warnings = ()
         return out
 
-    def delete(self, kind: str, name: str, namespace: str = "tutorial") -> ApplyResult:
-        items = self.get(kind, name)
+    def delete(self, kind: str, name: str, namespace: str | None = None) -> ApplyResult:
+        items = self.get(kind, name, namespace=namespace)
         if not items:
             raise NotFound(f'{kind.lower()} "{name}" not found')
         res = items[0]
-        self._call("POST", "/delete", {"kind": kind, "name": name, "namespace": res["metadata"]["namespace"]})
+        ns = res["metadata"].get("namespace", "tutorial")
+        self._call("POST", "/delete", {"kind": kind, "name": name, "namespace": ns})
         self.wait_synced()
-        return ApplyResult(kind, res["apiVersion"].split("/")[0], name, "deleted")
+        api = str(res["apiVersion"])
+        return ApplyResult(kind, api.split("/")[0] if "/" in api else "", name, "deleted")
 
-    def get(self, kind: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
-        query = "&".join(f"{k}={v}" for k, v in (("kind", kind), ("name", name)) if v)
+    def get(self, kind: str | None = None, name: str | None = None, *, namespace: str | None = None,
+            selector: str = "") -> list[dict[str, Any]]:
+        """Stored resources; Kubernetes kinds (and pods) also by ``namespace`` and label ``selector``."""
+        from urllib.parse import urlencode
+
+        params = {"kind": kind, "name": name, "namespace": namespace, "selector": selector}
+        query = urlencode({k: v for k, v in params.items() if v})
         items: list[dict[str, Any]] = self._call("GET", f"/resources?{query}")["items"]
         return items
 
@@ -460,6 +471,8 @@ class LocalBackend(Backend):
 
     def exec_request(self, pod: str, url: str, headers: Mapping[str, str] | None = None,
                      method: str = "GET") -> tuple[int, str]:
+        from meshkit.backends.local.proxy.dns import ClusterDns
+
         target = self._pods_of(pod)[0]
         rest = url.split("://", 1)[-1]
         authority, _, path = rest.partition("/")
@@ -469,6 +482,8 @@ class LocalBackend(Backend):
             return self._loopback(target, int(port_text or 80), "/" + path, headers, method)
         hdrs = {"host": authority, **{k.lower(): v for k, v in (headers or {}).items()}}
         port = target.extra["ports"].get("outbound")
+        if not ClusterDns(self._services(), target.namespace).resolves(host):
+            return 0, f"curl: (6) Could not resolve host: {host}"
         if port is None:
             # no sidecar: the pod reaches the service's pod directly, in plaintext (like Istio's curl sample)
             service = authority.split(":")[0].split(".")[0]
@@ -518,6 +533,10 @@ class LocalBackend(Backend):
             return exc.code, exc.read().decode()
         except (ConnectionError, urllib.error.URLError) as exc:
             return 0, f"curl: (56) Recv failure: {getattr(exc, 'reason', exc)}"
+
+    def _services(self) -> list[dict[str, Any]]:
+        return [{"name": s["metadata"]["name"], "namespace": s["metadata"].get("namespace", "tutorial")}
+                for s in self.get("Service")]
 
     def certs(self, pod: str) -> dict[str, Any]:
         """The pod's workload certificate and root, like ``istioctl proxy-config secret``."""
@@ -598,12 +617,18 @@ class LocalBackend(Backend):
         return result
 
     def app_log(self, pod: str) -> str:
+        return self.app_log_since(pod)[0]
+
+    def app_log_since(self, pod: str, since: int | None = None) -> tuple[str, int]:
+        """The app's log (only the lines written after the ``since``-th with it) and its line count."""
         target = self._pods_of(pod)[0]
         if "app" not in target.extra["ports"]:
             raise MeshkitError(f"pod {target.name} has no app container; its container is istio-proxy "
                                "(use -c istio-proxy)")
-        with urllib.request.urlopen(f"http://127.0.0.1:{target.extra['ports']['admin']}/app_log", timeout=10) as r:
-            return str(r.read().decode())
+        query = f"?since={since}" if since is not None else ""
+        url = f"http://127.0.0.1:{target.extra['ports']['admin']}/app_log{query}"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return str(r.read().decode()), int(r.headers.get("x-log-lines", 0))
 
 
 def _log_tail(path: Path, offset: int = 0, lines: int = 12) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -27,13 +28,15 @@ from meshkit.backends.local.ca import CertificateAuthority
 from meshkit.backends.local.collector import Collector
 from meshkit.backends.local.durable import StateWriteError, read_json, write_atomic
 from meshkit.backends.local.jwt import LocalIssuer
+from meshkit.backends.local.kubeobjects import KubeObjects
 from meshkit.backends.local.processes import HomeLock, ProcessRecord
 from meshkit.backends.local.proxy.stats import merge_expositions
-from meshkit.backends.local.store import ResourceStore
+from meshkit.backends.local.store import ResourceStore, key_of
 from meshkit.backends.local.timeapi import TimeService
 from meshkit.backends.local.workloads import GATEWAY, Deployments, DeploymentSpec, service_account
 from meshkit.errors import MeshkitError, NotFound
 from meshkit.http1 import Request, Response, SimpleClient, serve
+from meshkit.resources.kubernetes import KUBE_KINDS
 from meshkit.sample.ingress import gateway_customer
 from meshkit.wire import dumps, loads
 
@@ -86,11 +89,11 @@ class ControlPlane:
             "version": self.version,
             "profile": self.profile,
             "outbound_policy": self.outbound_policy,
-            "services": [{"name": s, "namespace": "tutorial", "port": 8080} for s in SERVICES],
+            "services": self.kube.services(),
             "endpoints": [p.endpoint() for p in pods if not p.spec.gateway],
             "internet": {"worldtimeapi.org": ["127.0.0.1", self.time_service.port]},
             "jwks": {LOCAL_JWKS_URI: self.issuer.jwks()},
-            "resources": self.store.list(),
+            "resources": [r for r in self.store.list() if r["kind"] not in KUBE_KINDS],
             # TLS keys go to the gateway only, as SDS serves a credentialName to the gateway that uses it
             "secrets": self.secrets if gateway else {},
         }
@@ -168,33 +171,51 @@ class ControlPlane:
             return self.status()
         if route == "POST /apply":
             resources = self._admit(body["resources"])
-            warnings = self._compile_check(resources)
-            results = self.store.put_all(resources)  # stored on disk first: what is not stored is not applied
-            if any(action != "unchanged" for _, action in results):
+            warnings = self._compile_check([r for r in resources if r["kind"] not in KUBE_KINDS])
+            # stored on disk first: what is not stored is not applied
+            stored = dict(self.store.put_all([r for r in resources if r["kind"] not in KUBE_KINDS]))
+            results = []
+            for r in resources:
+                action, notes = (await self.kube.apply(r)) if r["kind"] in KUBE_KINDS else (stored[key_of(r)], [])
+                results.append((key_of(r), action, notes))
+            if any(action != "unchanged" for _, action, _ in results):
                 self.bump()
-            return {"results": [{"kind": k[0], "namespace": k[1], "name": k[2], "action": a} for k, a in results],
-                    "warnings": warnings}
+            return {"results": [{"kind": k[0], "namespace": k[1], "name": k[2], "action": a, "warnings": w}
+                                for k, a, w in results], "warnings": warnings}
         if route == "POST /delete":
-            removed = self.store.delete((body["kind"], body.get("namespace", "tutorial"), body["name"]))
-            if removed is None:
+            key = (body["kind"], body.get("namespace", "tutorial"), body["name"])
+            found = await self.kube.delete(*key) if key[0] in KUBE_KINDS else self.store.delete(key) is not None
+            if not found:
                 raise KeyError(f"{body['kind']} {body['name']}")
             self.bump()
             return {"deleted": True}
         if route == "GET /resources":
-            return {"items": self.store.list(q.get("kind"), q.get("name"))}
+            kind = q.get("kind")
+            if kind is not None and (kind in KUBE_KINDS or kind == "Pod"):
+                return {"items": self.kube.objects(kind, q.get("name"), q.get("namespace"), q.get("selector", ""))}
+            items = [r for r in self.store.list(kind, q.get("name")) if r["kind"] not in KUBE_KINDS
+                     and q.get("namespace") in (None, r["metadata"].get("namespace"))]
+            return {"items": items}
         if route == "POST /deploy":
             spec = DeploymentSpec(body["service"], body.get("version", "v1"), int(body.get("replicas", 1)),
                                   bool(body.get("sidecar", True)))
             await deps.ensure(spec)
+            if self.kube.ensure_service(spec):
+                self.store.save()
+                self.bump()
             return {"deployment": spec.name}
         if route == "POST /scale":
             spec = deps.specs[body["deployment"]]
-            await deps.ensure(DeploymentSpec(spec.service, spec.version, int(body["replicas"]), spec.sidecar))
+            await deps.ensure(dataclasses.replace(spec, replicas=int(body["replicas"])))
+            self.kube.scaled(spec.name, int(body["replicas"]))
+            self.store.save()
             return {"ok": True}
         if route == "POST /undeploy":
             deps.specs[body["deployment"]]
-            await deps.remove(body["deployment"])
-            return {"ok": True}
+            services = await self.kube.undeploy(body["deployment"])
+            self.store.save()
+            self.bump()
+            return {"ok": True, "services": services}
         if route == "POST /kill":
             await deps.kill(body["pod"])
             return {"ok": True}
@@ -217,7 +238,7 @@ class ControlPlane:
         assert self.deployments is not None
         pods = [p for p in self.deployments.pods.values() if p.spec.sidecar and "admin" in p.ports]
         if pod is not None:
-            chosen = [p for p in pods if pod in (p.name, p.deployment, p.spec.labels()["app"])]
+            chosen = [p for p in pods if pod in (p.name, p.deployment, p.spec.labels().get("app", p.spec.service))]
             if not chosen:
                 names = ", ".join(sorted(p.name for p in pods))
                 raise NotFound(f'no pod named "{pod}" with a sidecar; known: {names}')
@@ -300,9 +321,9 @@ class ControlPlane:
         specs = {s.name: s for s in self.deployments.specs.values() if s.sidecar}
         for spec in specs.values():
             labels = spec.labels()
-            namespace = "istio-system" if spec.gateway else "tutorial"
-            identity = ProxyIdentity(f"{spec.name}-admission", labels["app"], spec.version, labels, namespace,
-                                     service_account(spec), spec.gateway)
+            namespace = "istio-system" if spec.gateway else spec.namespace
+            identity = ProxyIdentity(f"{spec.name}-admission", labels.get("app", spec.service), spec.version, labels,
+                                     namespace, service_account(spec), spec.gateway)
             snapshot = {**self.snapshot(gateway=spec.gateway), "resources": candidate}
             found, warned = check_push(snapshot, identity)
             errors.update(dict.fromkeys(found))
@@ -344,7 +365,7 @@ class ControlPlane:
             pods.append(
                 {
                     "name": p.name,
-                    "app": p.spec.labels()["app"],
+                    "app": p.spec.labels().get("app", p.spec.service),
                     "version": p.spec.version,
                     "deployment": p.deployment,
                     "namespace": p.namespace,
@@ -389,7 +410,11 @@ class ControlPlane:
                 self.gateway_port = self.deployments.gateway_port = pod.ports["outbound"]
         if not self.store.list("Gateway"):
             self.store.put_all(gateway_customer())
-        specs = self.deployments.load() or list(deployments)
+        self.kube = KubeObjects(self.store, self.deployments)
+        specs = self.deployments.load()
+        if not specs:  # a fresh mesh: the sample's namespace, accounts and Services come with its pods
+            specs = list(deployments)
+            self.kube.seed()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_event.set)

@@ -52,7 +52,8 @@ class Pod:
     async def start(self) -> None:
         a = self.args
         identity = ProxyIdentity(
-            a["pod"], a["labels"]["app"], a["version"], a["labels"], a["namespace"], a["service_account"], a["gateway"]
+            a["pod"], a["labels"].get("app", a["service"]), a["version"], a["labels"], a["namespace"],
+            a["service_account"], a["gateway"],
         )
         app_server = None
         if not a["gateway"] and a["service"] != "curl":
@@ -70,6 +71,7 @@ class Pod:
                 # app and sidecar share the process: the pod-internal hop is a call, not a socket
                 # (the ports stay open for `meshkit exec` and direct calls to the app)
                 self.app.transport = self.sidecar.handle_outbound
+                self.app.resolves = self.sidecar.dns_resolves
                 self.sidecar.app_handler = self.app.handle
         admin = await serve(self.admin, "127.0.0.1", 0)
         self.ports["admin"] = admin.sockets[0].getsockname()[1]
@@ -242,7 +244,12 @@ class Pod:
             described = self.contexts.cert.describe(time.time())
             return Response(200, {"content-type": "application/json"}, json.dumps(described, default=str).encode())
         if path == "/app_log" and self.app is not None:
-            return Response(200, {"content-type": "text/plain"}, ("\n".join(self.app.log) + "\n").encode())
+            lines = list(self.app.log)
+            since = req.path.partition("since=")[2]
+            if since.isdigit():  # `logs -f`: only what was written after the caller's last read
+                lines = lines[max(0, len(lines) - (self.app.logged - int(since))):]
+            body = ("\n".join(lines) + "\n").encode() if lines else b""
+            return Response(200, {"content-type": "text/plain", "x-log-lines": str(self.app.logged)}, body)
         if path == "/ready":
             return Response(200, {"content-type": "text/plain"}, b"LIVE\n")
         return Response(404, {"content-type": "text/plain"}, b"unknown admin path\n")

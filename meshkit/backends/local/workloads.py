@@ -38,9 +38,16 @@ class DeploymentSpec:
     version: str = "v1"
     replicas: int = 1
     sidecar: bool = True
+    # set by a Deployment applied as YAML: its name, namespace, pod template labels, service account
+    deployment: str = ""
+    namespace: str = "tutorial"
+    pod_labels: dict[str, str] = field(default_factory=dict)
+    account: str = ""
 
     @property
     def name(self) -> str:
+        if self.deployment:
+            return self.deployment
         if self.service in ("customer", GATEWAY, "curl"):
             return self.service
         return f"{self.service}-{self.version}"
@@ -50,12 +57,17 @@ class DeploymentSpec:
         return self.service == GATEWAY
 
     def template_hash(self) -> str:
-        digest = hashlib.sha256(json.dumps([self.service, self.version, self.sidecar]).encode()).digest()
+        parts: list[object] = [self.service, self.version, self.sidecar]
+        if self.pod_labels or self.account:
+            parts += [sorted(self.pod_labels.items()), self.account]
+        digest = hashlib.sha256(json.dumps(parts).encode()).digest()
         return "".join(ALPHABET[b % len(ALPHABET)] for b in digest[:10])
 
     def labels(self) -> dict[str, str]:
         if self.gateway:
             return {"app": GATEWAY, "istio": "ingressgateway", "workload": GATEWAY}
+        if self.pod_labels:
+            return {**self.pod_labels, "workload": self.name}
         labels = {"app": self.service, "version": self.version, "workload": self.name}
         return labels
 
@@ -79,7 +91,7 @@ class PodState:
 
     @property
     def namespace(self) -> str:
-        return "istio-system" if self.spec.gateway else "tutorial"
+        return "istio-system" if self.spec.gateway else self.spec.namespace
 
     def endpoint(self) -> dict[str, Any]:
         """How the registry (and so every proxy) sees this pod."""
@@ -89,7 +101,7 @@ class PodState:
             "address": "127.0.0.1",
             "port": self.ports.get("inbound") or self.ports.get("app", 0),
             "tls_port": self.ports.get("inbound_tls", 0),
-            "app": spec.labels()["app"],
+            "app": spec.labels().get("app", spec.service),
             "version": spec.version if not spec.gateway else "",
             "workload": spec.name,
             "labels": spec.labels(),
@@ -108,7 +120,7 @@ class PodState:
 
 
 def service_account(spec: DeploymentSpec) -> str:
-    return "istio-ingressgateway-service-account" if spec.gateway else spec.service
+    return "istio-ingressgateway-service-account" if spec.gateway else spec.account or spec.service
 
 
 def pod_name(spec: DeploymentSpec) -> str:

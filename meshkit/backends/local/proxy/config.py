@@ -295,7 +295,7 @@ def compile_view(snapshot: Mapping[str, Any], me: ProxyIdentity) -> ProxyView:
 
     for host, svc in services.items():
         port = int(svc.get("port", 8080))
-        add_clusters(host, port, tuple(e for e in endpoints if e.app == svc["name"]), False)
+        add_clusters(host, port, tuple(e for e in endpoints if _selects(svc, e)), False)
         default = _default_vhost(host, port, profile)
         for alias in _aliases(svc["name"], svc.get("namespace", ns), port):
             vhosts[alias] = default
@@ -355,6 +355,12 @@ def compile_view(snapshot: Mapping[str, Any], me: ProxyIdentity) -> ProxyView:
         trace_sampling=sampling,
         access_logging=access_logging,
     )
+
+
+def _selects(svc: Mapping[str, Any], ep: Endpoint) -> bool:
+    """A Service's endpoints are the pods its selector picks (none without a selector)."""
+    selector = svc.get("selector", {"app": svc["name"]})
+    return bool(selector) and all(ep.labels.get(k) == v for k, v in selector.items())
 
 
 def _default_vhost(host: str, port: int, profile: str) -> VirtualHost:

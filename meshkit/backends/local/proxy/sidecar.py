@@ -33,6 +33,7 @@ from typing import Any
 from meshkit.backends.local.proxy.cluster import Cluster, ClusterSpec, Endpoint
 from meshkit.backends.local.proxy.config import ProxyIdentity, ProxyView, compile_view
 from meshkit.backends.local.proxy.configdump import DumpContext
+from meshkit.backends.local.proxy.dns import ClusterDns
 from meshkit.backends.local.proxy.exchange import CONNECT_FAILURE_BODY, Exchange, Filter, Handler, chain
 from meshkit.backends.local.proxy.fault import FaultFilter
 from meshkit.backends.local.proxy.matching import qualify_gateway
@@ -69,6 +70,7 @@ class Sidecar:
         self.view = ProxyView(0, identity, "current", "REGISTRY_ONLY", {}, {})
         self.applied_at = 0.0  # when the current view was taken (config_dump's last_updated)
         self.clusters: dict[str, Cluster] = {}
+        self.dns = ClusterDns([], identity.namespace)
         self.contexts = contexts
         self.security = WorkloadSecurity(identity, contexts)
         self.ssl_for: Callable[[Endpoint, ClusterSpec], tuple[ssl.SSLContext | None, int]] = self.security.ssl_for
@@ -142,6 +144,7 @@ class Sidecar:
         return taken, rejected
 
     def _install(self, snapshot: Mapping[str, Any], view: ProxyView, security: CompiledSecurity) -> None:
+        self.dns = ClusterDns(snapshot.get("services", []), self.identity.namespace)
         stale = self.security.commit(security)
         clusters: dict[str, Cluster] = {}
         for name, spec in view.clusters.items():
@@ -212,6 +215,10 @@ class Sidecar:
             self._app.close()
 
     # outbound (client side) ---------------------------------------------------------------------
+    def dns_resolves(self, host: str) -> bool:
+        """Whether the pod's app can resolve ``host`` (cluster DNS: only names with a Service)."""
+        return self.dns.resolves(host)
+
     async def handle_https(self, req: Request) -> Response:
         """The gateway's HTTPS server (Gateway port 443, TLS terminated here)."""
         return await self.handle_outbound(req, self.https)
