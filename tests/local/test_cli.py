@@ -112,8 +112,10 @@ def test_control_plane_admits_only_valid_resources(clean: Mesh) -> None:
            "spec": {"hosts": ["recommendation"], "http": [{"route": [{"destination": {"host": "recommendation"},
                                                                       "weight": -5}, {"destination": {
                                                                           "host": "recommendation"}}]}]}}
+    credential = (clean.backend.home / "owner-credential").read_text()  # type: ignore[attr-defined]
     req = urllib.request.Request(f"http://127.0.0.1:{state['api_port']}/apply", method="POST",
-                                 data=json.dumps({"resources": [bad]}).encode())
+                                 data=json.dumps({"resources": [bad]}).encode(),
+                                 headers={"authorization": f"Bearer {credential}"})
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(req, timeout=10)
     assert err.value.code == 400

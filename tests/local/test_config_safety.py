@@ -128,7 +128,7 @@ def test_a_proxy_rejects_only_what_it_cannot_use_and_keeps_its_last_good_version
     # the last good version (all to v2) stays in force, and the other VirtualService is live
     assert mesh.load(n=20, concurrency=4, flags=False).summary()["versions"] == {"v2": 20}
     customer = next(p for p in pods if p.app == "customer")
-    dump = json.loads(_admin(customer.extra["ports"]["admin"], "/config_dump"))
+    dump = json.loads(_admin(mesh, customer.extra["ports"]["admin"], "/config_dump"))
     clusters = next(c for c in dump["configs"] if c["@type"].endswith(".ClustersConfigDump"))
     assert int(clusters["version_info"]) == backend.status()["version"]
     assert main(["--home", str(backend.home), "status"]) == 0
@@ -144,10 +144,11 @@ def test_a_proxy_rejects_only_what_it_cannot_use_and_keeps_its_last_good_version
     mesh.reset()
 
 
-def _admin(port: int, path: str) -> str:
+def _admin(mesh: Mesh, port: int, path: str) -> str:
+    """A pod's admin port, which answers the mesh's owner only (the credential in MESHKIT_HOME)."""
     import urllib.request
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+    with urllib.request.urlopen(_backend(mesh)._owner_request(port, path), timeout=5) as resp:
         return str(resp.read().decode())
 
 

@@ -39,6 +39,7 @@ from meshkit.backends.local.processes import (
     terminate,
 )
 from meshkit.backends.local.statecheck import check_state, state_files
+from meshkit.backends.local.trust import OWNER_HEADER, ensure_owner_credential, read_owner_credential, secure_home
 from meshkit.errors import MeshkitError, MeshNotRunning, NotFound
 
 DEFAULT_HOME = Path.home() / ".meshkit"
@@ -101,6 +102,20 @@ class LocalBackend(Backend):
         state = self._read_state()
         return state if self._control_plane(state) is not None else None
 
+    def _credential(self) -> str:
+        """The owner credential from the home (read per call: a new ``up`` may have made a new one)."""
+        credential = read_owner_credential(self.home)
+        if credential is None:
+            raise MeshkitError(f"no owner credential readable in {self.home}: only the user who ran "
+                               "`meshkit up` with this MESHKIT_HOME can use this mesh")
+        return credential
+
+    def _owner_request(self, port: int, path: str, method: str = "GET", data: bytes | None = None,
+                       headers: Mapping[str, str] | None = None) -> urllib.request.Request:
+        """A request to an owner-only port of a pod (its app, admin port, or sidecar's outbound)."""
+        return urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
+                                      headers={**(headers or {}), OWNER_HEADER: self._credential()})
+
     def _call(self, method: str, path: str, body: Any = None, timeout: float = 30.0) -> Any:
         state = self._state()
         if state is None:
@@ -108,21 +123,27 @@ class LocalBackend(Backend):
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(
             f"http://127.0.0.1:{state['api_port']}{path}", data=data, method=method,
-            headers={"content-type": "application/json"},
+            headers={"content-type": "application/json", "authorization": f"Bearer {self._credential()}"},
         )
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return json.loads(resp.read() or b"{}")
         except urllib.error.HTTPError as exc:
-            detail = json.loads(exc.read() or b"{}").get("error", exc.reason)
+            try:
+                detail = json.loads(exc.read() or b"{}").get("error", exc.reason)
+            except ValueError:
+                detail = exc.reason
             if exc.code == 404:
                 raise NotFound(str(detail)) from None
+            if exc.code == 401:
+                raise MeshkitError(f"the control plane refused the owner credential of {self.home} "
+                                   f"({detail})") from None
             raise MeshkitError(f"{detail}") from None
         except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
             raise MeshNotRunning(str(self.home)) from exc
 
     def _lock(self, what: str) -> AbstractContextManager[None]:
-        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        secure_home(self.home)
         lock = HomeLock(self.home / "lifecycle.lock")
         if lock.held_by_other():
             print(f"waiting for {lock.holder()} to finish with {self.home} ...", file=sys.stderr, flush=True)
@@ -187,6 +208,7 @@ class LocalBackend(Backend):
                                   0, timeout)
 
     def _start_control_plane(self, profile: str, outbound: str, gateway_port: int, timeout: float) -> None:
+        ensure_owner_credential(self.home)  # kept across restarts: adopted pods know the owner by it
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
         adopting = bool(self._pod_records())
         if not adopting:
@@ -332,7 +354,7 @@ class LocalBackend(Backend):
             serving = False
             if admin:
                 try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/config_dump", timeout=2) as resp:
+                    with urllib.request.urlopen(self._owner_request(int(admin), "/config_dump"), timeout=2) as resp:
                         version = int(json.loads(resp.read()).get("version", 0))
                     serving = True
                 except (OSError, ValueError):
@@ -425,7 +447,7 @@ class LocalBackend(Backend):
         port = pod.extra["ports"].get("app")
         if not port:
             raise MeshkitError(f"pod {pod.name} has no application container")
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+        with urllib.request.urlopen(self._owner_request(port, path), timeout=10) as resp:
             return str(resp.read().decode())
 
     def deploy(self, service: str, version: str, replicas: int = 1, sidecar: bool = True) -> str:
@@ -481,17 +503,19 @@ class LocalBackend(Backend):
             # loopback is not captured by Istio's iptables rules: it reaches the pod's own ports
             return self._loopback(target, int(port_text or 80), "/" + path, headers, method)
         hdrs = {"host": authority, **{k.lower(): v for k, v in (headers or {}).items()}}
-        port = target.extra["ports"].get("outbound")
+        ports = target.extra["ports"]
         if not ClusterDns(self._services(), target.namespace).resolves(host):
             return 0, f"curl: (6) Could not resolve host: {host}"
-        if port is None:
+        if "outbound" in ports:
+            req = self._owner_request(ports["outbound"], f"/{path}", method, headers=hdrs)
+        else:
             # no sidecar: the pod reaches the service's pod directly, in plaintext (like Istio's curl sample)
-            service = authority.split(":")[0].split(".")[0]
+            service = host.split(".")[0]
             backends = [p for p in self.pods() if p.app == service and p.ready]
             if not backends:
                 return 503, f"curl: (6) Could not resolve host: {service}"
             port = backends[0].extra["ports"].get("inbound") or backends[0].extra["ports"]["app"]
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/{path}", headers=hdrs, method=method)
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/{path}", headers=hdrs, method=method)
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return resp.status, resp.read().decode()
@@ -508,7 +532,7 @@ class LocalBackend(Backend):
         if not target.sidecar or not admin:
             raise MeshkitError(f"pod {target.name} has no istio-proxy container")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{admin}{path}", timeout=10) as resp:
+            with urllib.request.urlopen(self._owner_request(int(admin), path), timeout=10) as resp:
                 return str(resp.read().decode())
         except urllib.error.HTTPError as exc:
             raise MeshkitError(f"{path}: {exc.read().decode().strip() or exc.reason}") from None
@@ -525,7 +549,10 @@ class LocalBackend(Backend):
         if not local:
             return 0, f"curl: (7) Failed to connect to localhost port {port}: Connection refused"
         hdrs = {"host": f"localhost:{port}", **{k.lower(): v for k, v in (headers or {}).items()}}
-        req = urllib.request.Request(f"http://127.0.0.1:{local}{path}", headers=hdrs, method=method)
+        if target.sidecar:  # a pod with a sidecar keeps its own ports to itself (and to its owner)
+            req = self._owner_request(int(local), path, method, headers=hdrs)
+        else:
+            req = urllib.request.Request(f"http://127.0.0.1:{local}{path}", headers=hdrs, method=method)
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return resp.status, resp.read().decode()
@@ -542,7 +569,7 @@ class LocalBackend(Backend):
         """The pod's workload certificate and root, like ``istioctl proxy-config secret``."""
         target = self._pods_of(pod)[0]
         admin = target.extra["ports"]["admin"]
-        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/certs", timeout=10) as resp:
+        with urllib.request.urlopen(self._owner_request(admin, "/certs"), timeout=10) as resp:
             result: dict[str, Any] = json.loads(resp.read())
             return result
 
@@ -553,11 +580,11 @@ class LocalBackend(Backend):
 
         pod = self._pods_of(target)[0]
         admin = pod.extra["ports"]["admin"]
-        post = urllib.request.Request(f"http://127.0.0.1:{admin}/sniff?seconds={seconds}", data=b"", method="POST")
+        post = self._owner_request(admin, f"/sniff?seconds={seconds}", "POST", b"")
         urllib.request.urlopen(post, timeout=10).close()
         self.wait_synced()
         run_load(self.gateway_url(), n=requests, headers=headers)
-        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/sniff", timeout=10) as resp:
+        with urllib.request.urlopen(self._owner_request(admin, "/sniff"), timeout=10) as resp:
             views: list[dict[str, Any]] = json.loads(resp.read())
         return views
 
@@ -592,7 +619,9 @@ class LocalBackend(Backend):
         if state is None:
             raise MeshNotRunning(str(self.home))
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{state['api_port']}{path}", timeout=30) as resp:
+            req = urllib.request.Request(f"http://127.0.0.1:{state['api_port']}{path}",
+                                         headers={"authorization": f"Bearer {self._credential()}"})
+            with urllib.request.urlopen(req, timeout=30) as resp:
                 return str(resp.read().decode())
         except urllib.error.HTTPError as exc:
             raise NotFound(json.loads(exc.read() or b"{}").get("error", exc.reason)) from None
@@ -604,7 +633,7 @@ class LocalBackend(Backend):
         """The istio-proxy container's log: Istio's default access-log lines."""
         target = self._pods_of(pod)[0]
         admin = target.extra["ports"].get("admin")
-        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/access_log", timeout=10) as resp:
+        with urllib.request.urlopen(self._owner_request(admin, "/access_log"), timeout=10) as resp:
             return resp.read().decode().splitlines()
 
     def request_log(self, since: float = 0.0, limit: int = 10_000) -> list[dict[str, Any]]:
@@ -626,8 +655,8 @@ class LocalBackend(Backend):
             raise MeshkitError(f"pod {target.name} has no app container; its container is istio-proxy "
                                "(use -c istio-proxy)")
         query = f"?since={since}" if since is not None else ""
-        url = f"http://127.0.0.1:{target.extra['ports']['admin']}/app_log{query}"
-        with urllib.request.urlopen(url, timeout=10) as r:
+        with urllib.request.urlopen(self._owner_request(target.extra["ports"]["admin"], f"/app_log{query}"),
+                                    timeout=10) as r:
             return str(r.read().decode()), int(r.headers.get("x-log-lines", 0))
 
 

@@ -290,19 +290,66 @@ class CertificateAuthority:
             problems.append(f"ttl_s {ttl_s}: must be positive")
         if problems:
             raise InvalidConfig(problems)
-        moment = _as_datetime(now)
         spiffe_id = spiffe_id_for(namespace, service_account, self.trust_domain)
         key = ec.generate_private_key(ec.SECP256R1())
-        serial = x509.random_serial_number()
+        cert = self._sign(spiffe_id, key.public_key(), ttl_s, now)
+        return WorkloadCert(
+            spiffe_id=spiffe_id,
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            serial_number=cert.serial_number,
+            issuer=self.issuer,
+            cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
+            root_pem=self.root_pem,
+            key_pem=key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ).decode(),
+        )
+
+    def sign_csr(self, csr_pem: str, namespace: str, service_account: str, ttl_s: float = 3600) -> x509.Certificate:
+        """Sign a workload's CSR for the identity its caller proved, as istiod's CA does.
+
+        The private key never leaves the workload. The CSR must be well signed and ask for exactly
+        the caller's SPIFFE id (Istio refuses a CSR whose identities the caller cannot claim).
+
+        >>> ca.sign_csr(csr_for(key, "spiffe://cluster.local/ns/tutorial/sa/customer"),
+        ...             "tutorial", "customer")                            # doctest: +SKIP
+        """
+        spiffe_id = spiffe_id_for(namespace, service_account, self.trust_domain)
+        try:
+            csr = x509.load_pem_x509_csr(csr_pem.encode())
+        except (ValueError, UnicodeEncodeError):
+            raise CsrRefused("the CSR is not a PEM certificate signing request") from None
+        if not csr.is_signature_valid:
+            raise CsrRefused("the CSR's signature does not verify")
+        try:
+            san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            asked, entries = san.get_values_for_type(x509.UniformResourceIdentifier), len(san)
+        except x509.ExtensionNotFound:
+            asked, entries = [], 0
+        except ValueError:
+            raise CsrRefused("the CSR's extensions cannot be read") from None
+        if asked != [spiffe_id] or entries != 1:
+            raise CsrRefused(f"the CSR asks for {', '.join(asked) or 'no identity'}; the caller is {spiffe_id}")
+        public_key = csr.public_key()
+        if not isinstance(public_key, ec.EllipticCurvePublicKey) or public_key.curve.name != "secp256r1":
+            raise CsrRefused("the CSR's key must be EC P-256")
+        return self._sign(spiffe_id, public_key, ttl_s, None)
+
+    def _sign(self, spiffe_id: str, public_key: ec.EllipticCurvePublicKey, ttl_s: float,
+              now: dt.datetime | float | None) -> x509.Certificate:
+        if ttl_s <= 0:
+            raise InvalidConfig([f"ttl_s {ttl_s}: must be positive"])
+        moment = _as_datetime(now)
         not_before = (moment - BACKDATE).replace(microsecond=0)
         not_after = (moment + dt.timedelta(seconds=ttl_s)).replace(microsecond=0)
-        cert = (
+        return (
             x509.CertificateBuilder()
             # Istio workload certificates carry an empty subject; identity is the SAN alone.
             .subject_name(x509.Name([]))
             .issuer_name(self._cert.subject)
-            .public_key(key.public_key())
-            .serial_number(serial)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
             .not_valid_before(not_before)
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -327,15 +374,18 @@ class CertificateAuthority:
             )
             .sign(self._key, hashes.SHA256())
         )
-        return WorkloadCert(
-            spiffe_id=spiffe_id,
-            not_before=not_before,
-            not_after=not_after,
-            serial_number=serial,
-            issuer=self.issuer,
-            cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
-            root_pem=self.root_pem,
-            key_pem=key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            ).decode(),
-        )
+
+
+class CsrRefused(ValueError):
+    """The CA will not sign this CSR (malformed, badly signed, or for someone else's identity)."""
+
+
+def csr_for(key: ec.EllipticCurvePrivateKey, spiffe_id: str) -> str:
+    """A CSR for ``spiffe_id`` signed with ``key`` (what istio-agent sends to istiod's CA)."""
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(spiffe_id)]), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return csr.public_bytes(serialization.Encoding.PEM).decode()

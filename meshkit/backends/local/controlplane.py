@@ -24,7 +24,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from meshkit.backends.local.ca import CertificateAuthority
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from meshkit.backends.local import apiinput
+from meshkit.backends.local.ca import CertificateAuthority, CsrRefused, spiffe_id_for
 from meshkit.backends.local.collector import Collector
 from meshkit.backends.local.durable import StateWriteError, read_json, write_atomic
 from meshkit.backends.local.jwt import LocalIssuer
@@ -33,12 +36,21 @@ from meshkit.backends.local.processes import HomeLock, ProcessRecord
 from meshkit.backends.local.proxy.stats import merge_expositions
 from meshkit.backends.local.store import ResourceStore, key_of
 from meshkit.backends.local.timeapi import TimeService
-from meshkit.backends.local.workloads import GATEWAY, Deployments, DeploymentSpec, service_account
+from meshkit.backends.local.trust import (
+    OWNER,
+    OWNER_HEADER,
+    authenticate,
+    ensure_owner_credential,
+    forbidden,
+    secure_home,
+    unauthorized,
+)
+from meshkit.backends.local.workloads import GATEWAY, Deployments, DeploymentSpec, PodState, service_account
 from meshkit.errors import MeshkitError, NotFound
 from meshkit.http1 import Request, Response, SimpleClient, serve
 from meshkit.resources.kubernetes import KUBE_KINDS
 from meshkit.sample.ingress import gateway_customer
-from meshkit.wire import dumps, loads
+from meshkit.wire import dumps
 
 SERVICES = ("customer", "preference", "recommendation")
 DEFAULT_DEPLOYMENTS = (
@@ -49,6 +61,8 @@ DEFAULT_DEPLOYMENTS = (
     DeploymentSpec("recommendation", "v2"),
 )
 JSON = {"content-type": "application/json"}
+DEPLOYABLE = ("customer", "preference", "recommendation", "curl")
+POD_PORTS = frozenset({"app", "outbound", "inbound", "inbound_tls", "admin", "https"})
 # where RequestAuthentication can fetch the local issuer's keys (jwks inline works as well)
 LOCAL_JWKS_URI = "http://jwks.meshkit.local/jwks.json"
 
@@ -56,6 +70,8 @@ LOCAL_JWKS_URI = "http://jwks.meshkit.local/jwks.json"
 class ControlPlane:
     def __init__(self, home: Path, profile: str, outbound_policy: str, gateway_port: int) -> None:
         self.home = home
+        # the owner's credential guards every route; pods prove themselves with tokens derived from it
+        self.credential = ensure_owner_credential(home)
         self.profile = profile
         self.outbound_policy = outbound_policy
         self.gateway_port = gateway_port
@@ -100,16 +116,24 @@ class ControlPlane:
 
     # API ----------------------------------------------------------------------------------------
     async def handle(self, req: Request) -> Response:
+        # who is calling comes first: nothing of the request is parsed for a stranger
+        caller = authenticate(req.headers, self.credential)
+        if caller is None:
+            return unauthorized()
         url = urlsplit(req.path)
-        query = {k: v[0] for k, v in parse_qs(url.query).items()}
-        body = loads(req.body) if req.body else {}
         route = f"{req.method} {url.path}"
         try:
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            body = apiinput.json_object(req.body)
+            if caller != OWNER:
+                return await self._pod_route(caller, route, query, body)
             result = await self._dispatch(route, query, body)
         except KeyError as exc:
             return _json({"error": f"not found: {exc.args[0]}"}, 404)
         except NotFound as exc:
             return _json({"error": str(exc)}, 404)
+        except CsrRefused as exc:
+            return _json({"error": f"certificate signing refused: {exc}"}, 403)
         except ValueError as exc:
             return _json({"error": str(exc)}, 400)
         except StateWriteError as exc:
@@ -118,37 +142,89 @@ class ControlPlane:
             return result
         return _json(result)
 
+    async def _pod_route(self, pod_name: str, route: str, q: dict[str, str], body: dict[str, Any]) -> Response:
+        """What a pod may ask with its bootstrap token: its own config, certificate and endpoint, and
+        to ship telemetry (istiod's xDS and CA servers check the workload's token the same way)."""
+        assert self.deployments is not None
+        pod = self.deployments.pods.get(pod_name)
+        if pod is None:
+            return unauthorized()  # a token of a pod that is gone proves nothing any more
+        if route == "POST /telemetry":
+            self._ingest(body)
+            return _json({"ok": True})
+        if route not in ("GET /xds", "POST /certs", "POST /register", "POST /nack"):
+            return forbidden(f"pod {pod_name} may not call {route}")
+        claimed = q.get("pod") if route == "GET /xds" else body.get("pod", pod_name)
+        if claimed != pod_name:
+            return forbidden(f"pod {pod_name} may only act for itself")
+        if route == "GET /xds":
+            version = apiinput.query_int(q, "version", 0, 0, 2**53)
+            result = await self._xds(pod, version, apiinput.query_int(q, "seen", 0, 0, 2**53))
+            return result if isinstance(result, Response) else _json(result)
+        if route == "POST /certs":
+            return _json(self._sign(pod, body))
+        if route == "POST /nack":
+            return _json(self._nack(pod, body))
+        return _json(self._register(pod, body))
+
+    @staticmethod
+    def _nack(pod: PodState, body: dict[str, Any]) -> dict[str, Any]:
+        """The proxy could not use some of a push (Envoy's NACK): what, and why, for `meshkit status`."""
+        errors = body.get("errors") or []
+        if not isinstance(errors, list):
+            raise apiinput.BadInput("errors: Invalid value: must be a list")
+        pod.last_error = "; ".join(str(e) for e in errors)[:2000]
+        return {"ok": True}
+
+    def _ingest(self, body: dict[str, Any]) -> None:
+        rows = body.get("rows", [])
+        if not isinstance(rows, list):
+            raise apiinput.BadInput("rows: Invalid value: must be a list")
+        self.collector.ingest_rows(rows)
+
+    def _register(self, pod: PodState, body: dict[str, Any]) -> dict[str, Any]:
+        raw = apiinput.required(body, "ports")
+        if not isinstance(raw, dict) or not raw or set(raw) - POD_PORTS:
+            raise apiinput.BadInput(f"ports: Invalid value: must map some of {', '.join(sorted(POD_PORTS))} "
+                                    "to port numbers")
+        ports = {name: apiinput.integer(port, f"ports.{name}", 1, 65535) for name, port in raw.items()}
+        assert self.deployments is not None
+        pod.ports, pod.ready = ports, True
+        self.deployments.record(pod)
+        if pod.spec.gateway and ports.get("outbound", self.gateway_port) != self.gateway_port:
+            self.gateway_port = self.deployments.gateway_port = ports["outbound"]
+            self._write_state()
+        self.bump()
+        return {"version": self.version}
+
+    def _sign(self, pod: PodState, body: dict[str, Any]) -> dict[str, Any]:
+        """The CA's answer to a pod's CSR: a certificate for that pod's identity, never a key."""
+        csr = apiinput.text(apiinput.required(body, "csr"), "csr", 16_384)
+        cert = self.ca.sign_csr(csr, pod.namespace, service_account(pod.spec), ttl_s=self.cert_ttl)
+        return {
+            "spiffe_id": spiffe_id_for(pod.namespace, service_account(pod.spec)),
+            "not_before": cert.not_valid_before_utc.isoformat(), "not_after": cert.not_valid_after_utc.isoformat(),
+            "serial_number": str(cert.serial_number), "issuer": self.ca.issuer,
+            "cert_pem": cert.public_bytes(Encoding.PEM).decode(), "root_pem": self.ca.root_pem,
+        }
+
     async def _dispatch(self, route: str, q: dict[str, str], body: dict[str, Any]) -> Any:
         deps = self.deployments
         assert deps is not None
         if route == "GET /healthz":
             return {"ok": True, "ready": self.ready()}
         if route == "GET /xds":
-            return await self._xds(q["pod"], int(q.get("version", 0)), int(q.get("seen", 0)))
+            pod = deps.pods.get(apiinput.dns_subdomain(apiinput.required(q, "pod"), "pod"))
+            return await self._xds(pod, apiinput.query_int(q, "version", 0, 0, 2**53),
+                                   apiinput.query_int(q, "seen", 0, 0, 2**53))
         if route == "POST /nack":
-            # the proxy could not use some of a push (Envoy's NACK): what, and why, for `meshkit status`
-            pod = deps.pods[body["pod"]]
-            pod.last_error = "; ".join(str(e) for e in body.get("errors") or [])[:2000]
-            return {"ok": True}
+            return self._nack(self._pod(body), body)
         if route == "GET /config_dump":
-            return self.istiod_view(q["pod"])
+            return self.istiod_view(apiinput.dns_subdomain(apiinput.required(q, "pod"), "pod"))
         if route == "POST /register":
-            pod = deps.pods[body["pod"]]
-            pod.ports, pod.ready = body["ports"], True
-            deps.record(pod)
-            if pod.spec.gateway and body["ports"].get("outbound") != self.gateway_port:
-                self.gateway_port = deps.gateway_port = int(body["ports"]["outbound"])
-                self._write_state()
-            self.bump()
-            return {"version": self.version}
+            return self._register(self._pod(body), body)
         if route == "POST /certs":
-            pod = deps.pods[body["pod"]]
-            cert = self.ca.issue(pod.namespace, service_account(pod.spec), ttl_s=self.cert_ttl)
-            return {
-                "spiffe_id": cert.spiffe_id, "not_before": cert.not_before.isoformat(),
-                "not_after": cert.not_after.isoformat(), "serial_number": str(cert.serial_number),
-                "issuer": cert.issuer, "cert_pem": cert.cert_pem, "root_pem": cert.root_pem, "key_pem": cert.key_pem,
-            }
+            return self._sign(self._pod(body), body)
         if route == "POST /secrets":
             self._check_secret(body)
             secrets = {**self.secrets, body["name"]: {"cert": body["cert"], "key": body["key"]}}
@@ -159,18 +235,31 @@ class ControlPlane:
         if route == "GET /secrets":
             return {"names": sorted(self.secrets)}
         if route == "POST /token":
-            token = self.issuer.mint(body.get("claims") or {}, subject=body.get("subject"),
-                                     ttl_s=float(body.get("ttl", 3600)), audience=body.get("audience"))
+            claims = body.get("claims") or {}
+            if not isinstance(claims, dict):
+                raise apiinput.BadInput("claims: Invalid value: must be an object")
+            subject = body.get("subject")
+            audience = body.get("audience")
+            if subject is not None:
+                apiinput.text(subject, "subject", 1024)
+            if audience is not None and not isinstance(audience, str | list):
+                raise apiinput.BadInput("audience: Invalid value: must be a string or a list of strings")
+            year = 366 * 24 * 3600
+            ttl = apiinput.number(body.get("ttl", 3600), "ttl", -year, year)  # below 0: a token already expired
+            token = self.issuer.mint(claims, subject=subject, ttl_s=ttl, audience=audience)
             return {"token": token, "issuer": self.issuer.issuer, "jwks_uri": LOCAL_JWKS_URI}
         if route == "GET /jwks":
             return self.issuer.jwks()
         if route == "POST /telemetry":
-            self.collector.ingest_rows(body.get("rows", []))
+            self._ingest(body)
             return {"ok": True}
         if route == "GET /status":
             return self.status()
         if route == "POST /apply":
-            resources = self._admit(body["resources"])
+            raw = apiinput.required(body, "resources")
+            if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
+                raise apiinput.BadInput("resources: Invalid value: must be a list of objects")
+            resources = self._admit(raw)
             warnings = self._compile_check([r for r in resources if r["kind"] not in KUBE_KINDS])
             # stored on disk first: what is not stored is not applied
             stored = dict(self.store.put_all([r for r in resources if r["kind"] not in KUBE_KINDS]))
@@ -183,56 +272,79 @@ class ControlPlane:
             return {"results": [{"kind": k[0], "namespace": k[1], "name": k[2], "action": a, "warnings": w}
                                 for k, a, w in results], "warnings": warnings}
         if route == "POST /delete":
-            key = (body["kind"], body.get("namespace", "tutorial"), body["name"])
+            key = (apiinput.kind(apiinput.required(body, "kind")),
+                   apiinput.dns_label(body.get("namespace", "tutorial"), "namespace"),
+                   apiinput.dns_subdomain(apiinput.required(body, "name"), "name"))
             found = await self.kube.delete(*key) if key[0] in KUBE_KINDS else self.store.delete(key) is not None
             if not found:
-                raise KeyError(f"{body['kind']} {body['name']}")
+                raise KeyError(f"{key[0]} {key[2]}")
             self.bump()
             return {"deleted": True}
         if route == "GET /resources":
-            kind = q.get("kind")
+            kind = apiinput.kind(q["kind"]) if "kind" in q else None
+            name = apiinput.dns_subdomain(q["name"], "name") if "name" in q else None
+            namespace = apiinput.dns_label(q["namespace"], "namespace") if "namespace" in q else None
             if kind is not None and (kind in KUBE_KINDS or kind == "Pod"):
-                return {"items": self.kube.objects(kind, q.get("name"), q.get("namespace"), q.get("selector", ""))}
-            items = [r for r in self.store.list(kind, q.get("name")) if r["kind"] not in KUBE_KINDS
-                     and q.get("namespace") in (None, r["metadata"].get("namespace"))]
+                selector = apiinput.text(q.get("selector", ""), "selector", 4096)
+                return {"items": self.kube.objects(kind, name, namespace, selector)}
+            items = [r for r in self.store.list(kind, name) if r["kind"] not in KUBE_KINDS
+                     and namespace in (None, r["metadata"].get("namespace"))]
             return {"items": items}
         if route == "POST /deploy":
-            spec = DeploymentSpec(body["service"], body.get("version", "v1"), int(body.get("replicas", 1)),
-                                  bool(body.get("sidecar", True)))
+            spec = _deployment_spec(body)
             await deps.ensure(spec)
             if self.kube.ensure_service(spec):
                 self.store.save()
                 self.bump()
             return {"deployment": spec.name}
         if route == "POST /scale":
-            spec = deps.specs[body["deployment"]]
-            await deps.ensure(dataclasses.replace(spec, replicas=int(body["replicas"])))
-            self.kube.scaled(spec.name, int(body["replicas"]))
+            spec = self._deployment(body)
+            replicas = apiinput.integer(apiinput.required(body, "replicas"), "replicas", 0, apiinput.MAX_REPLICAS)
+            await deps.ensure(dataclasses.replace(spec, replicas=replicas))
+            self.kube.scaled(spec.name, replicas)
             self.store.save()
             return {"ok": True}
         if route == "POST /undeploy":
-            deps.specs[body["deployment"]]
-            services = await self.kube.undeploy(body["deployment"])
+            services = await self.kube.undeploy(self._deployment(body).name)
             self.store.save()
             self.bump()
             return {"ok": True, "services": services}
         if route == "POST /kill":
-            await deps.kill(body["pod"])
+            await deps.kill(self._pod(body).name)
             return {"ok": True}
         if route == "GET /records":
-            return {"records": self.collector.records(float(q.get("since", 0)), int(q.get("limit", 10_000)))}
+            since = apiinput.query_number(q, "since", 0.0, -1e12, 1e12)
+            return {"records": self.collector.records(since, apiinput.query_int(q, "limit", 10_000, 0, 10_000_000))}
         if route == "GET /traces":
-            return self.collector.jaeger_traces(q.get("service") or None, int(q.get("limit", 20)),
-                                                float(q.get("lookback", 3600)))
+            service = apiinput.text(q["service"], "service") if q.get("service") else None
+            return self.collector.jaeger_traces(service, apiinput.query_int(q, "limit", 20, 0, 10_000_000),
+                                                apiinput.query_number(q, "lookback", 3600.0, 0.0, 1e9))
         if route == "GET /metrics":
+            pod_name = apiinput.dns_subdomain(q["pod"], "pod") if "pod" in q else None
             return Response(200, {"content-type": "text/plain; version=0.0.4"},
-                            (await self._metrics(q.get("pod"))).encode())
+                            (await self._metrics(pod_name)).encode())
         if route == "POST /shutdown":
             # ``meshkit down`` stops the pods with the control plane; ``meshkit restart`` keeps them
             self.keep_pods = bool(body.get("keep_pods", False))
             asyncio.get_running_loop().call_soon(self.stop_event.set)
             return {"ok": True}
         raise KeyError(route)
+
+    def _pod(self, body: dict[str, Any]) -> PodState:
+        assert self.deployments is not None
+        name = apiinput.dns_subdomain(apiinput.required(body, "pod"), "pod")
+        pod = self.deployments.pods.get(name)
+        if pod is None:
+            raise NotFound(f'pods "{name}" not found')
+        return pod
+
+    def _deployment(self, body: dict[str, Any]) -> DeploymentSpec:
+        assert self.deployments is not None
+        name = apiinput.dns_label(apiinput.required(body, "deployment"), "deployment")
+        spec = self.deployments.specs.get(name)
+        if spec is None:
+            raise NotFound(f'deployments.apps "{name}" not found')
+        return spec
 
     async def _metrics(self, pod: str | None) -> str:
         assert self.deployments is not None
@@ -247,7 +359,8 @@ class ControlPlane:
         for p in pods:
             client = SimpleClient("127.0.0.1", p.ports["admin"], timeout=5)
             try:
-                resp = await client.request("GET", "/stats/prometheus", {"host": "localhost"})
+                resp = await client.request("GET", "/stats/prometheus",
+                                            {"host": "localhost", OWNER_HEADER: self.credential})
                 texts[p.name] = resp.body
             except Exception:
                 continue  # a pod that just died has no metrics to give
@@ -255,9 +368,7 @@ class ControlPlane:
                 client.close()
         return merge_expositions(texts)
 
-    async def _xds(self, pod: str, version: int, seen: int = 0) -> Any:
-        assert self.deployments is not None
-        state = self.deployments.pods.get(pod)
+    async def _xds(self, state: PodState | None, version: int, seen: int = 0) -> Any:
         if state is not None:
             state.acked_version = version
             if not state.connected:
@@ -340,6 +451,9 @@ class ControlPlane:
 
         if not body.get("name") or not body.get("cert") or not body.get("key"):
             raise ValueError("a TLS secret needs a name, a certificate and a key")
+        apiinput.dns_subdomain(body["name"], "name")
+        apiinput.text(body["cert"], "cert", 1 << 20)
+        apiinput.text(body["key"], "key", 1 << 20)
         try:
             gateway_server_context(body["cert"], body["key"])
         except InvalidConfig as exc:
@@ -400,7 +514,8 @@ class ControlPlane:
         server = await self._serve_api(int(previous.get("api_port") or 0))
         self.api_port = server.sockets[0].getsockname()[1]
         await self.time_service.start()
-        self.deployments = Deployments(self.home, f"http://127.0.0.1:{self.api_port}", self.bump, self.gateway_port)
+        self.deployments = Deployments(self.home, f"http://127.0.0.1:{self.api_port}", self.bump, self.gateway_port,
+                                       credential=self.credential)
         self.deployments.gateway_port_strict = self.gateway_port_strict
         # pods left serving by an earlier control plane are adopted, not started again
         adopted = self.deployments.adopt()
@@ -442,6 +557,20 @@ class ControlPlane:
         return await serve(self.handle, "127.0.0.1", 0)
 
 
+def _deployment_spec(body: dict[str, Any]) -> DeploymentSpec:
+    """A new deployment from the API: one of the sample's services, a version label, 0-50 replicas."""
+    service = apiinput.required(body, "service")
+    if service not in DEPLOYABLE:
+        raise apiinput.BadInput(f"service: Unsupported value: {json.dumps(service)[:80]}: supported values: "
+                                + ", ".join(f'"{s}"' for s in DEPLOYABLE))
+    version = apiinput.dns_label(body.get("version", "v1"), "version")
+    replicas = apiinput.integer(body.get("replicas", 1), "replicas", 0, apiinput.MAX_REPLICAS)
+    sidecar = apiinput.boolean(body.get("sidecar", True), "sidecar")
+    spec = DeploymentSpec(service, version, replicas, sidecar)
+    apiinput.dns_label(spec.name, "deployment")  # service and version together stay one DNS label
+    return spec
+
+
 def _json(data: Any, status: int = 200) -> Response:
     return Response(status, dict(JSON), dumps(data))
 
@@ -454,7 +583,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gateway-port", type=int, default=0)
     parser.add_argument("--gateway-port-strict", action="store_true", help="fail rather than pick another port")
     args = parser.parse_args(argv)
-    home = Path(args.home).resolve()
+    home = secure_home(Path(args.home).resolve())
     (home / "logs").mkdir(parents=True, exist_ok=True)
     lock = HomeLock(home / "controlplane.lock")
     if not lock.try_acquire("control plane"):

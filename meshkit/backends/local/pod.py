@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import signal
 import sys
 import time
@@ -18,12 +19,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from meshkit.backends.local.ca import WorkloadCert
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from meshkit.backends.local.ca import WorkloadCert, csr_for, spiffe_id_for
 from meshkit.backends.local.proxy.admin import EnvoyAdmin, stats_prometheus
 from meshkit.backends.local.proxy.config import ProxyIdentity
 from meshkit.backends.local.proxy.sidecar import Sidecar
 from meshkit.backends.local.sniff import Tap, describe
 from meshkit.backends.local.tls import RotatingContexts
+from meshkit.backends.local.trust import (
+    OWNER_VERIFIER_ENV,
+    POD_TOKEN_ENV,
+    Handler,
+    owner_only,
+    owner_verifier_from_env,
+)
 from meshkit.http1 import Request, Response, SimpleClient, serve
 from meshkit.sample.app import AppSpec, SampleApp
 from meshkit.wire import dumps
@@ -48,6 +59,11 @@ class Pod:
         self.stop_event = asyncio.Event()
         self.seen = 0  # the last pushed version, taken or not (what the next poll waits past)
         self.reported: list[str] = []  # the rejections the control plane knows of
+        # handed over by the control plane at spawn; taken out of the environment so nothing inherits it
+        token = os.environ.pop(POD_TOKEN_ENV, "")
+        self.owner = owner_verifier_from_env()
+        os.environ.pop(OWNER_VERIFIER_ENV, None)
+        self.control_headers = {"host": "istiod", "authorization": f"Bearer {token}"}
 
     async def start(self) -> None:
         a = self.args
@@ -58,7 +74,10 @@ class Pod:
         app_server = None
         if not a["gateway"] and a["service"] != "curl":
             self.app = SampleApp(AppSpec(a["service"], a["version"], pod=self.name))
-            app_server = await serve(self.app.handle, "127.0.0.1", 0)
+            # with a sidecar the app's own port is the owner's (meshkit exec, misbehave): everyone else goes
+            # through the sidecar, as Istio's capture sends them; without one the port is the pod's endpoint
+            handler = owner_only(self.app.handle, self.owner) if a["sidecar"] else self.app.handle
+            app_server = await serve(handler, "127.0.0.1", 0)
             self.ports["app"] = app_server.sockets[0].getsockname()[1]
         if a["sidecar"]:
             self.contexts = RotatingContexts(await self._fetch_cert())
@@ -73,7 +92,7 @@ class Pod:
                 self.app.transport = self.sidecar.handle_outbound
                 self.app.resolves = self.sidecar.dns_resolves
                 self.sidecar.app_handler = self.app.handle
-        admin = await serve(self.admin, "127.0.0.1", 0)
+        admin = await serve(owner_only(self.admin, self.owner), "127.0.0.1", 0)
         self.ports["admin"] = admin.sockets[0].getsockname()[1]
         if self.sidecar is not None:
             # first config before announcing readiness, so a ready pod routes like the mesh says
@@ -120,7 +139,7 @@ class Pod:
         assert self.sidecar is not None
         wanted = int(a.get("gateway_port", 0)) if a["gateway"] else 0
         try:
-            return await self.sidecar.start(outbound_port=wanted)
+            return await self.sidecar.start(outbound_port=wanted, guard=self._owner_only)
         except OSError:
             if not wanted or a.get("gateway_port_strict"):
                 raise
@@ -128,11 +147,18 @@ class Pod:
             for server in self.sidecar.servers:
                 server.close()
             self.sidecar.servers.clear()
-            return await self.sidecar.start(outbound_port=0)
+            return await self.sidecar.start(outbound_port=0, guard=self._owner_only)
 
     async def _fetch_cert(self) -> WorkloadCert:
-        """Ask the control plane's CA for this workload's certificate (istio-agent's SDS in spirit)."""
-        resp = await self._post("/certs", {"pod": self.name})
+        """Get this workload's certificate as istio-agent does: a key made here (it never leaves the
+        pod), a CSR for the pod's own SPIFFE id, signed by the control plane's CA for this token only."""
+        a = self.args
+        key = ec.generate_private_key(ec.SECP256R1())
+        spiffe_id = spiffe_id_for(a["namespace"], a["service_account"])
+        resp = await self._post("/certs", {"pod": self.name, "csr": csr_for(key, spiffe_id)})
+        if resp.status != 200:
+            why = resp.body[:200].decode(errors="replace")
+            raise RuntimeError(f"the CA refused this pod's CSR: {resp.status} {why}")
         data = json.loads(resp.body)
         return WorkloadCert(
             spiffe_id=data["spiffe_id"],
@@ -142,7 +168,9 @@ class Pod:
             issuer=data["issuer"],
             cert_pem=data["cert_pem"],
             root_pem=data["root_pem"],
-            key_pem=data["key_pem"],
+            key_pem=key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ).decode(),
         )
 
     async def _rotate_loop(self) -> None:
@@ -182,7 +210,7 @@ class Pod:
         (rejected pushes are not asked for again, as an Envoy NACK does not ask for a resend)."""
         assert self.sidecar is not None
         resp = await self.poller.request("GET", f"/xds?pod={self.name}&version={version}&seen={seen}",
-                                         {"host": "istiod"})
+                                         dict(self.control_headers))
         if resp.status != 200:
             return
         snapshot = json.loads(resp.body)
@@ -209,12 +237,16 @@ class Pod:
             return
         rows = self.sidecar.telemetry.drain()
         if rows:
-            await self.control.request("POST", "/telemetry", {"host": "istiod", "content-type": "application/json"},
-                                       dumps({"rows": rows}))
+            headers = {**self.control_headers, "content-type": "application/json"}
+            await self.control.request("POST", "/telemetry", headers, dumps({"rows": rows}))
 
     async def _post(self, path: str, body: dict[str, Any]) -> Response:
         data = json.dumps(body).encode()
-        return await self.control.request("POST", path, {"host": "istiod", "content-type": "application/json"}, data)
+        return await self.control.request("POST", path, {**self.control_headers, "content-type": "application/json"},
+                                          data)
+
+    def _owner_only(self, handler: Handler) -> Handler:
+        return owner_only(handler, self.owner)
 
     async def admin(self, req: Request) -> Response:
         path = req.path.split("?", 1)[0]

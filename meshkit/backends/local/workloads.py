@@ -27,6 +27,7 @@ from typing import Any
 
 from meshkit.backends.local.durable import read_json, write_atomic
 from meshkit.backends.local.processes import AdoptedProcess, ProcessRecord
+from meshkit.backends.local.trust import OWNER_VERIFIER_ENV, POD_TOKEN_ENV, owner_verifier, pod_token
 
 ALPHABET = string.ascii_lowercase + string.digits
 GATEWAY = "istio-ingressgateway"
@@ -132,9 +133,11 @@ class Deployments:
     """Starts, watches, restarts and stops pod processes."""
 
     def __init__(
-        self, home: Path, control_url: str, on_change: Callable[[], None], gateway_port: int = 0
+        self, home: Path, control_url: str, on_change: Callable[[], None], gateway_port: int = 0,
+        credential: str = "",
     ) -> None:
         self.home = home
+        self.credential = credential
         self.control_url = control_url
         self.on_change = on_change
         self.gateway_port = gateway_port
@@ -240,6 +243,10 @@ class Deployments:
         log = open(self.home / "logs" / f"{spec.name}.log", "ab")  # noqa: SIM115 - owned by the child
         pod.log_offset = log.tell()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # the pod's own bootstrap token and how to recognise the owner: in its environment (readable by
+        # this user only), never on its command line (which every user can read in /proc)
+        env[POD_TOKEN_ENV] = pod_token(self.credential, pod.name)
+        env[OWNER_VERIFIER_ENV] = owner_verifier(self.credential).hex()
         pod.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

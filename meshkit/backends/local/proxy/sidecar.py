@@ -188,8 +188,14 @@ class Sidecar:
         return self.view.profile == "tutorial"
 
     # listeners ---------------------------------------------------------------------------------
-    async def start(self, outbound_port: int = 0, inbound_port: int = 0) -> dict[str, int]:
-        out = await serve(self.handle_outbound, "127.0.0.1", outbound_port)
+    async def start(self, outbound_port: int = 0, inbound_port: int = 0,
+                    guard: Callable[[Callable[[Request], Awaitable[Response]]],
+                                    Callable[[Request], Awaitable[Response]]] | None = None) -> dict[str, int]:
+        """Open the listeners. ``guard`` wraps a sidecar's outbound listener: the app's exit is the pod's
+        own (Istio captures it inside the pod's network namespace), so others must not send through it.
+        A gateway's outbound listener is the mesh's public entry and is never guarded."""
+        outbound = self.handle_outbound if guard is None or self.identity.gateway else guard(self.handle_outbound)
+        out = await serve(outbound, "127.0.0.1", outbound_port)
         self.servers.append(out)
         self.ports["outbound"] = out.sockets[0].getsockname()[1]
         if self.identity.gateway:
