@@ -39,7 +39,7 @@ import random
 import ssl
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from meshkit.http1 import ConnectFailure, Connection, connect
 
@@ -204,6 +204,7 @@ class Cluster:
         self.active_retries = 0
         self.waiters: deque[Waiter] = deque()
         self.stats: Counter[str] = Counter()  # Envoy counter names: upstream_rq_pending_overflow, ...
+        self.draining = False  # replaced by a newer cluster: finishes its requests, pools nothing
         self._rr = 0
         self._next_sweep = self.clock() + (spec.outlier.interval if spec.outlier else 0.0)
 
@@ -216,6 +217,24 @@ class Cluster:
         return self.stats["outlier_detection.ejections_enforced_total"]
 
     # configuration -------------------------------------------------------------------------------
+    def same_cluster(self, spec: ClusterSpec) -> bool:
+        """True when ``spec`` differs from this cluster's in its endpoints only (an EDS update).
+
+        Any other change (a DestinationRule's pool limits, load balancer, outlier detection, TLS)
+        makes Envoy build a new cluster: see :meth:`drain`.
+        """
+        return replace(spec, endpoints=()) == replace(self.spec, endpoints=())
+
+    def drain(self) -> None:
+        """Envoy's ``DrainAndDelete`` of a replaced cluster's pools: idle connections close now;
+        requests in flight (and those already pending here) finish, and their connections close
+        instead of returning to a pool. New requests go to the new cluster, whose circuit-breaker
+        counters start at zero."""
+        self.draining = True
+        for host in self.hosts:
+            while host.idle:
+                self._discard(host, host.idle.pop(), dispatch=False)
+
     def update(self, spec: ClusterSpec) -> None:
         """Take a new spec; hosts that stay keep their outlier state and idle connections."""
         old = {h.endpoint.pod: h for h in self.hosts}
@@ -392,6 +411,9 @@ class Cluster:
                 self.waiters.remove(entry)
                 fut.set_result(conn)
                 return
+        if self.draining:
+            self._discard(host, conn, dispatch=False)
+            return
         host.idle.append(conn)
 
     def _discard(self, host: Host, conn: Connection, dispatch: bool = True) -> None:

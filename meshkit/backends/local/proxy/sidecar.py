@@ -149,7 +149,14 @@ class Sidecar:
         clusters: dict[str, Cluster] = {}
         for name, spec in view.clusters.items():
             old = self.clusters.get(name)
-            if old is not None:
+            if old is not None and not old.same_cluster(spec):
+                # Envoy builds a new cluster for a changed one: new limits and counters for new
+                # requests at once, while the old pools drain (statistics keep their names, so go on)
+                fresh = Cluster(spec, rng=self.rng, ssl_for=self.ssl_for)
+                fresh.stats = old.stats
+                old.drain()
+                clusters[name] = fresh
+            elif old is not None:
                 old.update(spec)
                 if stale:
                     old.drop_idle()  # mTLS on/off changed: pooled connections speak the old way
