@@ -280,7 +280,7 @@ def _gateway_rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
 GATEWAY = Obj({"selector": LABELS, "servers": ListOf(SERVER)}, rules=[_gateway_rule])
 
 
-def _endpoint_errors(ep: dict[str, Any], ports: set[str] | None, *, fqdn_ok: bool) -> list[tuple[tuple[str, ...], str]]:
+def endpoint_errors(ep: dict[str, Any], ports: set[str] | None, *, fqdn_ok: bool) -> list[tuple[tuple[str, ...], str]]:
     """Istio's ``validateWorkloadEntry`` (a ServiceEntry endpoint or a WorkloadEntry)."""
     out: list[tuple[tuple[str, ...], str]] = []
     addr = ep.get("address", "")
@@ -367,7 +367,7 @@ def _service_entry_rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
             ck.warn((*path, "workloadSelector"), "workloadSelector should not be set when resolution mode is NONE")
     elif resolution == "STATIC":
         for i, ep in enumerate(endpoints):
-            for sub, msg in _endpoint_errors(ep, names, fqdn_ok=False):
+            for sub, msg in endpoint_errors(ep, names, fqdn_ok=False):
                 ck.error((*path, "endpoints", i, *sub), msg)
     elif resolution in ("DNS", "DNS_ROUND_ROBIN"):
         if not endpoints:

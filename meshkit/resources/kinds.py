@@ -59,6 +59,11 @@ KINDS: Mapping[str, KindInfo] = {
         KindInfo("AuthorizationPolicy", _SEC, "authorizationpolicies", ("ap",), _SEC_VERSIONS),
         KindInfo("RequestAuthentication", _SEC, "requestauthentications", ("ra",), _SEC_VERSIONS),
         KindInfo("Telemetry", _TEL, "telemetries", ("telemetry",), ("v1", "v1alpha1")),
+        KindInfo("Sidecar", _NET, "sidecars", (), _NET_VERSIONS),
+        KindInfo("WorkloadEntry", _NET, "workloadentries", ("we",), _NET_VERSIONS),
+        KindInfo("WorkloadGroup", _NET, "workloadgroups", ("wg",), _NET_VERSIONS),
+        KindInfo("ProxyConfig", _NET, "proxyconfigs", (), ("v1beta1",)),
+        KindInfo("WasmPlugin", "extensions.istio.io", "wasmplugins", (), ("v1alpha1",)),
     )
 }
 

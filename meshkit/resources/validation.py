@@ -40,8 +40,12 @@ from meshkit.resources.kubernetes import is_kubernetes, kubernetes_problems, nor
 from meshkit.resources.legacy import explain_legacy
 from meshkit.resources.model import Document, Origin, Path, Problem, format_path
 from meshkit.resources.schema import Checker, MapOf, Schema, Str, describe
+from meshkit.resources.sidecar import SIDECAR
+from meshkit.resources.simulation import not_simulated
 from meshkit.resources.telemetry import TELEMETRY
 from meshkit.resources.virtualservice import VIRTUAL_SERVICE, normalise_virtual_service
+from meshkit.resources.wasmplugin import WASM_PLUGIN
+from meshkit.resources.workloadentry import PROXY_CONFIG, WORKLOAD_ENTRY, WORKLOAD_GROUP
 
 SOURCE_API_ANNOTATION = "meshkit.io/source-api-version"
 PROFILES = ("current", "tutorial")
@@ -56,9 +60,14 @@ SPECS: Mapping[str, Schema] = {
     "AuthorizationPolicy": AUTHORIZATION_POLICY,
     "RequestAuthentication": REQUEST_AUTHENTICATION,
     "Telemetry": TELEMETRY,
+    "Sidecar": SIDECAR,
+    "WorkloadEntry": WORKLOAD_ENTRY,
+    "WorkloadGroup": WORKLOAD_GROUP,
+    "ProxyConfig": PROXY_CONFIG,
+    "WasmPlugin": WASM_PLUGIN,
 }
 #: Istio kinds that exist but that the local mesh does not model
-UNSUPPORTED_ISTIO_KINDS = ("Sidecar", "WorkloadEntry", "WorkloadGroup", "ProxyConfig", "WasmPlugin")
+UNSUPPORTED_ISTIO_KINDS: tuple[str, ...] = ()
 _TOP_LEVEL = ("apiVersion", "kind", "metadata", "spec", "status")
 _IGNORED_META = (
     "generateName",
@@ -268,6 +277,9 @@ def validate_document(
             ck.error((str(key),), f'unknown field "{key}"')
     _check_metadata(data.get("metadata"), ck)
     SPECS[info.kind].check({} if data.get("spec") is None else data["spec"], ("spec",), ck)
+    if not ck.error_count:
+        for path, message in not_simulated(info.kind, data.get("spec") or {}):
+            ck.warn(path, message)
     problems += [subject.problem(f.level, f.code, f.path, f.message) for f in ck.findings]
     if any(p.level == "Error" for p in problems):
         return None, problems

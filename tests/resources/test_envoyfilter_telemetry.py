@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from meshkit.resources import parse_text, validate_documents
-from meshkit.resources.envoyfilter import SUPPORTED, local_rate_limit_filter
+from meshkit.resources.envoyfilter import IMPLEMENTATION_WARNING, SUPPORTED, local_rate_limit_filter
 from tests.resources.helpers import doc, errors
 
 DATA = Path(__file__).parent / "data"
@@ -39,22 +39,25 @@ def test_builder_produces_a_valid_filter() -> None:
     assert value(built)["token_bucket"] == {"max_tokens": 2, "tokens_per_fill": 2, "fill_interval": "1s"}
 
 
-def test_other_envoy_filters_are_refused_with_what_was_seen() -> None:
+def test_other_envoy_filters_are_accepted_with_istio_rules_and_a_not_simulated_warning() -> None:
     data = documented()
     data["spec"]["configPatches"][0]["applyTo"] = "CLUSTER"
-    assert check(data) == [("spec.configPatches[0].applyTo", f"{SUPPORTED}; this patch has applyTo: CLUSTER")]
-    data = documented()
-    data["spec"]["configPatches"][0]["patch"]["value"]["name"] = "envoy.filters.http.lua"
     assert check(data) == [
-        (
-            "spec.configPatches[0].patch.value.name",
-            f"{SUPPORTED}; this patch has patch.value.name: envoy.filters.http.lua",
-        )
+        ("spec.configPatches[0].match", "Envoy filter: applyTo for cluster class objects cannot have non cluster match")
+    ]
+    lua = documented()
+    lua["spec"]["configPatches"][0]["patch"]["value"] = {"name": "envoy.filters.http.lua", "typed_config": {}}
+    assert check(lua) == []
+    assert [
+        (w.field, w.message.split(" (")[0]) for w in validate_documents(parse_text(yaml.safe_dump(lua))).warnings
+    ] == [
+        ("spec", IMPLEMENTATION_WARNING.split(" (")[0]),
+        ("spec.configPatches[0]", "not simulated by the local mesh"),
     ]
     data = documented()
-    del data["spec"]["configPatches"][0]["match"]["context"]
-    assert check(data)[0][1].endswith("this patch has match.context: nothing")
-    assert SUPPORTED.startswith("the local mesh supports only the Envoy local rate-limit EnvoyFilter")
+    del data["spec"]["configPatches"][0]["patch"]["operation"]
+    assert check(data) == [("spec.configPatches[0].patch.operation", "Envoy filter: missing patch operation")]
+    assert SUPPORTED.startswith("the local mesh simulates only the Envoy local rate-limit EnvoyFilter")
 
 
 def test_rate_limit_value_is_checked_in_detail() -> None:
@@ -113,19 +116,27 @@ def test_telemetry_supported_fields() -> None:
     assert errors(doc("Telemetry", spec, name="t", api="telemetry.istio.io/v1alpha1")) == []
 
 
-def test_telemetry_other_fields_are_unknown() -> None:
-    hint = ("meshkit supports tracing[].randomSamplingPercentage/providers/disableSpanReporting and "
-            "accessLogging[].disabled/providers")
-    spec = {"tracing": [{"providers": [{"name": "zipkin", "port": 1}], "randomSamplingPercentage": 150}],
-            "metrics": []}
+def test_telemetry_fields_follow_istio_and_unsimulated_ones_warn() -> None:
+    spec = {
+        "tracing": [{"providers": [{"name": "zipkin", "port": 1}], "randomSamplingPercentage": 150}],
+        "metrics": [],
+    }
     assert errors(doc("Telemetry", spec, name="t")) == [
-        ("spec.tracing[0].providers[0].port", f'unknown field "port" ({hint})'),
+        ("spec.tracing[0].providers[0].port", 'unknown field "port"'),
         ("spec.tracing[0].randomSamplingPercentage", "randomSamplingPercentage must be in range [0.0, 100.0]"),
-        ("spec.metrics", f'unknown field "metrics" ({hint})'),
+    ]
+    ok = {"tracing": [{"customTags": {"team": {"literal": {"value": "lab"}}}, "disableContextPropagation": True}]}
+    report = validate_documents(parse_text(doc("Telemetry", ok, name="t")))
+    assert report.errors == []
+    assert [(w.field, w.message.split(" is ")[0]) for w in report.warnings] == [
+        ("spec.tracing[0].customTags", "tracing[].customTags"),
+        ("spec.tracing[0].disableContextPropagation", "tracing[].disableContextPropagation"),
     ]
 
 
 def test_telemetry_providers_as_istio_documents_them() -> None:
-    spec = {"tracing": [{"providers": [{"name": "jaeger"}], "randomSamplingPercentage": 100.0}],
-            "accessLogging": [{"providers": [{"name": "envoy"}]}]}
+    spec = {
+        "tracing": [{"providers": [{"name": "jaeger"}], "randomSamplingPercentage": 100.0}],
+        "accessLogging": [{"providers": [{"name": "envoy"}]}],
+    }
     assert errors(doc("Telemetry", spec, name="mesh-default")) == []

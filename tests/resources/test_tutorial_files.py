@@ -75,8 +75,16 @@ def test_expected_warnings_of_the_tutorial_files() -> None:
     assert got["virtual-service-recommendation-503.yml"] == [
         ("IST0130", "VirtualService rule #1 not used (only the last rule can have no matches).")
     ]
+    assert got["envoy-filter-recommendation-local-ratelimit.yml"] == [
+        (
+            "IST0133",
+            "EnvoyFilter exposes internal implementation details that may change at any time. Prefer other "
+            "APIs if possible, and exercise extreme caution, especially around upgrades.",
+        )
+    ]
+    assert got["envoy-filter-local-ratelimit-per-route.yaml"] == got["envoy-filter-recommendation-local-ratelimit.yml"]
     quiet = [n for n, w in got.items() if not w]
-    assert len(quiet) == len(FILES) - 3
+    assert len(quiet) == len(FILES) - 5
 
 
 def _spec_and_meta(text: str) -> dict[str, object]:

@@ -110,7 +110,9 @@ def test_unknown_kind_and_version() -> None:
             "kind",
             'kind "VirtualServce" (networking.istio.io/v1) is not an Istio resource meshkit can apply; '
             "supported kinds: VirtualService, DestinationRule, Gateway, ServiceEntry, EnvoyFilter, PeerAuthentication, "
-            "AuthorizationPolicy, RequestAuthentication, Telemetry",
+            "AuthorizationPolicy, RequestAuthentication, Telemetry, Sidecar, WorkloadEntry, WorkloadGroup, "
+            "ProxyConfig, "
+            "WasmPlugin",
         )
     ]
     assert errors("apiVersion: networking.istio.io/v1\nkind: virtualservice\nmetadata: {name: a}\n") == [
@@ -123,9 +125,9 @@ def test_unknown_kind_and_version() -> None:
             "networking.istio.io/v1, networking.istio.io/v1beta1, networking.istio.io/v1alpha3",
         )
     ]
-    assert errors("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: a}\n")[0][1].startswith(
-        "Sidecar (networking.istio.io/v1) is an Istio kind the local mesh does not model"
-    )
+    assert errors("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: a}\n") == [
+        ("spec", "sidecar: empty configuration provided")
+    ]
     assert errors("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")[0][1].startswith(
         'kind "ConfigMap" (v1) is not an Istio resource meshkit can apply'
     )

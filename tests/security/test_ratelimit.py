@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from meshkit.backends.local.proxy.ratelimit import (
     LocalRateLimit,
     TokenBucket,
 )
-from meshkit.errors import InvalidConfig, Unsupported
+from meshkit.errors import InvalidConfig
 
 
 class FakeClock:
@@ -238,7 +239,6 @@ def test_fractional_enablement_is_sampled_with_the_injected_rng() -> None:
 @pytest.mark.parametrize(
     ("mutate", "error", "fragment"),
     [
-        (lambda v: v.pop("token_bucket"), InvalidConfig, "token_bucket: required"),
         (lambda v: v["token_bucket"].update(fill_interval="soon"), InvalidConfig, "is not a duration"),
         (lambda v: v["token_bucket"].update(fill_interval="10ms"), InvalidConfig, "minimum of 50ms"),
         (lambda v: v["token_bucket"].update(max_tokens="many"), InvalidConfig, "must be integers"),
@@ -259,24 +259,29 @@ def test_bad_filters_are_located_errors(mutate: Any, error: type[Exception], fra
     assert fragment in str(err.value)
 
 
-def test_per_route_shape_is_reported_unsupported() -> None:
-    resource = copy.deepcopy(ENVOYFILTER)
-    resource["spec"]["configPatches"].insert(
-        0,
-        {
-            "applyTo": "HTTP_ROUTE",
-            "patch": {
-                "operation": "MERGE",
-                "value": {
-                    "typed_per_filter_config": {
-                        "envoy.filters.http.local_ratelimit": {"@type": "type.googleapis.com/udpa.type.v1.TypedStruct"}
-                    }
-                },
-            },
-        },
-    )
-    with pytest.raises(Unsupported, match="applyTo: HTTP_ROUTE"):
-        LocalRateLimit.from_envoyfilter(resource, RECOMMENDATION)
+PER_ROUTE = Path(__file__).parents[1] / "resources" / "data" / "envoy-filter-local-ratelimit-per-route.yaml"
+
+
+def test_per_route_form_of_istios_sample_limits_by_route_and_descriptor() -> None:
+    resource = yaml.safe_load(PER_ROUTE.read_text())
+    limit = LocalRateLimit.from_envoyfilter(resource, RECOMMENDATION)
+    assert limit is not None and (limit.max_tokens, limit.fill_interval_s) == (4, 60.0)
+    clock = FakeClock()
+    limiter = limit.new_limiter(clock=clock)
+    # /admin matches the header_match descriptor (1 token) and also takes from the default bucket (4)
+    assert limiter.check("/admin/x", {}, "127.0.0.1").allowed
+    refused = limiter.check("/ADMIN", {}, "127.0.0.1")  # ignore_case prefix match
+    assert (refused.allowed, refused.status, refused.headers) == (False, 429, (("x-local-rate-limit", "true"),))
+    assert [limiter.check("/", {}, "127.0.0.1").allowed for _ in range(3)] == [True, True, False]
+    clock.now += 60.0
+    assert limiter.check("/", {}, "127.0.0.1").allowed
+
+
+def test_per_route_config_for_another_port_or_a_filter_without_bucket_limits_nothing() -> None:
+    resource = yaml.safe_load(PER_ROUTE.read_text())
+    assert LocalRateLimit.from_envoyfilter(resource, RECOMMENDATION, port=9080) is None
+    del resource["spec"]["configPatches"][1]
+    assert LocalRateLimit.from_envoyfilter(resource, RECOMMENDATION) is None
 
 
 @pytest.mark.parametrize(

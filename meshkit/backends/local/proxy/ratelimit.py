@@ -25,12 +25,12 @@ import random
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import Any
 
 from meshkit.backends.local.peerauth import ROOT_NAMESPACE
-from meshkit.errors import InvalidConfig, Unsupported
+from meshkit.errors import InvalidConfig
 from meshkit.resources.duration import parse_nanos
 
 RATE_LIMITED_STATUS = 429
@@ -157,6 +157,94 @@ def _typed_config(value: Mapping[str, Any], where: str) -> Mapping[str, Any] | N
 
 
 @dataclass(frozen=True)
+class Action:
+    """One Envoy rate-limit action: ``header_value_match`` (descriptor ``header_match``) or
+    ``remote_address`` (descriptor ``remote_address``)."""
+
+    key: str
+    value: str = ""
+    headers: tuple[tuple[str, str, str], ...] = ()  # (header, kind: exact|prefix|suffix|contains|regex|present, text)
+    expect_match: bool = True
+
+    def entry(self, path: str, headers: Mapping[str, str], remote: str) -> tuple[str, str] | None:
+        if self.key == "remote_address":
+            return ("remote_address", remote)
+        matched = all(_header_matches(name, kind, text, path, headers) for name, kind, text in self.headers)
+        return ("header_match", self.value) if matched == self.expect_match else None
+
+
+def _header_matches(name: str, kind: str, text: str, path: str, headers: Mapping[str, str]) -> bool:
+    value = path if name == ":path" else headers.get(name.lower())
+    if value is None:
+        return False
+    return {
+        "prefix": lambda: value.startswith(text),
+        "exact": lambda: value == text,
+        "suffix": lambda: value.endswith(text),
+        "contains": lambda: text in value,
+        "regex": lambda: re.fullmatch(text, value) is not None,
+        "present": lambda: True,
+        "prefix_ci": lambda: value.lower().startswith(text.lower()),
+        "exact_ci": lambda: value.lower() == text.lower(),
+    }.get(kind, lambda: False)()
+
+
+@dataclass(frozen=True)
+class DescriptorLimit:
+    """A descriptor of the local rate limit config with its own bucket."""
+
+    entries: tuple[tuple[str, str], ...]
+    max_tokens: int
+    tokens_per_fill: int
+    fill_interval_s: float
+
+
+def _header_spec(header: Mapping[str, Any]) -> tuple[str, str, str]:
+    name = str(header.get("name", ""))
+    sm = header.get("string_match") or {}
+    ci = "_ci" if sm.get("ignore_case") else ""
+    for kind in ("exact", "prefix", "suffix", "contains"):
+        if kind in sm:
+            return (name, kind + (ci if kind in ("exact", "prefix") else ""), str(sm[kind]))
+    if "safe_regex" in sm:
+        return (name, "regex", str((sm["safe_regex"] or {}).get("regex", "")))
+    for kind in ("exact", "prefix", "suffix", "contains"):
+        if f"{kind}_match" in header:
+            return (name, kind, str(header[f"{kind}_match"]))
+    if "safe_regex_match" in header:
+        return (name, "regex", str((header["safe_regex_match"] or {}).get("regex", "")))
+    return (name, "present", "")
+
+
+def _actions(route: Mapping[str, Any]) -> tuple[tuple[Action, ...], ...]:
+    out = []
+    for limit in route.get("rate_limits") or []:
+        group = []
+        for action in (limit or {}).get("actions") or []:
+            if "remote_address" in action:
+                group.append(Action("remote_address"))
+            elif "header_value_match" in action:
+                hvm = action["header_value_match"] or {}
+                group.append(
+                    Action(
+                        "header_match",
+                        str(hvm.get("descriptor_value", "")),
+                        tuple(_header_spec(h) for h in hvm.get("headers") or []),
+                        bool(hvm.get("expect_match", True)),
+                    )
+                )
+        out.append(tuple(group))
+    return tuple(out)
+
+
+def _vhost_port(patch: Mapping[str, Any]) -> int | None:
+    """The port of an inbound vhost name (``inbound|http|8080``), when the patch names one."""
+    name = str(((((patch.get("match") or {}).get("routeConfiguration") or {}).get("vhost")) or {}).get("name", ""))
+    parts = name.split("|")
+    return int(parts[2]) if len(parts) == 3 and parts[2].isdigit() else None
+
+
+@dataclass(frozen=True)
 class LocalRateLimit:
     """One workload's local rate limit, parsed from an EnvoyFilter at config time."""
 
@@ -172,6 +260,10 @@ class LocalRateLimit:
     context: str = "ANY"
     status: int = RATE_LIMITED_STATUS
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    #: per-route form: the route's ``rate_limits`` actions and the config's descriptor buckets
+    actions: tuple[tuple[Action, ...], ...] = ()
+    descriptors: tuple[DescriptorLimit, ...] = ()
+    always_consume_default: bool = True
 
     @classmethod
     def from_envoyfilter(
@@ -180,10 +272,12 @@ class LocalRateLimit:
         labels: Mapping[str, str],
         namespace: str | None = None,
         root_namespace: str = ROOT_NAMESPACE,
+        port: int = 8080,
     ) -> LocalRateLimit | None:
         """The local rate limit this EnvoyFilter gives a workload with ``labels``, or None.
 
-        With ``namespace``, the filter must live in it or in the root namespace to apply.
+        With ``namespace``, the filter must live in it or in the root namespace to apply. A per-route
+        config (``applyTo: HTTP_ROUTE``) applies when its inbound vhost names the workload's ``port``.
         """
         if resource.get("kind") != "EnvoyFilter":
             return None
@@ -195,21 +289,56 @@ class LocalRateLimit:
         if not all(labels.get(k) == str(v) for k, v in selector.items()):
             return None
         where = f"EnvoyFilter {res_ns}/{name}"
+        listener: tuple[Mapping[str, Any], str, str] | None = None
+        route: tuple[Mapping[str, Any], Mapping[str, Any], str] | None = None
         for i, patch in enumerate(spec.get("configPatches") or []):
             at = f"{where}: configPatches[{i}]"
             value = (patch.get("patch") or {}).get("value") or {}
-            if "local_ratelimit" in str(value) and patch.get("applyTo") == "HTTP_ROUTE":
-                raise Unsupported(f"{at}: per-route local rate limits (applyTo: HTTP_ROUTE) are not "
-                                  "supported by the local mesh; insert the filter with applyTo: HTTP_FILTER "
-                                  "and a token_bucket instead")
-            if patch.get("applyTo") != "HTTP_FILTER":
+            context = str(((patch.get("match") or {}).get("context")) or "ANY")
+            if patch.get("applyTo") == "HTTP_ROUTE":
+                per_route = (value.get("typed_per_filter_config") or {}).get(FILTER_NAME)
+                if isinstance(per_route, Mapping) and _vhost_port(patch) in (None, port):
+                    config = _typed_config({"typed_config": per_route}, f"{at}.patch.value.typed_per_filter_config")
+                    if config is not None:
+                        route = (config, value.get("route") or {}, f"{at}.patch.value.typed_per_filter_config")
+                continue
+            if patch.get("applyTo") != "HTTP_FILTER" or listener is not None:
                 continue
             config = _typed_config(value, f"{at}.patch.value")
-            if config is None:
-                continue
-            context = str(((patch.get("match") or {}).get("context")) or "ANY")
-            return cls._parse(config, name, res_ns, context, f"{at}.patch.value.typed_config.value")
-        return None
+            if config is not None:
+                listener = (config, context, f"{at}.patch.value.typed_config.value")
+        if listener is None:
+            return None
+        config, context, at = listener
+        if route is not None:
+            # Istio's sample: the filter is inserted with a stat_prefix only; the route carries the bucket
+            route_config, route_value, route_at = route
+            parsed = cls._parse(route_config, name, res_ns, context, route_at)
+            return replace(
+                parsed,
+                actions=_actions(route_value),
+                descriptors=cls._descriptors(route_config, route_at),
+                always_consume_default=bool(route_config.get("always_consume_default_token_bucket", True)),
+            )
+        if "token_bucket" not in config:
+            return None  # a filter without a bucket of its own limits nothing until a route gives one
+        return cls._parse(config, name, res_ns, context, at)
+
+    @staticmethod
+    def _descriptors(config: Mapping[str, Any], where: str) -> tuple[DescriptorLimit, ...]:
+        out = []
+        for j, item in enumerate(config.get("descriptors") or []):
+            bucket = (item or {}).get("token_bucket") or {}
+            entries = tuple((str(e.get("key", "")), str(e.get("value", ""))) for e in item.get("entries") or [])
+            out.append(
+                DescriptorLimit(
+                    entries,
+                    int(bucket.get("max_tokens", 1)),
+                    int(bucket.get("tokens_per_fill", 1)),
+                    _duration_s(bucket.get("fill_interval", "1s"), f"{where}.descriptors[{j}].token_bucket"),
+                )
+            )
+        return tuple(out)
 
     @classmethod
     def _parse(
@@ -264,6 +393,10 @@ class LocalRateLimiter:
     def __init__(self, config: LocalRateLimit, clock: Callable[[], float], rng: random.Random):
         self.config = config
         self.bucket = TokenBucket(config.max_tokens, config.tokens_per_fill, config.fill_interval_s, clock)
+        self.descriptor_buckets = [
+            (d.entries, TokenBucket(d.max_tokens, d.tokens_per_fill, d.fill_interval_s, clock))
+            for d in config.descriptors
+        ]
         self._rng = rng
         self.counters = {"enabled": 0, "ok": 0, "rate_limited": 0, "enforced": 0}
 
@@ -279,12 +412,25 @@ class LocalRateLimiter:
         prefix = f"{self.config.stat_prefix}.http_local_rate_limit"
         return {f"{prefix}.{name}": value for name, value in self.counters.items()}
 
-    def check(self) -> RateLimitDecision:
-        """Run the filter for one request."""
+    def _descriptor_buckets(self, path: str, headers: Mapping[str, str], remote: str) -> list[TokenBucket]:
+        produced = set()
+        for group in self.config.actions:
+            entries = [a.entry(path, headers, remote) for a in group]
+            if group and all(e is not None for e in entries):
+                produced.add(tuple(e for e in entries if e is not None))
+        return [bucket for entries, bucket in self.descriptor_buckets if entries in produced]
+
+    def check(self, path: str = "/", headers: Mapping[str, str] | None = None, remote: str = "") -> RateLimitDecision:
+        """Run the filter for one request (path, headers and client address feed the descriptors)."""
         if not self._sample(self.config.enabled_percent):
             return RateLimitDecision(allowed=True)
         self.counters["enabled"] += 1
-        if self.bucket.try_take():
+        matched = self._descriptor_buckets(path, headers or {}, remote) if self.descriptor_buckets else []
+        # Envoy takes a token from every matching descriptor, and from the default bucket unless told not to
+        ok = all([bucket.try_take() for bucket in matched])
+        if (not matched or self.config.always_consume_default) and not self.bucket.try_take():
+            ok = False
+        if ok:
             self.counters["ok"] += 1
             return RateLimitDecision(allowed=True)
         self.counters["rate_limited"] += 1

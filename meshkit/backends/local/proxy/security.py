@@ -171,7 +171,7 @@ class RateLimitFilter(Filter):
         limiter = self.sec.limiter
         if limiter is None:
             return await next_(ex)
-        decision = limiter.check()
+        decision = limiter.check(ex.req.path.split("?", 1)[0], ex.req.headers, ex.req.peer[0] if ex.req.peer else "")
         if decision.allowed:
             return await next_(ex)
         cfg = limiter.config
