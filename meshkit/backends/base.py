@@ -166,6 +166,14 @@ class Backend(ABC):
         """The config the control plane would push to ``pod`` now, as an Envoy config dump."""
         raise BackendUnavailable(f"the {self.name} backend cannot show istiod's view of a proxy")
 
+    def flush_telemetry(self) -> bool:
+        """Make every request that has completed visible to :meth:`request_log`, if the backend can.
+
+        True when it did (the local mesh's sidecars ship their buffered records at once); False when
+        the backend has no such barrier and readers must wait for the telemetry to arrive.
+        """
+        return False
+
     def close(self) -> None:  # noqa: B027 - optional hook with a sensible default
         """Release client resources (connections); does not stop the mesh."""
 

@@ -90,6 +90,11 @@ def edge_label(edge: Mapping[str, Any]) -> str:
     )
 
 
+def _edge_text(edge: Mapping[str, Any]) -> str:
+    # on the figure the label takes two short lines, so labels of edges that fan out stay apart
+    return edge_label(edge).replace(", ", "<br>")
+
+
 def service_graph(graph: Mapping[str, Any]) -> go.Figure:
     """Draw the graph: columns by hop depth, edge width by rate, red edges where requests failed.
 
@@ -103,8 +108,9 @@ def service_graph(graph: Mapping[str, Any]) -> go.Figure:
     pos = _positions(nodes, depth)
     max_rate = max((float(e.get("rate") or 0) for e in edges), default=0.0) or 1.0
     labels = {n["id"]: node_label(n) for n in nodes}
+    last = max(depth.values(), default=0)
     fig = go.Figure()
-    mids_x, mids_y, texts, hovers = [], [], [], []
+    mids_x, mids_y, texts, hovers, positions = [], [], [], [], []
     for e in edges:
         (sx, sy), (tx, ty) = pos[e["source"]], pos[e["target"]]
         err = float(e.get("errorRatio") or 0)
@@ -143,7 +149,8 @@ def service_graph(graph: Mapping[str, Any]) -> go.Figure:
         )
         mids_x.append((sx + tx) / 2)
         mids_y.append((sy + ty) / 2)
-        texts.append(edge_label(e))
+        texts.append(_edge_text(e))
+        positions.append("bottom center" if ty < sy else "top center")
         hovers.append(_edge_hover(e, labels))
     if edges:
         fig.add_trace(
@@ -152,12 +159,15 @@ def service_graph(graph: Mapping[str, Any]) -> go.Figure:
                 y=mids_y,
                 mode="text",
                 text=texts,
-                textposition="top center",
+                # above an edge that climbs or runs level, below one that descends: away from the
+                # name under its source node
+                textposition=positions,
                 hovertext=hovers,
                 hoverinfo="text",
                 showlegend=False,
                 name="edges",
                 textfont={"size": 11},
+                cliponaxis=False,
             )
         )
     if nodes:
@@ -167,7 +177,10 @@ def service_graph(graph: Mapping[str, Any]) -> go.Figure:
                 y=[pos[n["id"]][1] for n in nodes],
                 mode="markers+text",
                 text=[labels[n["id"]] for n in nodes],
-                textposition="bottom center",
+                # the last column's names go to the right, clear of the edges arriving from the left
+                textposition=["middle right" if depth[n["id"]] == last and last > 0 else "bottom center"
+                              for n in nodes],
+                cliponaxis=False,
                 marker={
                     "size": NODE_SIZE,
                     "color": [_node_color(n) for n in nodes],
@@ -185,9 +198,10 @@ def service_graph(graph: Mapping[str, Any]) -> go.Figure:
         title=f"Service graph · {len(nodes)} nodes · {len(edges)} edges · {rate_in:.1f} rps in",
         uirevision=UIREVISION,
         plot_bgcolor="white",
-        xaxis={"visible": False, "range": [-0.5, max(depth.values(), default=0) + 0.5]},
+        xaxis={"visible": False, "range": [-0.35, last + 0.15]},
         yaxis={"visible": False, "range": _y_range(pos)},
         height=420,
+        margin={"l": 70, "r": 130, "t": 60, "b": 30},  # room for the outer columns' names
     )
     if not nodes:
         waiting_note(fig, "no traffic in the graph yet")

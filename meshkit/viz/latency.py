@@ -18,8 +18,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from meshkit.viz.data import check_records, percentile, version_key
-from meshkit.viz.layout import UIREVISION, waiting_note
-from meshkit.viz.palette import NO_VERSION_LABEL, version_color
+from meshkit.viz.layout import TICK_STANDOFF, UIREVISION, nice_step, waiting_note
+from meshkit.viz.palette import NO_VERSION_LABEL, version_color, version_pattern
 from meshkit.viz.split import Record
 
 PERCENTILES = (50.0, 90.0, 99.0)
@@ -51,32 +51,45 @@ def latency_stats(records: Iterable[Record]) -> list[dict[str, object]]:
     return rows
 
 
+# the figure is laid out in pixels: the table below the histogram gets exactly the rows it has
+_MARGIN = {"t": 60, "b": 10, "l": 60, "r": 20}
+_PLOT_PX = 260          # the histogram
+_AXIS_PX = 64           # under it: tick labels and the axis title
+_HEADER_PX, _ROW_PX = 28, 24
+
+
 def latency_figure(records: Iterable[Record]) -> go.Figure:
-    """Histogram of latency per version (shared bins) with a percentile table underneath.
+    """Histogram of latency per version (shared bins from 0 ms) with a percentile table underneath.
 
     Dotted lines mark each version's p50 and dashed lines its p99, in the version's colour.
     """
     recs = check_records(records)
-    fig = make_subplots(
-        rows=2,
-        cols=1,
-        row_heights=[0.72, 0.28],
-        vertical_spacing=0.1,
-        specs=[[{"type": "xy"}], [{"type": "table"}]],
-    )
     by_version: dict[str, list[float]] = defaultdict(list)
     for r in recs:
         by_version[r["version"]].append(float(r["latency_ms"]))
     stats = latency_stats(recs)
+    table_px = _HEADER_PX + _ROW_PX * max(1, len(stats)) + 6
+    plot_h = _PLOT_PX + _AXIS_PX + table_px
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        row_heights=[_PLOT_PX / plot_h, table_px / plot_h],
+        vertical_spacing=_AXIS_PX / plot_h,
+        specs=[[{"type": "xy"}], [{"type": "table"}]],
+    )
+    top = max((max(v) for v in by_version.values()), default=1.0)
+    step = nice_step(top, 40)
+    end = (int(top // step) + 1) * step
     for version in sorted(by_version, key=version_key):
         name = version or NO_VERSION_LABEL
         fig.add_trace(
             go.Histogram(
                 x=by_version[version],
                 name=name,
-                marker={"color": version_color(version)},
+                marker={"color": version_color(version), "pattern": {"shape": version_pattern(version)}},
                 opacity=0.65,
                 bingroup="latency",
+                xbins={"start": 0, "end": end, "size": step},  # from 0: no bin of negative latency
                 hovertemplate="%{x} ms: %{y} requests<extra>" + name + "</extra>",
             ),
             row=1,
@@ -92,8 +105,10 @@ def latency_figure(records: Iterable[Record]) -> go.Figure:
         title=f"Latency per version (ms, {n} requests)" if n else "Latency per version (ms)",
         barmode="overlay",
         uirevision=UIREVISION,
-        xaxis={"title": "latency (ms) · dotted p50, dashed p99", "rangemode": "tozero"},
-        yaxis={"title": "requests"},
+        height=plot_h + _MARGIN["t"] + _MARGIN["b"],
+        margin=_MARGIN,
+        xaxis={"title": "latency (ms) · dotted p50, dashed p99", "range": [0, end]},
+        yaxis={"title": "requests", "rangemode": "tozero", "ticklabelstandoff": TICK_STANDOFF},
     )
     if not recs:
         waiting_note(fig)
@@ -113,10 +128,12 @@ def _table(stats: list[dict[str, object]]) -> go.Table:
         version_color("" if row["version"] == NO_VERSION_LABEL else str(row["version"])) for row in stats
     ]
     return go.Table(
-        header={"values": header, "align": "left", "fill": {"color": "#eeeeee"}},
+        columnwidth=[2.2, 1, 1, 1, 1, 1, 1.1],  # "no version (error)" on one line
+        header={"values": header, "align": "left", "fill": {"color": "#eeeeee"}, "height": _HEADER_PX},
         cells={
             "values": values,
             "align": "left",
+            "height": _ROW_PX,
             "font": {"color": [font_colors] + [["#222222"] * len(stats)] * 6},
         },
     )

@@ -14,6 +14,21 @@ import plotly.graph_objects as go
 
 #: keeps zoom and legend clicks when a live figure swaps its data
 UIREVISION = "meshkit"
+#: pixels between the y axis and its tick labels, so its "0" stays clear of the x axis's first label
+TICK_STANDOFF = 6
+
+
+def nice_step(span: float, bins: int) -> float:
+    """A round bin width (1, 2 or 5 × 10^k) giving about ``bins`` bins over ``span``.
+
+    >>> nice_step(1030, 40), nice_step(21, 40)
+    (50.0, 1.0)
+    """
+    import math
+
+    raw = max(span, 1e-9) / bins
+    power = 10 ** math.floor(math.log10(raw))
+    return float(next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw))
 
 
 def time_layout(fig: go.Figure, title: str, y_title: str, t_range: tuple[float, float] | None) -> None:
@@ -25,8 +40,8 @@ def time_layout(fig: go.Figure, title: str, y_title: str, t_range: tuple[float, 
         hovermode="x unified",
         uirevision=UIREVISION,
         legend={"traceorder": "normal"},
-        yaxis={"title": y_title, "rangemode": "tozero"},
-        xaxis={"title": "time", "type": "date"},
+        yaxis={"title": y_title, "rangemode": "tozero", "ticklabelstandoff": TICK_STANDOFF},
+        xaxis={"title": "time", "type": "date", "tickformat": "%H:%M:%S"},  # one line: the date is today
     )
     if t_range is not None:
         fig.update_xaxes(range=[datetime.fromtimestamp(t_range[0]), datetime.fromtimestamp(t_range[1])])

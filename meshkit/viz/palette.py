@@ -61,6 +61,23 @@ def version_color(version: str) -> str:
     return _stable(version)
 
 
+#: a fill pattern per version, so versions differ without colour too (bars, histograms)
+VERSION_PATTERNS: dict[str, str] = {"v1": "", "v2": "/", "v3": "x", "v4": ".", "v5": "+"}
+#: a marker symbol per version (lines and scatter points)
+VERSION_SYMBOLS: dict[str, str] = {"v1": "circle", "v2": "diamond", "v3": "square", "v4": "triangle-up",
+                                   "v5": "cross"}
+
+
+def version_pattern(version: str) -> str:
+    """Fill pattern of a version's bars ('' is solid); errors without a version are dotted."""
+    return VERSION_PATTERNS.get(version, "." if not version else "-")
+
+
+def version_symbol(version: str) -> str:
+    """Marker symbol of a version; errors without a version are an x."""
+    return VERSION_SYMBOLS.get(version, "x" if not version else "star")
+
+
 def code_color(label: str) -> str:
     """Colour of a code series label from :func:`meshkit.viz.data.code_label`."""
     if label in CODE_COLORS:

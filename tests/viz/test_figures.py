@@ -273,11 +273,11 @@ def test_service_graph_lays_out_by_hops_and_labels_edges() -> None:
     colors = dict(zip(nodes.text, nodes.marker.color, strict=True))
     assert colors["recommendation v2"] == VERSION_COLORS["v2"]
     labels = next(t for t in fig.data if t.name == "edges").text
-    assert list(labels) == [
-        "🔒 10.0 rps, 0.0 % err",
-        "🔒 10.0 rps, 0.0 % err",
-        "🔒 9.0 rps, 0.0 % err",
-        "🔒 1.0 rps, 0.0 % err",
+    assert list(labels) == [  # two short lines each (edge_label() gives the one-line form)
+        "🔒 10.0 rps<br>0.0 % err",
+        "🔒 10.0 rps<br>0.0 % err",
+        "🔒 9.0 rps<br>0.0 % err",
+        "🔒 1.0 rps<br>0.0 % err",
     ]
     assert {e.line.color for e in _edges(fig).values()} == {"#6b6b6b"}
     assert {e.line.dash for e in _edges(fig).values()} == {"solid"}
@@ -292,7 +292,7 @@ def test_service_graph_edges_turn_red_with_errors_and_dotted_without_mtls() -> N
     assert {edges[e].line.color for e in ("e1", "e2", "e3")} == {"#6b6b6b"}
     assert {e.line.dash for e in edges.values()} == {"dot"}
     labels = next(t for t in fig.data if t.name == "edges")
-    assert labels.text[3] == "1.0 rps, 20.0 % err"
+    assert labels.text[3] == "1.0 rps<br>20.0 % err"
     assert "codes: 200×48, 503×12" in labels.hovertext[3] and "flags: UO×12" in labels.hovertext[3]
     assert edges["e4"].line.width < edges["e3"].line.width  # width follows the rate
 

@@ -39,7 +39,8 @@ from meshkit.http1 import Request, Response, SimpleClient, serve
 from meshkit.sample.app import AppSpec, SampleApp
 from meshkit.wire import dumps
 
-FLUSH_INTERVAL = 0.2
+# how often a sidecar ships its records; a reader that cannot wait asks for POST /flush instead
+FLUSH_INTERVAL = float(os.environ.get("MESHKIT_FLUSH_INTERVAL_S", "0.2"))
 
 
 class Pod:
@@ -64,6 +65,7 @@ class Pod:
         self.owner = owner_verifier_from_env()
         os.environ.pop(OWNER_VERIFIER_ENV, None)
         self.control_headers = {"host": "istiod", "authorization": f"Bearer {token}"}
+        self._flushing = asyncio.Lock()  # /flush returns only once a shipment in flight has landed too
 
     async def start(self) -> None:
         a = self.args
@@ -232,13 +234,15 @@ class Pod:
             except Exception:
                 await asyncio.sleep(1.0)
 
-    async def _flush(self) -> None:
+    async def _flush(self) -> int:
         if self.sidecar is None:
-            return
-        rows = self.sidecar.telemetry.drain()
-        if rows:
-            headers = {**self.control_headers, "content-type": "application/json"}
-            await self.control.request("POST", "/telemetry", headers, dumps({"rows": rows}))
+            return 0
+        async with self._flushing:
+            rows = self.sidecar.telemetry.drain()
+            if rows:
+                headers = {**self.control_headers, "content-type": "application/json"}
+                await self.control.request("POST", "/telemetry", headers, dumps({"rows": rows}))
+            return len(rows)
 
     async def _post(self, path: str, body: dict[str, Any]) -> Response:
         data = json.dumps(body).encode()
@@ -282,6 +286,9 @@ class Pod:
                 lines = lines[max(0, len(lines) - (self.app.logged - int(since))):]
             body = ("\n".join(lines) + "\n").encode() if lines else b""
             return Response(200, {"content-type": "text/plain", "x-log-lines": str(self.app.logged)}, body)
+        if path == "/flush" and req.method == "POST":
+            shipped = await self._flush()
+            return Response(200, {"content-type": "application/json"}, json.dumps({"shipped": shipped}).encode())
         if path == "/ready":
             return Response(200, {"content-type": "text/plain"}, b"LIVE\n")
         return Response(404, {"content-type": "text/plain"}, b"unknown admin path\n")

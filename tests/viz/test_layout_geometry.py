@@ -1,0 +1,101 @@
+"""Every figure the labs draw, laid out by plotly.js in headless Chromium: no text over other text,
+no table row cut off, nothing off the figure, and a latency axis that starts at 0 ms.
+
+This is what a learner saw go wrong: the latency table over its axis title with its second row cut,
+the timeout variant's axis from −200 ms, the service graph's edge labels on top of each other.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import plotly.graph_objects as go
+import pytest
+
+from meshkit.viz import (
+    codes_over_time,
+    config_push_timeline,
+    latency_figure,
+    pods_table,
+    service_graph,
+    split_over_time,
+    split_pie,
+    trace_waterfall,
+)
+from tests.viz import synthetic as syn
+from tests.viz.layout_geometry import CHROMIUM, CHROMIUM_ARGS, FigurePage, problems
+
+pytestmark = pytest.mark.browser
+
+
+def timeout_records() -> list[dict[str, Any]]:
+    """Lab 02's timeout step: fast v1 replies and 504s after 1 s from the slow v2."""
+    rng = random.Random(3)
+    recs = []
+    for i in range(20):
+        if i % 4 == 0:
+            recs.append(syn.error(syn.T0 + i * 0.05, 504, "UT", "upstream request timeout",
+                                  latency=1000 + rng.random() * 30))
+        else:
+            recs.append(syn._ok(syn.T0 + i * 0.05, "v1", rng.lognormvariate(2.0, 0.3), i))
+    return recs
+
+
+def three_versions_graph() -> dict[str, Any]:
+    """Lab 01's graph after the egress step: recommendation v1, v2 and v3 under preference."""
+    graph = syn.graph(error_v2=0.1)
+    nodes, edges = graph["elements"]["nodes"], graph["elements"]["edges"]
+    nodes.append({"data": {"id": "n-rec-v3", "app": "recommendation", "version": "v3", "nodeType": "app",
+                           "workload": "recommendation-v3", "namespace": "tutorial"}})
+    edges.append({"data": {"id": "e5", "source": "n-pref", "target": "n-rec-v3", "rate": 3.3,
+                           "errorRatio": 1.0, "p95": 3.0, "mtls": 1.0}})
+    return graph
+
+
+FIGURES: dict[str, Callable[[], go.Figure]] = {
+    "latency two versions": lambda: latency_figure(syn.canary_records(n=200, v2_share=0.5)),
+    "latency timeout": lambda: latency_figure(timeout_records()),
+    "latency one version": lambda: latency_figure(syn.canary_records(n=50, v2_share=0.0)),
+    "codes": lambda: codes_over_time(syn.mixed_codes(), bucket_s=0.5),
+    "split": lambda: split_over_time(syn.canary_records(n=300), bucket_s=1.0),
+    "pie": lambda: split_pie(syn.canary_records(n=300)),
+    "graph": lambda: service_graph(syn.graph(error_v2=0.2)),
+    "graph three versions": lambda: service_graph(three_versions_graph()),
+    "trace": lambda: trace_waterfall(syn.chain_trace()),
+    "pods": lambda: pods_table(syn.pods()),
+    "config push": lambda: config_push_timeline(
+        [{"t": syn.T0 + i, "pods": syn.pods(config_version=3 + i // 2)} for i in range(6)]),
+}
+
+
+@pytest.fixture(scope="module")
+def figure_page() -> Iterator[FigurePage]:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield FigurePage(browser.new_page(viewport={"width": 1000, "height": 900}))
+        finally:
+            browser.close()
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_figure_text_does_not_overlap(figure_page: FigurePage, name: str) -> None:
+    measured = figure_page.measure(FIGURES[name]())
+    assert measured["boxes"], "nothing drawn"
+    assert problems(measured) == []
+
+
+@pytest.mark.parametrize("name", ["latency two versions", "latency timeout", "latency one version"])
+def test_latency_axis_starts_at_zero(figure_page: FigurePage, name: str) -> None:
+    measured = figure_page.measure(FIGURES[name]())
+    assert measured["xaxis"][0] >= 0, f"the x axis starts at {measured['xaxis'][0]:.0f} ms"
+
+
+@pytest.mark.parametrize("width", [600, 1200])
+def test_graph_labels_stay_apart_at_other_widths(figure_page: FigurePage, width: int) -> None:
+    assert problems(figure_page.measure(service_graph(three_versions_graph()), width=width)) == []
