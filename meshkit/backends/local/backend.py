@@ -647,9 +647,10 @@ class LocalBackend(Backend):
             admin = pod.extra.get("ports", {}).get("admin")
             if not pod.sidecar or not admin:
                 continue
-            post = urllib.request.Request(f"http://127.0.0.1:{admin}/flush", data=b"", method="POST")
             try:
-                urllib.request.urlopen(post, timeout=10).close()
+                urllib.request.urlopen(self._owner_request(int(admin), "/flush", "POST", b""), timeout=10).close()
+            except urllib.error.HTTPError:
+                raise  # the pod refused: a real fault, not a pod on its way out
             except OSError:  # a pod being replaced: its records went with it
                 continue
         return True
