@@ -90,9 +90,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         sync = "NO CONTROL PLANE" if down else "SYNCED" if p.synced else "STALE"
         rows.append((p.name, ready, str(p.restarts), p.app, p.version or "-", f"v{p.config_version}", sync))
     _table(rows)
-    errors = [(p.name, p.extra.get("last_error")) for p in pods if p.extra.get("last_error")]
-    for name, error in errors:
-        _print(f"{name}: config rejected: {error}")
+    for p in pods:
+        if p.extra.get("probe"):
+            _print(f"{p.name}: {p.extra['probe']}")  # as `kubectl describe pod` shows a probe's event
+        if p.extra.get("last_error"):
+            _print(f"{p.name}: config rejected: {p.extra['last_error']}")
     if down:
         _print(f"\ncontrol plane: DOWN (pid {cp.get('pid', '?')} is gone); the pods keep serving their last "
                "config. `meshkit up` starts a new control plane that adopts them, `meshkit down` ends them.")

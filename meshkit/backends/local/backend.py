@@ -1,8 +1,11 @@
 """The local backend: starts the control plane process and talks to it over loopback HTTP.
 
-State lives in ``MESHKIT_HOME`` (default ``~/.meshkit``): ``state.json`` (pid and ports of the
-running control plane), ``resources.json``, ``deployments.json``, ``logs/``. Several meshes run
-side by side with different homes.
+State lives in ``MESHKIT_HOME`` (default ``~/.meshkit``): ``state.json`` (pid, start time and
+ports of the control plane, and the config version), ``pods/`` (one record per pod process, for
+``down`` and for the next control plane to adopt), ``resources.json``, ``deployments.json``,
+``secrets.json``, ``ca/``, ``jwt/``, ``logs/``, and two locks: ``lifecycle.lock`` (one
+``up``/``down``/``restart`` at a time) and ``controlplane.lock`` (held by the running control
+plane). Several meshes run side by side with different homes.
 
 Example::
 
@@ -30,6 +33,7 @@ from typing import Any, ClassVar
 
 from meshkit.backends.base import CAP_LOCAL_TIME, CAP_SNIFF, ApplyResult, Backend, Pod
 from meshkit.backends.local.durable import write_atomic
+from meshkit.backends.local.probes import PATH as PROBE_PATH
 from meshkit.backends.local.processes import (
     HomeLock,
     ProcessRecord,
@@ -354,10 +358,11 @@ class LocalBackend(Backend):
             serving = False
             if admin:
                 try:
-                    with urllib.request.urlopen(self._owner_request(int(admin), "/config_dump"), timeout=2) as resp:
-                        version = int(json.loads(resp.read()).get("version", 0))
-                    serving = True
-                except (OSError, ValueError):
+                    # the pod's probe answer carries the version of the config it serves
+                    with urllib.request.urlopen(self._owner_request(int(admin), PROBE_PATH), timeout=2) as resp:
+                        answer = json.loads(resp.read())
+                    version, serving = int(answer.get("config_version", 0)), bool(answer.get("ready"))
+                except (OSError, ValueError, AttributeError):
                     serving = False
             app = "istio-ingressgateway" if gateway else spec.get("service", "")
             pods.append({

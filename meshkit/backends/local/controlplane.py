@@ -32,6 +32,7 @@ from meshkit.backends.local.collector import Collector
 from meshkit.backends.local.durable import StateWriteError, read_json, write_atomic
 from meshkit.backends.local.jwt import LocalIssuer
 from meshkit.backends.local.kubeobjects import KubeObjects
+from meshkit.backends.local.probes import ProbeSettings
 from meshkit.backends.local.processes import HomeLock, ProcessRecord
 from meshkit.backends.local.proxy.stats import merge_expositions
 from meshkit.backends.local.store import ResourceStore, key_of
@@ -89,6 +90,7 @@ class ControlPlane:
         self.issuer = LocalIssuer.load_or_create(home / "jwt")
         self.cert_ttl = float(os.environ.get("MESHKIT_CERT_TTL", 24 * 3600))
         self.secrets: dict[str, dict[str, str]] = read_json(home / "secrets.json", default={}, expect=dict)
+        self.probes = ProbeSettings.from_env()
         # SIGTERM ends this process only: the pods keep serving (``meshkit down`` ends them)
         self.keep_pods = True
 
@@ -490,6 +492,7 @@ class ControlPlane:
                     "synced": p.acked_version >= self.version or not p.spec.sidecar,
                     "restarts": p.restarts,
                     "last_error": p.last_error,
+                    "probe": p.probe,
                     "ports": p.ports,
                     "pid": p.proc.pid if p.proc else 0,
                 }
@@ -535,7 +538,10 @@ class ControlPlane:
             loop.add_signal_handler(sig, self.stop_event.set)
         self._write_state()
         await asyncio.gather(*(self.deployments.ensure(s) for s in specs))
+        owner = {OWNER_HEADER: self.credential}  # a pod's admin port answers its owner only
+        prober = asyncio.ensure_future(self.deployments.probe_loop(self.probes, owner.copy))
         await self.stop_event.wait()
+        prober.cancel()
         server.close()
         if self.keep_pods:
             self.deployments.stopping = True  # no more restarts: the next control plane takes over

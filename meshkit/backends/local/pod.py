@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from meshkit.backends.local.ca import WorkloadCert, csr_for, spiffe_id_for
+from meshkit.backends.local.probes import PATH as PROBE_PATH
 from meshkit.backends.local.proxy.admin import EnvoyAdmin, stats_prometheus
 from meshkit.backends.local.proxy.config import ProxyIdentity
 from meshkit.backends.local.proxy.sidecar import Sidecar
@@ -41,6 +42,7 @@ from meshkit.wire import dumps
 
 # how often a sidecar ships its records; a reader that cannot wait asks for POST /flush instead
 FLUSH_INTERVAL = float(os.environ.get("MESHKIT_FLUSH_INTERVAL_S", "0.2"))
+APP_PROBE_TIMEOUT_S = 1.0
 
 
 class Pod:
@@ -291,7 +293,30 @@ class Pod:
             return Response(200, {"content-type": "application/json"}, json.dumps({"shipped": shipped}).encode())
         if path == "/ready":
             return Response(200, {"content-type": "text/plain"}, b"LIVE\n")
+        if path == PROBE_PATH:
+            return await self._probe()
         return Response(404, {"content-type": "text/plain"}, b"unknown admin path\n")
+
+
+    async def _probe(self) -> Response:
+        """The kubelet's probes, answered as istio-agent answers its rewritten ones: ask the app."""
+        ready, live, detail = True, True, ""
+        if self.sidecar is not None and self.sidecar.view.version == 0:
+            ready, detail = False, "istio-proxy: no config from the control plane yet"
+        if self.app is not None:
+            for kind in ("live", "ready"):
+                try:
+                    req = Request("GET", f"/health/{kind}", {"host": "localhost"})
+                    ok = (await asyncio.wait_for(self.app.handle(req), APP_PROBE_TIMEOUT_S)).status < 400
+                except Exception as exc:
+                    ok, detail = False, f"app /health/{kind}: {type(exc).__name__}"
+                if not ok:
+                    detail = detail or f"app /health/{kind} failed"
+                    ready = False
+                    live = live and kind != "live"
+        version = self.sidecar.view.version if self.sidecar is not None else 0
+        body = json.dumps({"ready": ready, "live": live, "detail": detail, "config_version": version}).encode()
+        return Response(200, {"content-type": "application/json"}, body)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import os
@@ -21,11 +22,13 @@ import string
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from meshkit.backends.local.durable import read_json, write_atomic
+from meshkit.backends.local.probes import ProbeSettings, probe_once
 from meshkit.backends.local.processes import AdoptedProcess, ProcessRecord
 from meshkit.backends.local.trust import OWNER_VERIFIER_ENV, POD_TOKEN_ENV, owner_verifier, pod_token
 
@@ -87,6 +90,9 @@ class PodState:
     stopping: bool = False
     connected: bool = False  # has polled this control plane since it started
     log_offset: int = 0  # where this pod's lines start in its deployment's log
+    probe: str = ""  # the last failed probe, as `kubectl describe pod` shows it
+    ready_failures: int = 0
+    live_failures: int = 0
     last_error: str = ""  # why the proxy rejected part of its last push (its NACK detail)
     killed: bool = False  # by `meshkit kill` (or a failed liveness probe), not by itself
 
@@ -306,6 +312,51 @@ class Deployments:
         pod.ready, pod.killed = False, True
         if pod.proc is not None and pod.proc.returncode is None:
             pod.proc.kill()
+
+    # probes: the kubelet's part -----------------------------------------------------------------
+    async def probe_loop(self, settings: ProbeSettings, headers: Callable[[], dict[str, str]] = dict) -> None:
+        """Probe every registered pod each period; a probe still waiting for its pod is not sent again."""
+        loop = asyncio.get_running_loop()
+        executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="probe")
+        in_flight: set[str] = set()
+        try:
+            while not self.stopping:
+                for pod in list(self.pods.values()):
+                    admin = pod.ports.get("admin")
+                    if not admin or pod.stopping or pod.killed or pod.name in in_flight:
+                        continue
+                    in_flight.add(pod.name)
+                    future = loop.run_in_executor(executor, probe_once, admin, settings.timeout_s, headers())
+                    future.add_done_callback(functools.partial(self._probed, pod, settings, in_flight))
+                await asyncio.sleep(settings.period_s)
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def _probed(self, pod: PodState, settings: ProbeSettings, in_flight: set[str],
+                future: asyncio.Future[tuple[bool, bool, str]]) -> None:
+        in_flight.discard(pod.name)
+        if future.cancelled() or self.pods.get(pod.name) is not pod or pod.stopping or pod.killed:
+            return
+        ready, live, detail = future.result()
+        if ready:
+            pod.ready_failures = 0
+            if not pod.ready:
+                pod.ready, pod.probe = True, ""
+                self.record(pod)
+                self.on_change()
+        else:
+            pod.ready_failures += 1
+            if pod.ready and pod.ready_failures >= settings.readiness_failures:
+                # out of every proxy's endpoints, as a NotReady pod leaves its Service's
+                pod.ready, pod.probe = False, f"Readiness probe failed: {detail}"
+                self.record(pod)
+                self.on_change()
+        pod.live_failures = 0 if live else pod.live_failures + 1
+        if pod.live_failures >= settings.liveness_failures and pod.proc is not None:
+            pod.probe = f"Liveness probe failed: {detail}; killed and replaced"
+            pod.ready, pod.killed = False, True
+            self.on_change()
+            pod.proc.kill()  # SIGKILL: a stopped process cannot act on SIGTERM
 
     async def stop_all(self) -> None:
         self.stopping = True
