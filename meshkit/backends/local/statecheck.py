@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 from meshkit.backends.local.durable import CorruptState, read_json
@@ -19,7 +20,6 @@ from meshkit.errors import InvalidConfig
 
 CONFIG_FILES = ("resources.json", "deployments.json", "secrets.json", "state.json")
 KEY_FILES = ("ca/root-cert.pem", "ca/root-key.pem", "jwt/jwt-key.pem")
-DEPLOYMENT_FIELDS = {"service", "version", "replicas", "sidecar"}
 
 
 def state_files(home: Path) -> list[Path]:
@@ -60,9 +60,12 @@ def _check_resources(home: Path) -> None:
 
 
 def _check_deployments(home: Path) -> None:
+    from meshkit.backends.local.workloads import DeploymentSpec
+
+    known = {f.name for f in fields(DeploymentSpec)}
     path = home / "deployments.json"
     for i, dep in enumerate(read_json(path, default=[], expect=list)):
-        if not isinstance(dep, dict) or not isinstance(dep.get("service"), str) or set(dep) - DEPLOYMENT_FIELDS:
+        if not isinstance(dep, dict) or not isinstance(dep.get("service"), str) or set(dep) - known:
             raise CorruptState(path, f"item {i} is not a deployment")
         if not isinstance(dep.get("replicas", 1), int) or isinstance(dep.get("replicas", 1), bool):
             raise CorruptState(path, f"item {i}: replicas is not an integer")
