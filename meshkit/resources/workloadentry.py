@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshkit.resources.common import LABELS
+from meshkit.resources.common import LABELS, SELECTOR
 from meshkit.resources.gateway import ENDPOINT, endpoint_errors
 from meshkit.resources.headers import probe_name_error
 from meshkit.resources.model import Path
@@ -107,7 +107,7 @@ def _proxy_config_rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
 
 PROXY_CONFIG = Obj(
     {
-        "selector": Obj({"matchLabels": LABELS}),
+        "selector": SELECTOR,
         "concurrency": Int(),
         "environmentVariables": MapOf(Str()),
         "image": Obj({"imageType": Str()}),
