@@ -30,7 +30,7 @@ import yaml
 
 import meshkit
 from meshkit.errors import MeshkitError, MeshNotRunning, NotFound
-from meshkit.lab.checks import GATEWAY, STRICT_ENV, CheckResult, Checks, check, poll
+from meshkit.lab.checks import GATEWAY, STRICT_ENV, CheckResult, Checks, check, cluster_stats, poll
 from meshkit.mesh import Mesh
 from meshkit.resources.duration import parse_duration
 
@@ -201,6 +201,7 @@ def metrics(mesh: Mesh, name: str = "istio_requests_total", limit: int = 12) -> 
 
 
 __all__ = [
-    "GATEWAY", "ISTIOFILES", "STRICT_ENV", "CheckResult", "Checks", "Yaml", "check", "cli", "istiofile", "logs",
+    "GATEWAY", "ISTIOFILES", "STRICT_ENV", "CheckResult", "Checks", "Yaml", "check", "cli", "cluster_stats",
+    "istiofile", "logs",
     "metrics", "pod_of", "poll", "setup", "show", "tidy",
 ]

@@ -457,4 +457,96 @@ class Checks:
                            f"a line with {contains!r}", "generate failing traffic first")
 
 
+    # the data plane, as istioctl shows it ---------------------------------------------------------
+    @staticmethod
+    @_check
+    def listeners(mesh: Mesh, pod: str) -> CheckResult:
+        """The sidecar has Istio's capture listeners: 15001 (outbound) and 15006 (inbound)."""
+        rows = _rows(mesh.proxy_config(pod, "listeners"))
+        ports = sorted({r["PORT"] for r in rows}, key=int)
+        ok = {"15001", "15006"} <= set(ports) and any(r["DESTINATION"] == "Cluster: inbound|8080||" for r in rows)
+        return CheckResult("sidecar listeners", ok, f"ports {', '.join(ports)}",
+                           "15001 (virtualOutbound), 15006 (virtualInbound → inbound|8080||), the service port",
+                           "is the pod's sidecar running? (meshkit status)")
+
+    @staticmethod
+    @_check
+    def weighted_route(mesh: Mesh, pod: str, weights: Mapping[str, int], host: str = "recommendation") -> CheckResult:
+        """The proxy's route to ``host`` splits over the subsets' clusters with these weights."""
+        import json
+
+        configs = json.loads(mesh.proxy_config_text(pod, "routes", "json"))
+        fqdn = f"{host}.tutorial.svc.cluster.local"
+        found: dict[str, int] = {}
+        for rc in configs:
+            for vh in rc.get("virtualHosts") or []:
+                if vh.get("name", "").startswith(fqdn + ":"):
+                    route = (vh.get("routes") or [{}])[-1].get("route") or {}
+                    for c in (route.get("weightedClusters") or {}).get("clusters") or []:
+                        found[c["name"].split("|")[2]] = int(c["weight"])
+                    if route.get("cluster"):
+                        found[route["cluster"].split("|")[2] or "-"] = 100
+        return CheckResult("weighted clusters in the proxy", found == dict(weights), str(found), str(dict(weights)),
+                           "apply the DestinationRule with the subsets and the VirtualService with the weights")
+
+    @staticmethod
+    @_check
+    def ejected_endpoint(mesh: Mesh, pod: str, cluster: str) -> CheckResult:
+        """``proxy-config endpoints`` shows one host of ``cluster`` as ``HEALTHY  FAILED`` (ejected)."""
+        rows = _rows(mesh.proxy_config(pod, "endpoints", cluster=cluster))
+        failed = [r["ENDPOINT"] for r in rows if r["OUTLIER CHECK"] == "FAILED"]
+        seen = ", ".join(f"{r['ENDPOINT']} {r['STATUS']} {r['OUTLIER CHECK']}" for r in rows) or "no endpoints"
+        return CheckResult("ejected endpoint", len(failed) >= 1 and len(failed) < len(rows), seen,
+                           "one endpoint HEALTHY FAILED (outlier check), the others OK",
+                           "send traffic so the misbehaving pod fails, with outlierDetection applied")
+
+    @staticmethod
+    @_check
+    def overflow_counted(mesh: Mesh, pod: str, cluster: str, before: Mapping[str, int],
+                         result: LoadResult) -> CheckResult:
+        """The client proxy's ``upstream_rq_pending_overflow`` grew by the number of 503 UO of ``result``."""
+        if any("flags" not in r for r in result.records):
+            mesh.attach_flags(result.records)
+        uo = sum(1 for r in result.records if r.get("flags") == "UO")
+        after = cluster_stats(mesh, pod, cluster)
+        grown = after.get("upstream_rq_pending_overflow", 0) - before.get("upstream_rq_pending_overflow", 0)
+        return CheckResult("overflow counted by the client proxy", uo > 0 and grown == uo,
+                           f"upstream_rq_pending_overflow +{grown}, {uo} requests answered 503 UO",
+                           "the counter grows by exactly the number of 503 UO", "run the load with the limits applied")
+
+    @staticmethod
+    @_check
+    def workload_identity(mesh: Mesh, pod: str) -> CheckResult:
+        """The proxy holds an active, valid certificate whose SPIFFE ID names its service account."""
+        rows = _rows(mesh.proxy_config(pod, "secret"))
+        chain = next((r for r in rows if r["RESOURCE NAME"] == "default"), {})
+        sa = next((p.service_account for p in mesh.pods() if p.name == pod), "")
+        want = f"spiffe://cluster.local/ns/tutorial/sa/{sa}"
+        ok = chain.get("VALID CERT") == "true" and chain.get("SPIFFE ID") == want
+        return CheckResult("workload identity", ok, f"{chain.get('SPIFFE ID', 'no certificate')}, valid "
+                           f"{chain.get('VALID CERT', '-')}, serial {chain.get('SERIAL NUMBER', '-')}", want,
+                           "the sidecar gets its certificate from istiod at start; is the pod ready?")
+
+
+def _rows(table: Any) -> list[dict[str, Any]]:
+    return list(table.to_dict("records")) if hasattr(table, "to_dict") else list(table)
+
+
+def cluster_stats(mesh: Mesh, pod: str, cluster: str) -> dict[str, int]:
+    """One cluster's Envoy stats as ``curl localhost:15000/stats`` prints them, by stat name.
+
+    Example::
+
+        stats = cluster_stats(mesh, pod, "outbound|8080||recommendation.tutorial.svc.cluster.local")
+        stats["upstream_rq_pending_overflow"]
+    """
+    prefix = f"cluster.{cluster};."
+    out = {}
+    for line in mesh.envoy_admin(pod, "/stats").splitlines():
+        if line.startswith(prefix):
+            name, _, value = line[len(prefix):].partition(": ")
+            out[name] = int(value)
+    return out
+
+
 check = Checks()

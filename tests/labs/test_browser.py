@@ -1,5 +1,6 @@
 """The real UI: JupyterLab in headless Chromium runs (a copy of) lab 01, its widgets and plots render, and moving
-the weights slider then pressing Apply changes the traffic split the mesh serves.
+the weights slider then pressing Apply changes the traffic split the mesh serves; lab 00 runs with its
+checks and its push-diff widget shows the routes and clusters a VirtualService changed.
 
 Needs Debian's chromium (``/usr/bin/chromium``) and Playwright from PyPI (no browser download).
 A screenshot is saved to ``artifacts/browser-lab.png``.
@@ -30,6 +31,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 LAB = "01_traffic_control.ipynb"
+LAB_00 = "00_setup.ipynb"
 PANEL_TITLE = "Traffic split for recommendation"
 RUN_STARTED = """() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
   .some(e => /\\[(\\*|\\d+)\\]/.test(e.textContent))"""
@@ -91,7 +93,8 @@ def jupyter(lab_home: Path, tmp_path: Path) -> Iterator[str]:
     # serve a copy: JupyterLab saves what it runs, and the committed notebook must stay clean
     root = tmp_path / "labs"
     root.mkdir()
-    shutil.copy(LABS / LAB, root / LAB)
+    for name in (LAB, LAB_00):
+        shutil.copy(LABS / name, root / name)
     port = _free_port()
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.token=", "--ServerApp.password=",
            "--ServerApp.ip=127.0.0.1", f"--port={port}", "--allow-root", f"--ServerApp.root_dir={root}"]
@@ -156,3 +159,32 @@ def test_lab_runs_in_jupyterlab_and_the_slider_moves_the_split(jupyter: str, lab
     assert {r["destination"]["subset"]: r["weight"] for r in route} == {"version-v1": 75, "version-v2": 30}
     share = 100 * mesh.load(n=2000, concurrency=8, flags=False).share("v2")
     assert abs(share - 30) <= 4, share  # 2000 draws: one standard deviation is about 1 point
+
+
+def test_lab_00_runs_in_jupyterlab_with_its_checks_and_the_push_diff(jupyter: str, artifacts: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{jupyter}/lab/tree/{LAB_00}")
+            page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=60_000)
+            page.wait_for_selector(".jp-Toolbar-kernelName:has-text('Python 3')", timeout=60_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+            run_all(page)
+            page.wait_for_function(RUN_ALL_DONE, timeout=240_000)
+            outputs = page.locator(".jp-OutputArea-output").evaluate_all("els => els.map(e => e.textContent)")
+            assert not [t for t in outputs if "Traceback" in t or "Error displaying widget" in t], outputs
+            # succeeds, listeners, config pushed, weighted route, identity (the solution's output is collapsed)
+            assert sum("✓" in t for t in outputs) >= 5 and not [t for t in outputs if "✗" in t], outputs
+            # the push diff: the recommendation route now comes from the VirtualService
+            diff = page.locator(".widget-html:has-text('proxy-config routes')").first
+            diff.scroll_into_view_if_needed()
+            text = diff.text_content() or ""
+            assert "recommendation.tutorial.svc.cluster.local:8080" in text and "recommendation.tutorial" in text, text
+            assert "Envoy JSON diff" in text
+            assert any("SERVICE FQDN" in t and "DESTINATION RULE" in t for t in outputs)
+            page.screenshot(path=str(artifacts / "browser-lab00.png"))
+        finally:
+            browser.close()
