@@ -16,9 +16,9 @@ class MeshkitError(Exception):
 class MeshNotRunning(MeshkitError):
     """No mesh is running for this MESHKIT_HOME (or cluster context)."""
 
-    def __init__(self, home: str = "") -> None:
+    def __init__(self, home: str = "", message: str = "") -> None:
         where = f" (MESHKIT_HOME={home})" if home else ""
-        super().__init__(f"no mesh is running{where}; start one with: meshkit up")
+        super().__init__(message or f"no mesh is running{where}; start one with: meshkit up")
 
 
 class InvalidConfig(MeshkitError):

@@ -27,7 +27,8 @@ def _mesh(args: argparse.Namespace) -> Mesh:
 
     backend = get_backend(args.backend)(**_backend_options(args))
     if not backend.is_running():
-        raise MeshNotRunning(str(getattr(backend, "home", "")))
+        explain = getattr(backend, "not_running_error", None)  # the local mesh: is the data plane still up?
+        raise explain() if callable(explain) else MeshNotRunning(str(getattr(backend, "home", "")))
     return Mesh(backend)
 
 

@@ -172,3 +172,28 @@ def test_an_apply_that_cannot_be_stored_is_not_applied(mesh: Mesh) -> None:
     backend.restart()
     assert [r["metadata"]["name"] for r in mesh.get("VirtualService")] == ["customer-gateway", "recommendation"]
     mesh.reset()
+
+
+def test_admission_and_the_proxies_judge_a_push_with_the_same_compiler() -> None:
+    """What admission refuses is exactly what a proxy would reject (no mesh: one real Sidecar)."""
+    from meshkit.backends.local.proxy.config import ProxyIdentity
+    from meshkit.backends.local.proxy.sidecar import Sidecar, check_push
+
+    identity = ProxyIdentity("preference-v1-x", "preference", "v1", {"app": "preference", "version": "v1"},
+                             "tutorial", "preference")
+    vs: dict[str, object] = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+                             "metadata": {"name": "recommendation", "namespace": "tutorial"},
+                             "spec": {"hosts": ["recommendation"],
+                                      "http": [{"route": [{"destination": {"host": "recommendation"},
+                                                           "weight": 100}]}]}}
+    broken = json.loads(json.dumps(vs))
+    broken["spec"]["http"][0]["route"][0]["weight"] = "most"
+    base = {"services": [{"name": "recommendation", "namespace": "tutorial", "port": 8080}], "endpoints": []}
+    sidecar = Sidecar(identity)
+    assert sidecar.apply_snapshot({**base, "version": 1, "resources": [vs]}) == []
+    errors, _ = check_push({**base, "version": 2, "resources": [broken]}, identity)
+    rejected = sidecar.apply_snapshot({**base, "version": 2, "resources": [broken]})
+    assert rejected == errors == ["VirtualService tutorial/recommendation rejected: ValueError: "
+                                  "invalid literal for int() with base 10: 'most'"]
+    assert sidecar.view.version == 2  # the push was taken ...
+    assert sidecar.accepted[("VirtualService", "tutorial", "recommendation")] == vs  # ... with the last good one

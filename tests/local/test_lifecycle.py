@@ -146,11 +146,39 @@ def test_sigterm_of_the_control_plane_leaves_the_pods_serving(mesh: Mesh, capsys
     assert _pids(mesh) == pids
 
 
+def test_a_corrupt_state_file_under_a_running_mesh_never_makes_a_second_one(
+        mesh: Mesh, capsys: pytest.CaptureFixture[str]) -> None:
+    from meshkit.cli import main
+
+    backend = _backend(mesh)
+    state = backend.home / "state.json"
+    saved = state.read_bytes()
+    state.write_bytes(saved[: len(saved) // 2])
+    try:
+        started = time.monotonic()
+        code = main(["--home", str(backend.home), "up"])
+        took = time.monotonic() - started
+        err = capsys.readouterr().err
+        assert code != 0 and took < 2.0
+        assert f"{state} is corrupt (line 1" in err and "`meshkit down`" in err and "Traceback" not in err
+        control_planes = [p for p in mesh_processes(backend.home)
+                          if b"controlplane" in Path(f"/proc/{p.pid}/cmdline").read_bytes()]
+        assert len(control_planes) == 1
+    finally:
+        state.write_bytes(saved)
+    # with the control plane down, verbs that need it say that the pods still serve
+    cp = _cp(mesh)
+    os.kill(cp.pid, signal.SIGKILL)
+    _wait_gone(cp)
+    assert main(["--home", str(backend.home), "get"]) != 0
+    assert "control plane of the mesh" in capsys.readouterr().err
+    backend.up()
+
+
 def test_down_ends_everything_even_with_a_hung_control_plane(mesh: Mesh) -> None:
     backend = _backend(mesh)
     status = backend.status()
-    ports = {status["gateway_port"], status["control_plane"]["api_port"]}
-    ports |= {int(port) for p in status["pods"] for port in p["ports"].values()}
+    ports = _listening_ports(backend)
     processes = mesh_processes(backend.home)
     assert len(processes) == len(status["pods"]) + 1  # the control plane and one process per pod
     cp = _cp(mesh)
@@ -166,12 +194,7 @@ def test_down_ends_everything_even_with_a_hung_control_plane(mesh: Mesh) -> None
     assert down_s < 10
     assert not any(p.alive() for p in processes)
     assert mesh_processes(backend.home) == []
-    listening = []
-    for port in ports:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                listening.append(port)
-    assert listening == []
+    assert _still_listening(ports) == []
     assert not backend.is_running()
 
 
@@ -191,3 +214,28 @@ def test_two_concurrent_ups_make_one_mesh_on_the_same_gateway_port(mesh: Mesh) -
     # the gateway kept its port across down and up (TIME_WAIT connections do not count as in use)
     assert backend.gateway_url() == f"http://127.0.0.1:{remembered}"
     assert mesh.curl()[0] == 200
+    # and with its control plane dead, down still ends every pod and closes every port
+    ports = _listening_ports(backend)
+    cp = _cp(mesh)
+    os.kill(cp.pid, signal.SIGKILL)
+    _wait_gone(cp)
+    started = time.monotonic()
+    backend.down()
+    print(f"down with a dead control plane: {time.monotonic() - started:.2f}s")
+    assert not any(p.alive() for p in processes) and mesh_processes(backend.home) == []
+    assert _still_listening(ports) == []
+
+
+def _listening_ports(backend: LocalBackend) -> set[int]:
+    status = backend.status()
+    ports = {int(status["gateway_port"]), int(status["control_plane"]["api_port"])}
+    return ports | {int(port) for p in status["pods"] for port in p["ports"].values()}
+
+
+def _still_listening(ports: set[int]) -> list[int]:
+    listening = []
+    for port in sorted(ports):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                listening.append(port)
+    return listening

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from meshkit.backends.base import CAP_LOCAL_TIME, CAP_SNIFF, ApplyResult, Backend, Pod
-from meshkit.backends.local.durable import write_atomic
+from meshkit.backends.local.durable import CorruptState, read_json, write_atomic
 from meshkit.backends.local.probes import PATH as PROBE_PATH
 from meshkit.backends.local.processes import (
     HomeLock,
@@ -185,7 +185,35 @@ class LocalBackend(Backend):
                 else:
                     self.wait_ready(timeout)
                 return
+            self._refuse_unknown_control_plane()
             self._start_control_plane(profile, outbound, gateway_port, timeout)
+
+    def _refuse_unknown_control_plane(self) -> None:
+        """A control plane holds this home but its state file does not lead to it: never start a second."""
+        lock = HomeLock(self.home / "controlplane.lock")
+        if not lock.held_by_other():
+            return
+        holder = lock.holder()
+        try:
+            read_json(self.home / "state.json", default={}, expect=dict)
+        except CorruptState as exc:
+            raise MeshkitError(f"{exc.path} is corrupt ({exc.detail}) while the "
+                               f"{holder} still runs the mesh: `meshkit down` ends the mesh (it finds every "
+                               "process without that file), then `meshkit up` starts a new one") from None
+        raise MeshkitError(f"the {holder} holds the mesh in {self.home} but does not answer: "
+                           "`meshkit restart` replaces it (the pods keep serving), `meshkit down` ends the mesh")
+
+    def not_running_error(self) -> MeshkitError:
+        """Why verbs that need the control plane cannot run, saying so when the pods still serve."""
+        if self._pod_records():
+            try:
+                gateway = f" (ingress gateway {self.gateway_url()})"
+            except MeshkitError:
+                gateway = ""
+            return MeshNotRunning(str(self.home), f"the control plane of the mesh in {self.home} is down; its pods "
+                                  f"keep serving their last config{gateway}. `meshkit up` starts a control plane "
+                                  "that adopts them, `meshkit down` ends them")
+        return MeshNotRunning(str(self.home))
 
     def restart(self, timeout: float = 30.0) -> None:
         """Restart only the control plane: the pods keep serving and the new one adopts them."""

@@ -33,7 +33,7 @@ class CorruptState(MeshkitError):
     exit_code = 4
 
     def __init__(self, path: Path, detail: str) -> None:
-        self.path = path
+        self.path, self.detail = path, detail
         super().__init__(
             f"state file {path} is corrupt ({detail}); the mesh cannot start from it. "
             f"Run `{RESET_HINT}` to set it aside (it is kept as {path.name}.corrupt) and start from an "
