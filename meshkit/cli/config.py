@@ -135,29 +135,59 @@ def cmd_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+ISTIO_DOCS = "https://istio.io/v1.30/docs/reference/config/analysis"
+EXIT_ANALYZER_FOUND_ISSUES = 79  # istioctl's exit code when an Error-level message was found
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from meshkit.resources import analyze
+    """``istioctl analyze``: the running mesh plus files, or the files alone (``--use-kube=false``)."""
+    from meshkit.resources import analyze, load_paths
+    from meshkit.resources.kinds import canonical_key
+    from meshkit.resources.model import Origin
 
-    mesh = _mesh(args)
-    resources = mesh.get()
-    origins = None
-    if args.filename:
-        from meshkit.resources import load_paths, validate_documents
-
-        report = validate_documents(load_paths([str(s) for s in args.filename]), profile=mesh.profile)
-        report.raise_for_errors()
-        extra, origins = report.resources, report.origins
-        keys = {(r["kind"], r["metadata"]["name"]) for r in extra}
-        resources = [r for r in resources if (r["kind"], r["metadata"]["name"]) not in keys] + extra
-    pods = []
-    for p in mesh.pods():
-        labels = {"app": p.app, "istio": "ingressgateway"} if p.app == "istio-ingressgateway" else {
-            "app": p.app, "version": p.version}
-        pods.append({"name": p.name, "labels": labels, "namespace": p.namespace, "sidecar": p.sidecar})
-    services = {s: {"http": 8080} for s in ("customer", "preference", "recommendation")}
-    problems = analyze(resources, services, pods, origins=origins, profile=mesh.profile)
+    namespace = None if args.all_namespaces else (args.namespace or "tutorial")
+    target = "all namespaces" if namespace is None else f"namespace: {namespace}"
+    objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+    profile = "current"
+    if args.use_kube == "true":
+        mesh = _mesh(args)
+        profile = mesh.profile
+        for obj in [*mesh.get(), *mesh.get("namespaces"), *mesh.get("services"), *mesh.get("pods")]:
+            objects[canonical_key(obj)] = obj
+    origins: dict[tuple[str, str, str], Origin] = {}
+    parse_errors = 0
+    files = [str(f) for f in args.filename or []]
+    for doc in load_paths(files) if files else []:
+        if doc.error is not None:
+            parse_errors += 1
+            print(f"Error(s) adding files: {doc.error.format()}", file=sys.stderr)
+            continue
+        if not isinstance(doc.data, dict):
+            continue
+        obj = doc.data
+        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else None
+        if meta is not None and not meta.get("namespace") and obj.get("kind") != "Namespace":
+            obj = {**obj, "metadata": {**meta, "namespace": namespace or "tutorial"}}
+        key = canonical_key(obj)
+        objects[key] = obj  # a file's version of a resource replaces the mesh's
+        origins[key] = Origin(doc.source, doc.index, doc.line, doc.lines)
+    problems = analyze(list(objects.values()), origins=origins, profile=profile, namespace=namespace)
     for problem in problems:
         _print(problem.analyze_line())
     if not problems:
-        _print("✔ No validation issues found when analyzing namespace: tutorial.")
-    return 1 if any(p.level == "Error" for p in problems) else 0
+        if parse_errors:
+            noun = "file" if parse_errors == 1 else "files"
+            print(f"No validation issues found when analyzing {target} (but {parse_errors} {noun} could not be "
+                  "parsed).", file=sys.stderr)
+        elif len(files) > 1:
+            listed = "\n  - ".join(files)
+            print(f"\u2714 No validation issues found when analyzing:\n  - {listed}", file=sys.stderr)
+        elif files:
+            print(f"\u2714 No validation issues found when analyzing {files[0]}.", file=sys.stderr)
+        else:
+            print(f"\u2714 No validation issues found when analyzing {target}.", file=sys.stderr)
+    if any(p.level == "Error" for p in problems):
+        print(f"Error: Analyzers found issues when analyzing {target}.\nSee {ISTIO_DOCS} for more information "
+              "about causes and resolutions.", file=sys.stderr)
+        return EXIT_ANALYZER_FOUND_ISSUES
+    return 1 if parse_errors else 0

@@ -316,7 +316,7 @@ def validate_documents(
         if resource is None:
             continue
         meta = resource["metadata"]
-        key = (resource["kind"], meta["namespace"], meta["name"])
+        key = (resource["kind"], meta.get("namespace", ""), meta["name"])
         if key in first_seen:
             earlier = first_seen[key]
             report.warnings.append(

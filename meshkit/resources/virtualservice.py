@@ -691,7 +691,9 @@ def _virtual_service_rule(value: dict[str, Any], path: Path, ck: Checker) -> Non
     _sni_rules(value, path, ck)
     for msg in export_to_errors(ck.namespace, value.get("exportTo") or []):
         ck.error((*path, "exportTo"), msg)
-    unreachable_rules(value.get("http") or [], (*path, "http"), ck)
+    for section in ("http", "tcp", "tls"):
+        if isinstance(value.get(section), list):
+            unreachable_rules(value[section], (*path, section), ck, section)
 
 
 _VS_FIELDS: dict[str, Schema] = {

@@ -225,8 +225,11 @@ class KubeObjects:
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": pod.name, "namespace": pod.namespace, "labels": labels,
+                         "annotations": {} if pod.spec.sidecar else {INJECT: "false"},
                          "ownerReferences": [{"kind": "ReplicaSet", "name": f"{pod.deployment}-"
                                               f"{pod.spec.template_hash()}"}]},
+            "spec": {"containers": [{"name": pod.spec.service}] * (not pod.spec.gateway)
+                     + [{"name": "istio-proxy"}] * (pod.spec.sidecar or pod.spec.gateway)},
             "status": {"phase": "Running" if pod.proc and pod.proc.returncode is None else "Pending",
                        "ready": f"{containers if pod.ready else 0}/{containers}", "restarts": pod.restarts},
         }
