@@ -85,14 +85,14 @@ def test_the_tutorial_canary_is_clean() -> None:
             "envoy-filter-recommendation-local-ratelimit.yml",
         )
     ) == [
-        # Istio's analyzer looks a wildcard DestinationRule host up among wildcard ServiceEntries only
-        f"Warning [IST0174] (DestinationRule tutorial/default {DATA}/destination-rule-tls.yml:1) The host "
-        "*.tutorial.svc.cluster.local defined in the DestinationRule does not match any services in the mesh.",
         "Warning [IST0133] (EnvoyFilter tutorial/filter-local-ratelimit-recommendation "
         f"{DATA / 'envoy-filter-recommendation-local-ratelimit.yml'}:6) Schema validation warning: EnvoyFilter "
         "exposes internal "
         "implementation details that may change at any time. Prefer other APIs if possible, and exercise extreme "
         "caution, especially around upgrades.",
+        # Istio's analyzer looks a wildcard DestinationRule host up among wildcard ServiceEntries only
+        f"Warning [IST0174] (DestinationRule tutorial/default {DATA}/destination-rule-tls.yml:1) The host "
+        "*.tutorial.svc.cluster.local defined in the DestinationRule does not match any services in the mesh.",
     ]
 
 
