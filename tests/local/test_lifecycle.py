@@ -89,7 +89,9 @@ def test_kill_9_of_the_control_plane_loses_nothing_and_up_adopts_the_pods(mesh: 
     with Traffic(mesh) as traffic:
         os.kill(cp.pid, signal.SIGKILL)
         _wait_gone(cp)
+        dead_from = time.time()
         time.sleep(1.0)  # a second of traffic with no control plane at all
+        dead_until = time.time()
         status = backend.status()
         assert status["control_plane"]["state"] == "down"
         assert {p["name"]: p["pid"] for p in status["pods"]} == pids
@@ -106,6 +108,11 @@ def test_kill_9_of_the_control_plane_loses_nothing_and_up_adopts_the_pods(mesh: 
     after = backend.status()
     assert after["control_plane"]["state"] == "running" and after["version"] > version  # versions continue
     assert all(p["synced"] and p["config_version"] == after["version"] for p in after["pods"])
+    # what the proxies recorded while no control plane was there reached the new one
+    while_dead = {r["request_id"] for r in records if dead_from + 0.1 < float(r["t"]) < dead_until - 0.1}
+    assert backend.flush_telemetry()
+    logged = {r.get("request_id") for r in backend.request_log(since=dead_from - 1, limit=100_000)}
+    assert while_dead and while_dead <= logged
 
 
 def test_restart_restarts_only_the_control_plane_and_loses_nothing(mesh: Mesh) -> None:

@@ -243,7 +243,16 @@ class Pod:
             rows = self.sidecar.telemetry.drain()
             if rows:
                 headers = {**self.control_headers, "content-type": "application/json"}
-                await self.control.request("POST", "/telemetry", headers, dumps({"rows": rows}))
+                try:
+                    await self.control.request("POST", "/telemetry", headers, dumps({"rows": rows}))
+                except Exception:
+                    # no control plane (restarting, or gone): the records wait in the bounded outbox (the
+                    # oldest go first when it is full), as an Envoy keeps its stats while istiod is away
+                    outbox = self.sidecar.telemetry.outbox
+                    waiting = [*rows, *outbox]
+                    outbox.clear()
+                    outbox.extend(waiting)
+                    raise
             return len(rows)
 
     async def _post(self, path: str, body: dict[str, Any]) -> Response:
