@@ -7,7 +7,7 @@ Istio's files are not part of this repository. Point the script at a checkout::
 It prints one line per file that holds Istio or Kubernetes resources and is refused (with the first
 problems), then the counts. Files whose documents are all outside both (Helm templates, kustomize
 configs, CRDs of other projects) are counted apart. The suite runs the same function on its own
-representative files (``tests/resources/data/samples``).
+representative files (``tests/resources/samples``).
 """
 
 from __future__ import annotations

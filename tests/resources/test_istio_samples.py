@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.resources.istio_samples import check_samples
 
-SAMPLES = Path(__file__).parent / "data" / "samples"
+SAMPLES = Path(__file__).parent / "samples"
 
 
 def test_representative_samples_validate() -> None:
