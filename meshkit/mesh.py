@@ -356,6 +356,18 @@ class Mesh:
         info = {"name": p.name, "namespace": p.namespace, "labels": labels, "app": p.app, "sidecar": p.sidecar}
         return pc.describe_pod(info, self.get(), None)
 
+    def restart_control_plane(self) -> None:
+        """Restart the control plane only; the pods keep serving and the new one adopts them.
+
+        Example: ``mesh.restart_control_plane()`` (``meshkit restart``), local backend only.
+        """
+        restart = getattr(self.backend, "restart", None)
+        if not callable(restart):
+            from meshkit.errors import Unsupported
+
+            raise Unsupported(f"the {self.backend.name} backend cannot restart its control plane from here")
+        restart()
+
     def close(self) -> None:
         self.backend.close()
 

@@ -121,7 +121,7 @@ def test_restart_restarts_only_the_control_plane_and_loses_nothing(mesh: Mesh) -
     version = backend.status()["version"]
     with Traffic(mesh) as traffic:
         started = time.monotonic()
-        backend.restart()
+        mesh.restart_control_plane()  # `meshkit restart`
         restart_s = time.monotonic() - started
         # the same through the CLI's spelling: `meshkit up --restart-control-plane`
         second = _cp(mesh)

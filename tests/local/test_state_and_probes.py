@@ -93,10 +93,11 @@ def test_a_start_up_crash_fails_up_fast_with_the_pods_log(tmp_path: Path, monkey
 
 @pytest.fixture(scope="module")
 def mesh(broken_home: Path) -> Iterator[Mesh]:
-    """``up --reset-state`` on the corrupt home: the broken file is set aside, the mesh starts."""
+    """``up --reset-state`` on the corrupt home: the broken file is set aside, the mesh starts
+    (with the book-era profile, which a control plane adopting its pods must keep)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MESHKIT_PROBES", FAST_PROBES)
-        code, _, err = _up(broken_home, "--reset-state")
+        code, _, err = _up(broken_home, "--reset-state", "--profile", "tutorial")
     assert code == 0, err
     assert (broken_home / "resources.json.corrupt").read_text().startswith('[{"apiVersion"')
     m = meshkit.connect(home=str(broken_home))
@@ -140,3 +141,13 @@ def test_a_frozen_pod_leaves_the_endpoints_then_is_restarted(mesh: Mesh,
     assert "v2" in mesh.load(n=30, concurrency=3, flags=False).summary()["versions"]
     status = json.loads(json.dumps(backend.status()))
     assert all(p["ready"] for p in status["pods"])
+
+
+def test_a_new_control_plane_keeps_the_profile_of_the_pods_it_adopts(mesh: Mesh) -> None:
+    backend = mesh.backend
+    assert isinstance(backend, LocalBackend)
+    state = json.loads((backend.home / "state.json").read_text())
+    os.kill(int(state["pid"]), signal.SIGKILL)
+    code, _, err = _up(backend.home)  # the default profile is "current": the running pods say otherwise
+    assert code == 0, err
+    assert backend.status()["profile"] == "tutorial"

@@ -245,6 +245,10 @@ class LocalBackend(Backend):
         adopting = bool(self._pod_records())
         if not adopting:
             check_state(self.home)
+        else:
+            # the pods serve under the mesh's profile and outbound policy: the new control plane keeps them
+            previous = self._read_state()
+            profile, outbound = str(previous.get("profile", profile)), str(previous.get("outbound", outbound))
         if gateway_port and not adopting and not _port_free(gateway_port):
             raise MeshkitError(f"port {gateway_port} is already in use on 127.0.0.1: free it, or choose "
                                "another with --gateway-port (0 picks a free one)")
