@@ -35,6 +35,11 @@ def parse_reply(body: str) -> tuple[str, str]:
     return (m.group(1), m.group(2)) if m else ("", "")
 
 
+def reply_chain(body: str) -> str:
+    """``customer => PREFERENCE => recommendation v2`` of a successful reply (pod and counter dropped)."""
+    return body.split(" from '", 1)[0].strip()
+
+
 def percentile(values: list[float], pct: float) -> float:
     if not values:
         return 0.0
@@ -60,6 +65,8 @@ class LoadResult:
             "codes": dict(Counter(str(r["code"]) for r in self.records)),
             "versions": dict(Counter(r["version"] for r in self.records if r["version"])),
             "pods": dict(Counter(r["pod"] for r in self.records if r["pod"])),
+            # the chain that answered, without pod and counter: the advanced chapters' "PREFERENCE =>"
+            "replies": dict(Counter(reply_chain(r["body"]) for r in self.records if r["version"])),
             "flags": dict(Counter(r.get("flags", "-") for r in self.records)),
             "latency_ms": {
                 "p50": round(percentile(lat, 50), 3),

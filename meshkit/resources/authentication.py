@@ -69,6 +69,11 @@ def _url_error(value: str) -> str | None:
 _PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "k")
 
 
+#: the local mesh's own token issuer and where its keys are served (see backends/local/jwt.py)
+LOCAL_ISSUER = "testing@secure.istio.io"
+LOCAL_JWKS_URI = "http://jwks.meshkit.local/jwks.json"
+
+
 def _jwt_rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
     if not value.get("issuer") and not value.get("jwksUri"):
         ck.error(path, "issuer or jwksUri must be non-empty string")
@@ -79,6 +84,14 @@ def _jwt_rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
         ck.warn(path, f"no jwks or jwksUri: istiod looks the keys up by OpenID discovery at "
                       f"{issuer}/.well-known/openid-configuration; while they cannot be fetched (the local mesh "
                       "never can) requests with a token get 401 and requests without one pass")
+    uri = value.get("jwksUri")
+    if isinstance(uri, str) and uri and uri != LOCAL_JWKS_URI and not _url_error(uri):
+        # istiod fetches the keys; the local mesh reaches no remote host, so it does what istiod does
+        # when a fetch fails: a key set that verifies nothing
+        ck.warn((*path, "jwksUri"), f"jwksUri {uri} cannot be fetched from the local mesh: as istiod does when a "
+                f"fetch fails, requests with a token get 401 and requests without "
+                f"one pass; to try tokens locally use the local issuer: issuer: {LOCAL_ISSUER}, "
+                f"jwksUri: {LOCAL_JWKS_URI} (meshkit token mints them)")
     for i, header in enumerate(value.get("fromHeaders") or []):
         if not header.get("name"):
             ck.error((*path, "fromHeaders", i, "name"), "location header name must be non-empty string")

@@ -201,3 +201,49 @@ def test_invalid_and_unrunnable_deployments(mesh: Mesh, tmp_path: Path) -> None:
     assert "nginx:1.27 is stored but runs no pods" in out.stderr
     assert run(mesh, "get", "deploy", "web").stdout.splitlines()[1].split()[:2] == ["web", "0/1"]
     assert run(mesh, "delete", "deployment/web").returncode == 0
+
+
+def test_remote_jwks_uri_refuses_tokens_and_lets_anonymous_requests_pass(mesh: Mesh) -> None:
+    url = "https://raw.githubusercontent.com/istio/istio/release-1.30/security/tools/jwt/samples/jwks.json"
+    mesh.apply("apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata:\n  name: jwt\nspec:\n"
+               "  selector:\n    matchLabels: {app: customer}\n  jwtRules:\n  - issuer: testing@secure.istio.io\n"
+               f"    jwksUri: {url}\n")
+    try:
+        assert any(url in w and "http://jwks.meshkit.local/jwks.json" in w for w in mesh.warnings), mesh.warnings
+        assert mesh.curl()[0] == 200  # no token: RequestAuthentication alone lets it pass
+        code, body = mesh.curl(headers={"authorization": f"Bearer {mesh.token(role='customer')}"})
+        assert (code, body) == (401, "Jwks doesn't have key to match kid or alg from Jwt")  # stand-in keys
+    finally:
+        mesh.delete("requestauthentication", "jwt")
+
+
+def test_advanced_chapters_preference_v2_and_virtualized_recommendation(mesh: Mesh, tmp_path: Path) -> None:
+    files = tmp_path / "advanced.yml"
+    files.write_text("---\n".join([
+        deployment("preference-v2", "preference", "v2", "example/preference:v2"),
+        deployment("recommendation-virtualized", "recommendation", "virtualized", "example/recommendation:virtualized"),
+        "apiVersion: networking.istio.io/v1alpha3\nkind: DestinationRule\nmetadata: {name: recommendation}\nspec:\n"
+        "  host: recommendation\n  subsets:\n  - {name: version-v1, labels: {version: v1}}\n"
+        "  - {name: version-virtualized, labels: {version: virtualized}}\n",
+        "apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata: {name: recommendation}\nspec:\n"
+        "  hosts: [recommendation]\n  http:\n  - match:\n    - sourceLabels: {app: preference, version: v2}\n"
+        "    route:\n    - destination: {host: recommendation, subset: version-virtualized}\n"
+        "  - route:\n    - destination: {host: recommendation, subset: version-v1}\n",
+    ]))
+    out = run(mesh, "apply", "-f", str(files))
+    assert out.returncode == 0, out.stderr
+    try:
+        load = run(mesh, "load", "-n", "40", "-c", "4", "--json")
+        summary = json.loads(load.stdout)
+        assert summary["codes"] == {"200": 40}
+        replies = summary["replies"]
+        assert set(replies) == {"customer => preference => recommendation v1",
+                                "customer => PREFERENCE => recommendation v2"}, replies
+        assert summary["pods"]["virtualized"] == replies["customer => PREFERENCE => recommendation v2"]
+        # Hoverfly's recorded answer, whatever the request count
+        assert {r for r in {mesh.curl()[1] for _ in range(6)} if "PREFERENCE" in r} <= {
+            "customer => PREFERENCE => recommendation v2 from 'virtualized': 2"}
+    finally:
+        for kind, name in (("vs", "recommendation"), ("dr", "recommendation"),
+                           ("deployment", "preference-v2"), ("deployment", "recommendation-virtualized")):
+            run(mesh, "delete", kind, name)

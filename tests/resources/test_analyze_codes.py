@@ -247,3 +247,17 @@ def test_ist0173_subset_selects_no_pod_and_ist0174_unknown_host(
     # the file's own pod for v3 makes the subset whole
     _, out, _ = analyze(tmp_path, capsys, *docs[:-1], pod("recommendation-v3-1", "recommendation", "v3"))
     assert out == []
+
+
+def test_remote_jwks_uri_names_the_url_and_the_local_issuer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = "https://raw.githubusercontent.com/istio/istio/release-1.30/security/tools/jwt/samples/jwks.json"
+    ra = ("apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata:\n  name: jwt\n  namespace: "
+          f"tutorial\nspec:\n  selector:\n    matchLabels: {{app: recommendation}}\n  jwtRules:\n  - issuer: "
+          f"testing@secure.istio.io\n    jwksUri: {url}\n")
+    code, out, _ = analyze(tmp_path, capsys, *BASE, ra)
+    assert code == 0 and len(out) == 1
+    assert out[0].startswith("Warning [IST0133] (RequestAuthentication tutorial/jwt f.yaml:")
+    assert f"jwksUri {url} cannot be fetched from the local mesh" in out[0]
+    assert "issuer: testing@secure.istio.io, jwksUri: http://jwks.meshkit.local/jwks.json" in out[0]
+    _, out, _ = analyze(tmp_path, capsys, *BASE, ra.replace(url, "http://jwks.meshkit.local/jwks.json"))
+    assert out == []
