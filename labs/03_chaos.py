@@ -16,14 +16,17 @@
 # an aborted request never reaches a recommendation pod.
 
 # %% tags=["parameters"]
-BACKEND = "local"   # "local" (processes on 127.0.0.1) or "kind" (real Istio)
+BACKEND = None      # None: $MESHKIT_BACKEND, else what this mesh home last ran, else "local"
+                    # (processes on 127.0.0.1); "kind" (real Istio on kind) or "kube" (a shared cluster)
+CONTEXT = None      # kube: the kubectl context (None: $MESHKIT_CONTEXT)
+NAMESPACE = None    # kube: your own namespace (None: $MESHKIT_NAMESPACE)
 FAST = False        # True scales delays and request counts down (CI, quick demos)
 
 # %%
 from meshkit import lab
 from meshkit.lab import check
 
-mesh = lab.setup(backend=BACKEND)
+mesh = lab.setup(backend=BACKEND, context=CONTEXT, namespace=NAMESPACE)
 T = 0.1 if FAST else 1.0          # time scale: delays and timeouts of the tutorial × T
 
 # %% [markdown]

@@ -15,14 +15,17 @@
 # AuthorizationPolicy, RequestAuthentication and Envoy's local rate limit).
 
 # %% tags=["parameters"]
-BACKEND = "local"   # "local" (processes on 127.0.0.1) or "kind" (real Istio)
+BACKEND = None      # None: $MESHKIT_BACKEND, else what this mesh home last ran, else "local"
+                    # (processes on 127.0.0.1); "kind" (real Istio on kind) or "kube" (a shared cluster)
+CONTEXT = None      # kube: the kubectl context (None: $MESHKIT_CONTEXT)
+NAMESPACE = None    # kube: your own namespace (None: $MESHKIT_NAMESPACE)
 FAST = False        # True scales delays and request counts down (CI, quick demos)
 
 # %%
 from meshkit import lab
 from meshkit.lab import check
 
-mesh = lab.setup(backend=BACKEND)
+mesh = lab.setup(backend=BACKEND, context=CONTEXT, namespace=NAMESPACE)
 T = 0.1 if FAST else 1.0          # time scale: delays and timeouts of the tutorial × T
 
 # %% [markdown]
@@ -78,7 +81,7 @@ lab.show("gateway-customer-https.yaml")
 from meshkit.backends.local.tls import make_self_signed
 
 cert, key = make_self_signed(["customer.example.com"])      # like `openssl req -x509 ...`
-if BACKEND == "local":                                       # on a cluster: kubectl create secret tls ...
+if mesh.backend.name == "local":                            # on a cluster: kubectl create secret tls ...
     mesh.create_tls_secret("customer-credential", cert, key)
     mesh.apply(lab.istiofile("gateway-customer-https.yaml"))
     print(mesh.curl("/customer", {"host": "customer.example.com"}, https=True, cacert=cert))
@@ -119,7 +122,7 @@ check.succeeds(mesh, n=10)
 
 # %%
 mesh.reset()
-keys = "-local" if BACKEND == "local" else ""
+keys = "-local" if mesh.backend.name == "local" else ""
 mesh.apply(lab.istiofile(f"request-authentication-customer-jwt{keys}.yaml"),
            lab.istiofile("authorization-policy-customer-jwt.yaml"))
 good = mesh.token(role="customer")

@@ -10,11 +10,11 @@ Example::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 
 from meshkit.backends.base import registered_backends
+from meshkit.backends.choice import remember, resolve
 from meshkit.cli.config import cmd_analyze, cmd_apply, cmd_delete, cmd_get, cmd_reset
 from meshkit.cli.lifecycle import (
     cmd_behave,
@@ -23,7 +23,6 @@ from meshkit.cli.lifecycle import (
     cmd_down,
     cmd_exec,
     cmd_kill,
-    cmd_lab,
     cmd_misbehave,
     cmd_restart,
     cmd_scale,
@@ -34,12 +33,16 @@ from meshkit.cli.lifecycle import (
 from meshkit.cli.proxy import add_verbs as add_proxy_verbs
 from meshkit.cli.security import cmd_certs, cmd_secret, cmd_sniff, cmd_token
 from meshkit.cli.telemetry import cmd_curl, cmd_explain, cmd_graph, cmd_load, cmd_logs, cmd_metrics, cmd_traces
+from meshkit.cli.workshop import add_class_verb, add_doctor_verb
+from meshkit.cli.workshop import add_verbs as add_workshop_verbs
 from meshkit.errors import InvalidConfig, MeshkitError
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="meshkit", description="A hands-on Istio lab: a local mesh or real Istio.")
-    p.add_argument("--backend", default=os.environ.get("MESHKIT_BACKEND", "local"), choices=registered_backends())
+    # no defaults here: meshkit.backends.choice resolves flag > $MESHKIT_* > the home's memory > local
+    p.add_argument("--backend", default=None, choices=registered_backends(),
+                   help="local, kind or kube (default $MESHKIT_BACKEND, else what this home last ran)")
     p.add_argument("--home", default=None, help="state directory of the local mesh (default $MESHKIT_HOME)")
     p.add_argument("--context", default=None, help="kube context (--backend kube)")
     p.add_argument("-n", "--namespace", default=None, help="namespace (default tutorial)")
@@ -164,8 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     to.add_argument("--subject")
     to.add_argument("--ttl", type=float, default=3600)
     add_proxy_verbs(sub)
-    la = verb("lab", cmd_lab, "open JupyterLab on the labs")
-    la.add_argument("--reset", action="store_true", help="remove learners' leftovers from the running mesh")
+    add_workshop_verbs(sub)
+    add_class_verb(sub)
+    add_doctor_verb(sub)
+    _accept_after_the_verb(sub)
     return p
 
 
@@ -174,13 +179,28 @@ def kubectl_namespace(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-n", "--namespace", default=argparse.SUPPRESS, help="namespace (default tutorial)")
 
 
+def _accept_after_the_verb(sub: argparse._SubParsersAction) -> None:
+    """``--backend``, ``--home``, ``--context`` and ``--namespace`` after the verb as well as before it
+    (``meshkit up --backend kind --dry-run``). SUPPRESS keeps a value given before the verb when the
+    same option is not repeated after it."""
+    for sp in {id(sp): sp for sp in sub.choices.values()}.values():
+        for option, extra in (("--backend", {"choices": registered_backends()}), ("--home", {}),
+                              ("--context", {}), ("--namespace", {})):
+            if option not in sp._option_string_actions:
+                sp.add_argument(option, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **extra)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "normalise", None) is not None:
         args.normalise(args)
+    choice = resolve(args.backend, args.context, args.namespace, args.home)
+    args.backend, args.context, args.namespace = choice.backend, choice.context, choice.namespace
     try:
         code: int = args.func(args)
+        if args.verb == "up" and code == 0 and not getattr(args, "dry_run", False):
+            remember(choice)
     except InvalidConfig as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

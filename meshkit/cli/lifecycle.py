@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from meshkit.cli.common import _backend_options, _headers, _mesh, _pods_verb, _print, _table, _target
@@ -169,23 +166,3 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if status == 0:
         return 7  # curl: failed to connect
     return 0 if status < 400 else 22  # curl -f's exit code for HTTP errors
-
-
-def cmd_lab(args: argparse.Namespace) -> int:
-    labs = Path(__file__).resolve().parents[2] / "labs"
-    if not labs.is_dir():
-        labs = Path.cwd() / "labs"
-    if args.reset:
-        from meshkit.backends.base import get_backend
-
-        backend = get_backend("local")(**_backend_options(args))
-        if backend.is_running():
-            backend.reset()
-            _print("lab reset: every Istio resource except the ingress gateway's removed")
-        return 0
-    cmd = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={labs.parent}", "--ServerApp.ip=127.0.0.1",
-           "--LabApp.default_url=/lab/tree/labs/00_setup.ipynb"]
-    if os.geteuid() == 0:
-        cmd.append("--allow-root")
-    os.execv(sys.executable, cmd)
-    return 0

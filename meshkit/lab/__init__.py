@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -29,7 +30,9 @@ from typing import Any
 import yaml
 
 import meshkit
+from meshkit.backends.choice import remember, resolve
 from meshkit.errors import MeshkitError, MeshNotRunning, NotFound
+from meshkit.lab import progress
 from meshkit.lab.checks import GATEWAY, STRICT_ENV, CheckResult, Checks, check, cluster_stats, poll
 from meshkit.mesh import Mesh
 from meshkit.resources.duration import parse_duration
@@ -57,35 +60,51 @@ _DURATION_KEYS = frozenset({"timeout", "perTryTimeout", "fixedDelay", "interval"
 
 
 # -- setup -----------------------------------------------------------------------------------------
-def setup(backend: str = "local", profile: str = "current", home: str | Path | None = None,
+def setup(backend: str | None = None, profile: str = "current", home: str | Path | None = None,
+          context: str | None = None, namespace: str | None = None, lab: str | None = None,
           **options: Any) -> Mesh:
     """Start the mesh (or connect to the running one) and remove every leftover of earlier labs.
 
     Leftovers are Istio resources (all but the ingress gateway's), extra deployments and replicas,
     misbehaving or slowed-down pods. A local mesh running another semantics profile is restarted.
+    A mesh whose processes are gone (a hub culled the server) is started again from its home, on
+    the same ports. ``backend``, ``context`` and ``namespace`` left ``None`` come from the hub's
+    ``MESHKIT_BACKEND``/``MESHKIT_CONTEXT``/``MESHKIT_NAMESPACE``, else from what the home last ran,
+    else the local mesh. ``lab`` names the notebook for the learner's progress file (in JupyterLab
+    it is found by itself).
 
     Example::
 
         mesh = lab.setup()                     # local mesh under $MESHKIT_HOME
         mesh = lab.setup(backend="kind")       # real Istio
+        mesh = lab.setup(backend="kube", context="workshop", namespace="alice")
     """
-    opts = dict(options)
-    if home is not None:
-        opts["home"] = str(home)
+    choice = resolve(backend, context, namespace, home)
+    opts = {**choice.options(), **options}
+    name = choice.backend
+    progress.CURRENT["lab"] = lab or _notebook_lab()
     try:
-        mesh = meshkit.connect(backend, **opts)
-        if backend == "local" and mesh.profile != profile:
+        mesh = meshkit.connect(name, **opts)
+        if name == "local" and mesh.profile != profile:
             print(f"restarting the local mesh: it runs profile {mesh.profile!r}, this lab wants {profile!r}")
             mesh.backend.down()
             raise MeshNotRunning(str(home or ""))
     except MeshNotRunning:
-        print(f"starting the {backend} mesh (profile {profile}) ...", flush=True)
-        mesh = meshkit.up(backend, profile=profile, **opts)
+        print(f"starting the {name} mesh (profile {profile}) ...", flush=True)
+        mesh = meshkit.up(name, profile=profile, **opts)
+    remember(choice)
     mesh.reset()
     tidy(mesh)
     pods = mesh.pods()
     print(f"mesh ready: {len(pods)} pods, profile {mesh.profile}, ingress gateway {mesh.backend.gateway_url()}")
     return mesh
+
+
+def _notebook_lab() -> str | None:
+    """The lab this kernel runs: Jupyter Server tells the kernel its notebook in JPY_SESSION_NAME."""
+    session = os.environ.get("JPY_SESSION_NAME", "")
+    stem = Path(session).stem if session else ""
+    return stem if stem[:2].isdigit() else None
 
 
 def tidy(mesh: Mesh) -> None:

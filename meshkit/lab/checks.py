@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from meshkit.lab import progress
 from meshkit.mesh import Mesh
 from meshkit.traffic import LoadResult
 
@@ -83,6 +84,7 @@ def _check(measure: Callable[..., CheckResult]) -> Callable[..., CheckResult]:
         if deadline_s is None:  # the local control plane pushes before apply() returns
             deadline_s = 0.0 if mesh.backend.name == "local" else 90.0
         result = poll(lambda: measure(mesh, *args, **kwargs), deadline_s)
+        progress.record(progress.CURRENT.get("lab"), measure.__name__, result.ok, result.seen)
         if _strict(strict) and not result.ok:
             raise AssertionError(str(result))
         return result

@@ -64,12 +64,19 @@ def test_collector_and_proxies_stay_within_capacity(mesh: Mesh) -> None:
     full = pss_kb(control_plane)
     per_record_kb = (full - empty) / RECORDS
 
-    # 6,000 more records (and 1,000 traces) replace old ones: the sizes hold, the memory holds
-    fill(mesh, SECOND)
-    records, traces, spans, lines, series_after = sizes(mesh, gateway)
-    assert (records, traces, lines, series_after) == (RECORDS, TRACES, ACCESS_LOG, series)
-    assert spans <= SPANS
-    again = pss_kb(control_plane)
-    # kept rather than replaced, they would have cost per_record_kb each (about 2.5 KB with the spans);
-    # allow a third of that for allocator slack
-    assert again - full < per_record_kb * SECOND * RECORDS_PER_REQUEST / 3, (empty, full, again)
+    # 6,000 more records (and 1,000 traces), twice, replace old ones: the sizes hold, the memory holds
+    kept_kb = per_record_kb * SECOND * RECORDS_PER_REQUEST  # what one round costs if kept (about 15 MB)
+    growth = []
+    for _ in range(2):
+        before = pss_kb(control_plane)
+        fill(mesh, SECOND)
+        records, traces, spans, lines, series_after = sizes(mesh, gateway)
+        assert (records, traces, lines, series_after) == (RECORDS, TRACES, ACCESS_LOG, series)
+        assert spans <= SPANS
+        growth.append(pss_kb(control_plane) - before)
+    # Measured on a 2-core machine with both cores busy: the first round after the rings filled grew
+    # by up to half of kept_kb (the allocator keeps the arenas of the replaced records and of the
+    # reads above), the second by a few hundred KB. Records kept instead of replaced would grow every
+    # round by kept_kb: so the first round must stay under it and the second under a third of it.
+    assert growth[0] < kept_kb, (empty, full, growth, kept_kb)
+    assert growth[1] < kept_kb / 3, (empty, full, growth, kept_kb)

@@ -174,12 +174,18 @@ def test_route_timeout_covers_all_attempts_and_cancels_queued_requests() -> None
     async def body() -> None:
         slow = await Upstream("slow", "hang").start()
         cluster = cluster_of([slow.endpoint()], limits=PoolLimits(max_connections=1, max_pending_requests=5))
-        route = make_route(timeout=0.05)
-        results = await asyncio.gather(*(send(cluster, route) for _ in range(3)))
-        assert [r.status for r, _ in results] == [504, 504, 504]
-        assert slow.hits == 1  # the queued two never reached the upstream
-        assert cluster.connections == 0 and cluster.pending == 0 and not cluster.waiters
+        # the first request holds the only connection until the gate opens, so the two queued behind it
+        # time out while still queued however slow the machine is (no race between equal timers)
+        first = asyncio.ensure_future(send(cluster, make_route(timeout=30.0)))
+        await settle(lambda: slow.hits == 1)
+        queued = await asyncio.gather(*(send(cluster, make_route(timeout=0.05)) for _ in range(2)))
+        assert [r.status for r, _ in queued] == [504, 504]
+        assert all(ex.flags == ["UT"] for _, ex in queued)  # the route timeout counts the time in the queue
+        assert cluster.pending == 0 and not cluster.waiters
         slow.gate.set()
+        resp, _ = await first
+        assert resp.status == 200
+        assert slow.hits == 1  # the queued two never reached the upstream
         slow.mode = "ok"
         resp, _ = await send(cluster, make_route())
         assert resp.status == 200  # the pool is usable again
