@@ -7,6 +7,7 @@ preference in and out, recommendation in), so 5,100 requests overfill the record
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from meshkit.mesh import Mesh
@@ -78,5 +79,10 @@ def test_collector_and_proxies_stay_within_capacity(mesh: Mesh) -> None:
     # by up to half of kept_kb (the allocator keeps the arenas of the replaced records and of the
     # reads above), the second by a few hundred KB. Records kept instead of replaced would grow every
     # round by kept_kb: so the first round must stay under it and the second under a third of it.
+    artifacts = Path(__file__).resolve().parents[2] / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    with (artifacts / "bounded-memory.jsonl").open("a") as fh:  # the spread, run after run
+        line = {"empty_kb": empty, "full_kb": full, "growth_kb": growth, "kept_kb": round(kept_kb)}
+        fh.write(json.dumps(line) + "\n")
     assert growth[0] < kept_kb, (empty, full, growth, kept_kb)
     assert growth[1] < kept_kb / 3, (empty, full, growth, kept_kb)
