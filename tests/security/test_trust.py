@@ -14,6 +14,7 @@ from meshkit.backends.local.trust import (
     OWNER_HEADER,
     authenticate,
     ensure_owner_credential,
+    held_by_another,
     is_owner,
     owner_only,
     owner_verifier,
@@ -109,3 +110,40 @@ def test_owner_only_guard_on_a_real_listener() -> None:
         server.close()
 
     asyncio.run(scenario())
+
+
+def test_a_port_held_by_another_user_is_recognised() -> None:
+    """The kernel's record of who listens: ours is fine, nobody is fine, another uid is refused."""
+    import socket
+
+    mine = socket.socket()
+    mine.bind(("127.0.0.1", 0))
+    mine.listen()
+    port = mine.getsockname()[1]
+    assert not held_by_another(port)
+    mine.close()
+    assert not held_by_another(port)  # nobody: the connection will simply be refused
+    if os.getuid() != 0:
+        return  # only root can listen as someone else; the rest of the check ran above
+    port_r, port_w = os.pipe()  # child -> parent: its port
+    done_r, done_w = os.pipe()  # parent -> child: looked, you may go
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child process
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            theirs = socket.socket()
+            theirs.bind(("127.0.0.1", 0))
+            theirs.listen()
+            os.write(port_w, str(theirs.getsockname()[1]).encode().ljust(8))
+            os.read(done_r, 1)
+        finally:
+            os._exit(0)
+    try:
+        theirs_port = int(os.read(port_r, 8).decode())
+        assert held_by_another(theirs_port)
+    finally:
+        os.write(done_w, b"x")
+        os.waitpid(child, 0)
+        for fd in (port_r, port_w, done_r, done_w):
+            os.close(fd)

@@ -126,7 +126,7 @@ def test_a_pods_token_gets_its_own_config_certificate_and_nothing_else(strict: M
     theirs = csr_for(key, spiffe_id_for("tutorial", "recommendation"))
     status, body = _api(strict, "POST", "/certs", {"pod": customer, "csr": theirs}, token=token)
     assert status == 403 and "asks for spiffe://cluster.local/ns/tutorial/sa/recommendation" in body["error"]
-    denied = [
+    denied: list[tuple[str, str, Any]] = [
         ("GET", f"/xds?pod={preference}&version=0", None),
         ("POST", "/certs", {"pod": preference, "csr": own}),
         ("POST", "/register", {"pod": preference, "ports": {"inbound": 1}}),
@@ -390,3 +390,55 @@ def test_a_second_unix_user_gets_nothing_from_any_port(strict: Mesh) -> None:
     assert strict.backend.is_running()
     assert strict.curl()[0] == 200  # not misbehaving, not delayed, not shut down
     print(f"probed {len(ports)} ports x {len(plan['requests']) + 1} requests as uid {uid} in {elapsed:.1f}s")
+
+
+SQUATTER = r'''
+import json, socket, sys, time
+port, seconds = int(sys.argv[1]), float(sys.argv[2])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port))
+s.listen(64)
+s.settimeout(0.1)
+print("listening", flush=True)
+got, deadline = [], time.monotonic() + seconds
+while time.monotonic() < deadline:
+    try:
+        conn, _ = s.accept()
+    except OSError:
+        continue
+    conn.settimeout(0.5)
+    try:
+        got.append(conn.recv(65536).decode(errors="replace"))
+    except OSError:
+        got.append("")
+    conn.close()
+print(json.dumps(got))
+'''
+
+
+def test_a_port_left_by_a_dead_control_plane_collects_no_token(strict: Mesh) -> None:
+    """Last in the module: the control plane dies, a second user takes its port, and the pods, which
+    keep serving, never send it their token; then ``up`` adopts them again."""
+    import signal
+
+    uid, gid = _second_user()
+    python = _python_for(uid, gid)
+    state = _state(strict)
+    api_port = int(state["api_port"])
+    os.kill(int(state["pid"]), signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while strict.backend.is_running() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    squatter = subprocess.Popen([python, "-I", "-S", "-c", SQUATTER, str(api_port), "2.0"], user=uid, group=gid,
+                                extra_groups=[], stdout=subprocess.PIPE, text=True, cwd="/")
+    assert squatter.stdout is not None
+    assert squatter.stdout.readline().strip() == "listening"
+    out, _ = squatter.communicate(timeout=30)
+    received = json.loads(out)
+    # the pods kept polling for their control plane the whole time (every 0.2 s), and never connected
+    assert received == [], received[:3]
+    assert strict.curl()[0] == 200  # the data plane served on with its last config
+    strict.backend.up()
+    assert strict.curl()[0] == 200
+    assert all(p.ready for p in strict.pods())

@@ -43,7 +43,13 @@ from meshkit.backends.local.processes import (
     terminate,
 )
 from meshkit.backends.local.statecheck import check_state, state_files
-from meshkit.backends.local.trust import OWNER_HEADER, ensure_owner_credential, read_owner_credential, secure_home
+from meshkit.backends.local.trust import (
+    OWNER_HEADER,
+    ensure_owner_credential,
+    held_by_another,
+    read_owner_credential,
+    secure_home,
+)
 from meshkit.errors import MeshkitError, MeshNotRunning, NotFound
 
 DEFAULT_HOME = Path.home() / ".meshkit"
@@ -117,6 +123,7 @@ class LocalBackend(Backend):
     def _owner_request(self, port: int, path: str, method: str = "GET", data: bytes | None = None,
                        headers: Mapping[str, str] | None = None) -> urllib.request.Request:
         """A request to an owner-only port of a pod (its app, admin port, or sidecar's outbound)."""
+        _refuse_foreign_listener(port)
         return urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
                                       headers={**(headers or {}), OWNER_HEADER: self._credential()})
 
@@ -125,6 +132,7 @@ class LocalBackend(Backend):
         if state is None:
             raise MeshNotRunning(str(self.home))
         data = json.dumps(body).encode() if body is not None else None
+        _refuse_foreign_listener(int(state["api_port"]))
         req = urllib.request.Request(
             f"http://127.0.0.1:{state['api_port']}{path}", data=data, method=method,
             headers={"content-type": "application/json", "authorization": f"Bearer {self._credential()}"},
@@ -656,6 +664,7 @@ class LocalBackend(Backend):
         if state is None:
             raise MeshNotRunning(str(self.home))
         try:
+            _refuse_foreign_listener(int(state["api_port"]))
             req = urllib.request.Request(f"http://127.0.0.1:{state['api_port']}{path}",
                                          headers={"authorization": f"Bearer {self._credential()}"})
             with urllib.request.urlopen(req, timeout=30) as resp:
@@ -710,6 +719,14 @@ class LocalBackend(Backend):
         with urllib.request.urlopen(self._owner_request(target.extra["ports"]["admin"], f"/app_log{query}"),
                                     timeout=10) as r:
             return str(r.read().decode()), int(r.headers.get("x-log-lines", 0))
+
+
+def _refuse_foreign_listener(port: int) -> None:
+    """Never send the owner credential to another user's listener (a dead process's port may have been
+    taken by someone else in the meantime)."""
+    if held_by_another(port):
+        raise MeshkitError(f"127.0.0.1:{port} is held by another user, not by this mesh: the credential was "
+                           "not sent; run `meshkit status`")
 
 
 def _log_tail(path: Path, offset: int = 0, lines: int = 12) -> str:

@@ -43,6 +43,7 @@ from meshkit.backends.local.trust import (
     authenticate,
     ensure_owner_credential,
     forbidden,
+    held_by_another,
     secure_home,
     unauthorized,
 )
@@ -359,6 +360,8 @@ class ControlPlane:
             pods = chosen
         texts = {}
         for p in pods:
+            if held_by_another(p.ports["admin"]):
+                continue  # the pod is gone and someone else holds its port: no credential for them
             client = SimpleClient("127.0.0.1", p.ports["admin"], timeout=5)
             try:
                 resp = await client.request("GET", "/stats/prometheus",

@@ -33,6 +33,7 @@ from meshkit.backends.local.trust import (
     OWNER_VERIFIER_ENV,
     POD_TOKEN_ENV,
     Handler,
+    held_by_another,
     owner_only,
     owner_verifier_from_env,
 )
@@ -45,13 +46,24 @@ FLUSH_INTERVAL = float(os.environ.get("MESHKIT_FLUSH_INTERVAL_S", "0.2"))
 APP_PROBE_TIMEOUT_S = 1.0
 
 
+class ControlPlaneClient(SimpleClient):
+    """The pod's client to its control plane: a new connection goes only to a listener of this user,
+    so a port left free by a dead control plane cannot collect the pod's token (istio-agent likewise
+    checks istiod's certificate before it sends its service-account token)."""
+
+    async def request(self, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> Response:
+        if not any(c.usable for c in self.idle) and held_by_another(self.port):
+            raise ConnectionRefusedError(f"127.0.0.1:{self.port} is not this mesh's control plane")
+        return await super().request(method, path, headers, body)
+
+
 class Pod:
     def __init__(self, args: dict[str, Any]) -> None:
         self.args = args
         self.name: str = args["pod"]
         host, _, port = args["control"].removeprefix("http://").partition(":")
-        self.control = SimpleClient(host, int(port))
-        self.poller = SimpleClient(host, int(port))
+        self.control = ControlPlaneClient(host, int(port))
+        self.poller = ControlPlaneClient(host, int(port))
         self.app: SampleApp | None = None
         self.sidecar: Sidecar | None = None
         self.envoy_admin: EnvoyAdmin | None = None
@@ -206,8 +218,8 @@ class Pod:
         if port != self.poller.port:
             self.control.close()
             self.poller.close()
-            self.control = SimpleClient("127.0.0.1", port)
-            self.poller = SimpleClient("127.0.0.1", port)
+            self.control = ControlPlaneClient("127.0.0.1", port)
+            self.poller = ControlPlaneClient("127.0.0.1", port)
 
     async def _poll_once(self, version: int, seen: int = 0) -> None:
         """One long poll: ``version`` acknowledges the config in force, ``seen`` the last push

@@ -35,7 +35,9 @@ import hashlib
 import hmac
 import os
 import secrets
+import socket
 import stat
+import struct
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
@@ -196,3 +198,68 @@ def authenticate(headers: Mapping[str, str], credential: str) -> str | None:
     if hmac.compare_digest(token.encode("latin-1", "replace"), pod_token(credential, pod).encode()):
         return pod
     return None
+
+
+# A port is only an address: when a mesh process dies, another local user may bind its port and
+# wait for the owner's credential or a pod's token. Before handing a secret to a port, a client
+# checks that every socket listening there belongs to its own user (the kernel's record, asked over
+# sock_diag netlink, which filters by port: well under a millisecond where /proc/net/tcp can take
+# tens), as a kubeconfig pins its API server's certificate.
+_SOCK_DIAG_BY_FAMILY = 20
+_NETLINK_SOCK_DIAG = 4
+_TCP_LISTEN = 10
+_REACHES_LOOPBACK_V4 = (bytes([127, 0, 0, 1]), bytes(4))  # 127.0.0.1, 0.0.0.0
+_REACHES_LOOPBACK_V6 = (bytes(16), bytes(10) + b"\xff\xff" + bytes([127, 0, 0, 1]))  # ::, ::ffff:127.0.0.1
+
+
+def listening_uids(port: int) -> set[int] | None:
+    """The uids of the sockets listening where a connection to 127.0.0.1:``port`` can land, or None
+    when the kernel cannot be asked (no Linux netlink): then nobody is checked, nobody refused."""
+    uids: set[int] = set()
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as nl:
+            nl.settimeout(2.0)
+            for seq, (family, reach) in enumerate(((socket.AF_INET, _REACHES_LOOPBACK_V4),
+                                                    (socket.AF_INET6, _REACHES_LOOPBACK_V6)), 1):
+                sockid = struct.pack("!HH16s16s", port, 0, b"", b"") + struct.pack("=I2I", 0, 0, 0)
+                req = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, 1 << _TCP_LISTEN) + sockid
+                nl.send(struct.pack("=IHHII", 16 + len(req), _SOCK_DIAG_BY_FAMILY, 0x301, seq, 0) + req)
+                if not _collect(nl, seq, port, reach, uids):
+                    return None
+    except OSError:
+        return None
+    return uids
+
+
+def _collect(nl: socket.socket, seq: int, port: int, reach: tuple[bytes, ...], uids: set[int]) -> bool:
+    while True:
+        data = nl.recv(65536)
+        offset = 0
+        while offset + 16 <= len(data):
+            length, kind, _, got_seq, _ = struct.unpack_from("=IHHII", data, offset)
+            if length < 16:
+                return False
+            if got_seq == seq:
+                if kind == 3:  # NLMSG_DONE
+                    return True
+                if kind == 2:  # NLMSG_ERROR: sock_diag unavailable here
+                    return False
+                body = offset + 16
+                sport = struct.unpack_from("!H", data, body + 4)[0]
+                src = data[body + 8: body + 8 + (4 if reach is _REACHES_LOOPBACK_V4 else 16)]
+                if sport == port and src in reach:
+                    uids.add(struct.unpack_from("=I", data, body + 64)[0])
+            offset += (length + 3) & ~3
+
+
+def held_by_another(port: int) -> bool:
+    """True when another user listens where a connection to 127.0.0.1:``port`` can land.
+
+    Nobody listening is not refused here (the connection fails on its own), nor is a kernel that
+    cannot be asked.
+
+    >>> held_by_another(1)   # nothing listens there
+    False
+    """
+    uids = listening_uids(port)
+    return bool(uids) and uids != {os.getuid()}
