@@ -175,6 +175,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  total {total:.0f} MB (goal < 300 MB); the gateway (a proxy alone) {gateway[0] if gateway else 0:.1f} MB "
           "(goal ≤ 30 MB per proxy)")
 
+    print()
+    from benchmarks import trust
+
+    trust.main()
+
     print("\ntelemetry on vs off, and memory under a long paced load")
     from benchmarks import telemetry
 
