@@ -5,7 +5,9 @@ Everything runs on 127.0.0.1 and is measured in the same run against its own bas
 * seconds from ``meshkit up`` to the first successful request (fresh state directory);
 * the whole chain (gateway + 5 sidecar passes) vs the same three apps wired directly, at full
   speed (closed loop) and paced at 1,000 requests/s: throughput, p50/p99, the latency and CPU each
-  proxy pass adds, and memory (PSS) of every process.
+  proxy pass adds, and memory (PSS) of every process;
+* requests lost while the control plane restarts, or is killed and adopted, under a paced load,
+  and how long ``down`` takes with a hung control plane.
 
 The load generator runs in this process and shares the 2 cores with the mesh; figures are about
 one significant digit apart from run to run on a shared machine.
@@ -117,6 +119,50 @@ def bench_mesh(seconds: float, extra: str = "") -> dict[str, Any]:
     return result
 
 
+def bench_control_plane(rate: float = 200.0) -> dict[str, tuple[int, int, float]]:
+    """Requests sent and lost, and seconds taken, while the control plane restarts, is killed (-9)
+    and adopted by a new one, and while ``down`` ends a mesh whose control plane hangs."""
+    import os
+    import signal
+    import threading
+
+    from meshkit.traffic import TrafficRunner
+
+    out: dict[str, tuple[int, int, float]] = {}
+    with tempfile.TemporaryDirectory() as home:
+        mesh = meshkit.up(home=home)
+        backend = mesh.backend
+        gw = backend.gateway_url()
+
+        def under_load(name: str, action: Any) -> None:
+            runner = TrafficRunner(gw, rate=rate, concurrency=8, max_seconds=60).start()
+            time.sleep(0.5)
+            started = time.monotonic()
+            action()
+            took = time.monotonic() - started
+            time.sleep(0.5)
+            runner.stop()
+            records = runner.records()
+            out[name] = (len(records), sum(1 for r in records if r["code"] != 200), took)
+
+        def kill_and_adopt() -> None:
+            os.kill(int(backend._state()["pid"]), signal.SIGKILL)  # type: ignore[attr-defined]
+            time.sleep(1.0)
+            backend.up()
+
+        under_load("meshkit restart", mesh.restart_control_plane)
+        under_load("kill -9, 1 s alone, up adopts", kill_and_adopt)
+        cp = int(backend._state()["pid"])  # type: ignore[attr-defined]
+        os.kill(cp, signal.SIGSTOP)
+        started = time.monotonic()
+        guard = threading.Timer(15, lambda: os.kill(cp, signal.SIGKILL))  # never leave it stopped
+        guard.start()
+        backend.down()
+        guard.cancel()
+        out["down, control plane hung"] = (0, 0, time.monotonic() - started)
+    return out
+
+
 def report_pass(label: str, direct: dict[str, Any], mesh: dict[str, Any]) -> None:
     add50 = (mesh["p50"] - direct["p50"]) / PROXY_PASSES
     add99 = (mesh["p99"] - direct["p99"]) / PROXY_PASSES
@@ -179,6 +225,12 @@ def main(argv: list[str] | None = None) -> None:
     from benchmarks import trust
 
     trust.main()
+
+    print("\nthe control plane's life, under a paced load of 200 requests/s through the gateway")
+    for name, (sent, lost, took) in bench_control_plane().items():
+        traffic = f"{lost} of {sent} requests failed" if sent else "no process or port left"
+        print(f"  {name:34s} {took:5.2f} s   {traffic}")
+    print("  goals: 0 failed requests; down within 10 s")
 
     print("\ntelemetry on vs off, and memory under a long paced load")
     from benchmarks import telemetry
