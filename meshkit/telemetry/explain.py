@@ -154,6 +154,38 @@ def _app_answer(rec: Rec) -> tuple[str, str]:
     return pod, said
 
 
+def _once(descriptions: Iterable[str], rule: str) -> list[str]:
+    """The flags' causes with the proxy's rule folded in, each cause named once.
+
+    The rule often restates a flag's cause with details ("circuit breaker on x" and "circuit breaker
+    on x (maxConnections 1)"): the longer one stands for both; a rule that starts with the same words
+    adds only what it says beyond them.
+
+    >>> _once(["circuit breaker on r/v2"], "circuit breaker on r/v2 (maxConnections 1)")
+    ['circuit breaker on r/v2 (maxConnections 1)']
+    >>> _once(["retries exhausted after 3 attempts"], "retries exhausted on r/v2 (2 retries)")
+    ['retries exhausted after 3 attempts on r/v2 (2 retries)']
+    """
+    out: list[str] = []
+    for desc in dict.fromkeys(descriptions):
+        if rule and rule.startswith(desc):
+            desc, rule = rule, ""
+        elif rule and desc.startswith(rule):
+            rule = ""
+        elif rule:
+            common = 0
+            for a, b in zip(desc.split(), rule.split(), strict=False):
+                if a != b:
+                    break
+                common += 1
+            if common >= 2:
+                desc, rule = f"{desc} {' '.join(rule.split()[common:])}".rstrip(), ""
+        out.append(desc)
+    if rule:
+        out[-1:] = [f"{out[-1]} ({rule})"] if out else [rule]
+    return out
+
+
 def _line(chain: Sequence[Rec], rec: Rec) -> str:
     code = rec.get("response_code", 0)
     rule = str(rec.get("rule", "")).strip()
@@ -173,9 +205,7 @@ def _line(chain: Sequence[Rec], rec: Rec) -> str:
         else:
             desc = f"the proxy answered itself ({details})"
         return f"{code} at {_where(rec)}: {desc}" + (f" [{rule}]" if rule else "")
-    desc = "; ".join(_describe_flag(f, rec) for f in flags)
-    if rule:
-        desc += f" ({rule})"
+    desc = "; ".join(_once([_describe_flag(f, rec) for f in flags], rule))
     if "URX" in flags:
         deeper = [
             r

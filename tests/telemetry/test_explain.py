@@ -146,3 +146,21 @@ def test_origin_and_flag_of_request() -> None:
     delayed[2].response_flags = "DI"
     assert flag_of_request(delayed) == "DI"
     assert flag_of_request([]) == "-"
+
+
+def test_each_cause_is_named_once_when_the_rule_restates_the_flag() -> None:
+    """The proxies' rules as the router writes them restate the flag's cause: it is said once."""
+    uo = [r.to_dict() for r in chain("uo", T0, failure="UO")]
+    urx = [r.to_dict() for r in chain("urx", T0 + 1, version="v2", failure="URX")]
+    for rec in uo:
+        if rec["response_flags"] == "UO":
+            rec["rule"] = "circuit breaker on recommendation/version-v2 (maxConnections 1, http1MaxPendingRequests 1)"
+    for rec in urx:
+        if rec["response_flags"] == "URX":
+            rec["rule"] = "retries exhausted on recommendation/version-v2 (2 retries)"
+    lines = explain([*uo, *urx], limit=5)
+    assert lines[0].startswith("503 URX at preference's sidecar: retries exhausted after 3 attempts on "
+                               "recommendation/version-v2 (2 retries); last answer from ")
+    assert lines[1] == ("503 UO at preference's sidecar: circuit breaker on recommendation/version-v2 "
+                        "(maxConnections 1, http1MaxPendingRequests 1)")
+    assert all(line.count("circuit breaker") <= 1 and line.count("retries exhausted") <= 1 for line in lines)

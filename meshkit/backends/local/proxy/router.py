@@ -219,7 +219,7 @@ class Router:
             label = _cluster_label(cluster)
             if retries_left == 0:
                 if policy.num_retries > 0:
-                    ex.flag("URX", f"retries exhausted ({policy.num_retries}) on {label}")
+                    ex.flag("URX", f"retries exhausted on {label} ({policy.num_retries} retries)")
                 return self._reply(ex, outcome)
             retries_left -= 1
             if not cluster.try_retry_budget():
