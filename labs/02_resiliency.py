@@ -145,11 +145,40 @@ lab.show("destination-rule-recommendation-cb_policy_version_v2.yaml")
 
 # %%
 mesh.apply(lab.istiofile("destination-rule-recommendation-cb_policy_version_v2.yaml"))
+client = lab.pod_of(mesh, "preference-v1")     # the caller's proxy enforces the limits
+before = lab.overflows(mesh, client)
 result = mesh.load(n=40, concurrency=20)
 codes_over_time(result.records, bucket_s=0.25)
 
 # %%
 check.circuit_breaker(mesh, result)
+
+# %% [markdown]
+# The limits live in the *client's* proxy: preference's sidecar holds, per destination cluster, Envoy's
+# circuit-breaker thresholds, and counts what it refused. `istioctl proxy-config cluster -o json` shows
+# the thresholds Istio generated from the DestinationRule (`maxConnections` → `max_connections`,
+# `http1MaxPendingRequests` → `max_pending_requests`); istio.io's circuit-breaking task then reads the
+# client proxy's `pending` statistics through its admin port, `localhost:15000`:
+
+# %%
+import json
+
+clusters = json.loads(lab.cli(mesh, "proxy-config", "clusters", client, "--fqdn", "recommendation",
+                              "--subset", "version-v2", "-o", "json"))
+print(json.dumps(clusters[0]["circuitBreakers"], indent=2))
+
+# %%
+stats = lab.cli(mesh, "exec", client, "--", "curl", "localhost:15000/stats")
+print(*[line for line in stats.splitlines() if "version-v2" in line and "pending" in line], sep="\n")
+
+# %% [markdown]
+# `upstream_rq_pending_overflow` counts the requests turned away with `503 UO`: it grew by exactly the
+# number of overflows the load saw. `upstream_rq_pending_total` counts those that waited for a
+# connection and got one; the gauges (`upstream_rq_pending_active`, `rq_pending_open`) are back at
+# rest now that the load is over.
+
+# %%
+check.overflow_counted(mesh, client, before, result)
 
 # %% [markdown]
 # ## 5 · Pool ejection
@@ -174,6 +203,23 @@ lab.show("destination-rule-recommendation-cb_policy_pool_ejection.yaml", time_sc
 # %%
 mesh.apply(lab.istiofile("destination-rule-recommendation-cb_policy_pool_ejection.yaml", time_scale=T))
 check.ejection(mesh, bad)
+
+# %% [markdown]
+# The ejection is visible in the caller's proxy: `istioctl proxy-config endpoints` lists the v2 pods
+# of preference's sidecar, and the ejected one is still `HEALTHY` for Kubernetes but `FAILED` the
+# outlier check (Envoy's `/clusters` says `health_flags::/failed_outlier_check`). Requests go one by
+# one until the bad pod, back from its last ejection, fails again: it is ejected right then.
+
+# %%
+import time
+
+V2 = "outbound|8080|version-v2|recommendation.tutorial.svc.cluster.local"
+client = lab.pod_of(mesh, "preference-v1")
+deadline = time.monotonic() + 100 * T + 10
+while time.monotonic() < deadline and mesh.load(n=1, flags=False).records[0]["code"] == 200:
+    pass
+print(lab.cli(mesh, "proxy-config", "endpoints", client, "--cluster", V2))
+check.ejected_endpoint(mesh, client, V2)
 
 # %% [markdown]
 # ## 6 · All together: ejection plus retries

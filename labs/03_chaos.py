@@ -47,6 +47,20 @@ codes_over_time(result.records, bucket_s=0.5)
 check.fault_abort(mesh, 50)
 
 # %% [markdown]
+# The fault is not in recommendation: Istio put it on the *route* in the caller's proxy. In
+# preference's sidecar the route to `recommendation.tutorial.svc.cluster.local:8080` carries the
+# fault filter's config (`typedPerFilterConfig` → `envoy.filters.http.fault`), with the percentage as
+# a fraction of a million, as `istioctl proxy-config routes -o json` shows:
+
+# %%
+import json
+
+client = lab.pod_of(mesh, "preference-v1")
+routes = json.loads(lab.cli(mesh, "proxy-config", "routes", client, "--name", "8080", "-o", "json"))
+vhost = next(v for rc in routes for v in rc["virtualHosts"] if v["name"].startswith("recommendation."))
+print(json.dumps(vhost["routes"][0]["typedPerFilterConfig"], indent=2))
+
+# %% [markdown]
 # Which proxy answered? `mesh.explain()` reads every proxy's records of a failed request and names where
 # the failure started (flag `FI`: fault injected), and the chain of messages shows how each service
 # wrapped the error.

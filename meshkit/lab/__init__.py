@@ -33,7 +33,7 @@ import meshkit
 from meshkit.backends.choice import remember, resolve
 from meshkit.errors import MeshkitError, MeshNotRunning, NotFound
 from meshkit.lab import progress
-from meshkit.lab.checks import GATEWAY, STRICT_ENV, CheckResult, Checks, check, cluster_stats, poll
+from meshkit.lab.checks import GATEWAY, STRICT_ENV, CheckResult, Checks, check, cluster_stats, overflows, poll
 from meshkit.mesh import Mesh
 from meshkit.resources.duration import parse_duration
 
@@ -220,7 +220,22 @@ def metrics(mesh: Mesh, name: str = "istio_requests_total", limit: int = 12) -> 
 
 
 __all__ = [
-    "GATEWAY", "ISTIOFILES", "STRICT_ENV", "CheckResult", "Checks", "Yaml", "check", "cli", "cluster_stats",
-    "istiofile", "logs",
-    "metrics", "pod_of", "poll", "setup", "show", "tidy",
+    "GATEWAY",
+    "ISTIOFILES",
+    "STRICT_ENV",
+    "CheckResult",
+    "Checks",
+    "Yaml",
+    "check",
+    "cli",
+    "cluster_stats",
+    "istiofile",
+    "logs",
+    "metrics",
+    "overflows",
+    "pod_of",
+    "poll",
+    "setup",
+    "show",
+    "tidy",
 ]

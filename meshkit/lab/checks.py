@@ -506,14 +506,14 @@ class Checks:
 
     @staticmethod
     @_check
-    def overflow_counted(mesh: Mesh, pod: str, cluster: str, before: Mapping[str, int],
-                         result: LoadResult) -> CheckResult:
-        """The client proxy's ``upstream_rq_pending_overflow`` grew by the number of 503 UO of ``result``."""
+    def overflow_counted(mesh: Mesh, pod: str, before: int, result: LoadResult,
+                         fqdn: str = "recommendation") -> CheckResult:
+        """The client proxy's ``upstream_rq_pending_overflow`` (summed over ``fqdn``'s clusters) grew
+        from ``before`` by the number of 503 UO in ``result``."""
         if any("flags" not in r for r in result.records):
             mesh.attach_flags(result.records)
         uo = sum(1 for r in result.records if r.get("flags") == "UO")
-        after = cluster_stats(mesh, pod, cluster)
-        grown = after.get("upstream_rq_pending_overflow", 0) - before.get("upstream_rq_pending_overflow", 0)
+        grown = overflows(mesh, pod, fqdn) - before
         return CheckResult("overflow counted by the client proxy", uo > 0 and grown == uo,
                            f"upstream_rq_pending_overflow +{grown}, {uo} requests answered 503 UO",
                            "the counter grows by exactly the number of 503 UO", "run the load with the limits applied")
@@ -551,6 +551,17 @@ def cluster_stats(mesh: Mesh, pod: str, cluster: str) -> dict[str, int]:
             name, _, value = line[len(prefix):].partition(": ")
             out[name] = int(value)
     return out
+
+
+
+def overflows(mesh: Mesh, pod: str, fqdn: str = "recommendation") -> int:
+    """``upstream_rq_pending_overflow`` of the pod's proxy, summed over the clusters of ``fqdn``."""
+    total = 0
+    for line in mesh.envoy_admin(pod, "/stats").splitlines():
+        name, _, value = line.partition(": ")
+        if name.endswith(";.upstream_rq_pending_overflow") and f"|{fqdn}." in name:
+            total += int(value)
+    return total
 
 
 check = Checks()
