@@ -336,6 +336,9 @@ class Mesh:
         from meshkit import proxyconfig as pc
         from meshkit.backends.kind.versions import ISTIO_VERSION
 
+        istioctl = getattr(self.backend, "istioctl", None)
+        if istioctl is not None:  # a real cluster: the real istioctl answers
+            return str(istioctl("proxy-status", *([pod] if pod else []), *(["-v", "1"] if verbose else [])))
         if pod is not None:
             name = pod.rsplit(".", 1)[0] if pod not in {p.name for p in self.pods()} else pod
             return pc.diff_configs(self.backend.istiod_config_dump(name), self.config_dump(name, include_eds=True))

@@ -16,6 +16,9 @@ def cmd_proxy_status(args: argparse.Namespace) -> int:
         _print(mesh.proxy_status(args.pod).rstrip("\n"))
         return 0
     rows = mesh.proxy_status(verbose=args.verbose > 0)
+    if isinstance(rows, str):  # the real istioctl's own table
+        _print(rows.rstrip("\n"))
+        return 0
     columns = pc.STATUS_VERBOSE_COLUMNS if args.verbose > 0 else pc.STATUS_COLUMNS
     _print(pc.render(rows, columns, 5).rstrip("\n"))
     return 0

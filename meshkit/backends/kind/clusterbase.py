@@ -227,6 +227,29 @@ class ClusterBackend(Backend):
         code, out = self.run(argv, 60.0)
         return podexec.parse_output(code, out, pod=pod, url=url)
 
+    # data-plane introspection (what istioctl reads) ------------------------------------------
+    def envoy_admin(self, pod: str, path: str) -> str:
+        """GET ``path`` on the pod's Envoy admin port, as istioctl does: ``pilot-agent request`` run in
+        the istio-proxy container through ``kubectl exec`` (the admin port listens on localhost only)."""
+        target = self._pod(pod)
+        if not target.sidecar:
+            raise MeshkitError(f"pod {target.name} has no istio-proxy container")
+        argv = ["kubectl", "--context", self.context, "-n", self.namespace, "exec", target.name, "-c",
+                "istio-proxy", "--", "pilot-agent", "request", "GET", path.lstrip("/")]
+        code, out = self.run(argv, 60.0)
+        if code != 0:
+            last = out.strip().splitlines()[-1] if out.strip() else f"exit code {code}"
+            raise MeshkitError(f"could not read {path} from pod {target.name}: {last} (kubectl exec needs the "
+                               "pod Running and your user allowed pods/exec)")
+        return out
+
+    def istioctl(self, *args: str) -> str:
+        """Run the real ``istioctl`` against this cluster and namespace; its output."""
+        code, out = self.run(["istioctl", "--context", self.context, "-n", self.namespace, *args], 120.0)
+        if code != 0:
+            raise MeshkitError(f"istioctl {' '.join(args)} failed: {out.strip()}")
+        return out
+
     # telemetry -------------------------------------------------------------------------------
     def metrics_text(self, pod: str | None = None) -> str:
         return self.telemetry.metrics_text(pod)
