@@ -270,9 +270,9 @@ def test_per_route_form_of_istios_sample_limits_by_route_and_descriptor() -> Non
     limiter = limit.new_limiter(clock=clock)
     # /admin matches the header_match descriptor (1 token) and also takes from the default bucket (4)
     assert limiter.check("/admin/x", {}, "127.0.0.1").allowed
-    refused = limiter.check("/ADMIN", {}, "127.0.0.1")  # ignore_case prefix match
+    refused = limiter.check("/ADMIN", {}, "127.0.0.1")  # ignore_case prefix match; the default bucket is spared
     assert (refused.allowed, refused.status, refused.headers) == (False, 429, (("x-local-rate-limit", "true"),))
-    assert [limiter.check("/", {}, "127.0.0.1").allowed for _ in range(3)] == [True, True, False]
+    assert [limiter.check("/", {}, "127.0.0.1").allowed for _ in range(4)] == [True, True, True, False]
     clock.now += 60.0
     assert limiter.check("/", {}, "127.0.0.1").allowed
 

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
+from meshkit.backends.local.peerauth import ROOT_NAMESPACE
 from meshkit.backends.local.proxy.cluster import ClusterSpec, Endpoint
 from meshkit.backends.local.proxy.matching import MatchSet, compile_match, qualify_gateway
+from meshkit.backends.local.proxy.metric_overrides import MetricOverrides, overrides_for
 from meshkit.backends.local.proxy.traffic_policy import (
     _dur,
     cluster_name,
@@ -140,6 +142,7 @@ class ProxyView:
     resources: list[dict[str, Any]] = field(default_factory=list)
     trace_sampling: float = 100.0
     access_logging: bool = True
+    metric_overrides: MetricOverrides = field(default_factory=MetricOverrides)
 
     def vhost_for(self, authority: str) -> VirtualHost | None:
         return self.vhosts.get(authority.lower()) or self.vhosts.get(authority.lower().split(":")[0])
@@ -266,8 +269,10 @@ def compile_view(snapshot: Mapping[str, Any], me: ProxyIdentity) -> ProxyView:
 
     internet: dict[str, list[Any]] = snapshot.get("internet", {})
     externals: dict[str, tuple[int, tuple[Endpoint, ...]]] = {}
+    host_namespace: dict[str, str] = {}
     for se in _by_kind(resources, "ServiceEntry"):
         spec = se["spec"]
+        se_ns = se["metadata"].get("namespace", ns)
         for h in spec.get("hosts", []):
             ports = spec.get("ports") or [{"number": 80}]
             port = int(ports[0].get("number", 80))
@@ -278,7 +283,10 @@ def compile_view(snapshot: Mapping[str, Any], me: ProxyIdentity) -> ProxyView:
                     eps.append(Endpoint(pod=e["address"], address=addr[0], port=int(addr[1]), app=h))
             if not eps and h in internet:
                 eps.append(Endpoint(pod=h, address=internet[h][0], port=int(internet[h][1]), app=h))
+            if spec.get("workloadSelector") is not None:
+                eps += _selected_workloads(spec, se_ns, resources, endpoints, h)
             externals[h] = (port, tuple(eps))
+            host_namespace[h] = se_ns
 
     def add_clusters(host: str, port: int, eps: tuple[Endpoint, ...], external: bool) -> None:
         dr = drs.get(host)
@@ -334,6 +342,20 @@ def compile_view(snapshot: Mapping[str, Any], me: ProxyIdentity) -> ProxyView:
                 else:
                     vhosts[host] = vhosts[f"{host}:{port}"] = vhost
 
+    outbound_policy = snapshot.get("outbound_policy", "REGISTRY_ONLY")
+    sidecar = None if me.gateway else sidecar_for(resources, me)
+    if sidecar is not None:
+        sidecar_spec = sidecar.get("spec") or {}
+        outbound_policy = (sidecar_spec.get("outboundTrafficPolicy") or {}).get("mode", outbound_policy)
+        hosts = [h for e in sidecar_spec.get("egress") or [] for h in e.get("hosts") or []]
+        if hosts:
+            sidecar_ns = sidecar["metadata"].get("namespace", ns)
+            vhosts = {
+                alias: v for alias, v in vhosts.items()
+                if egress_visible(v.name, host_namespace.get(v.name) or _namespace_of_fqdn(v.name, ns), hosts,
+                                  sidecar_ns)
+            }
+
     sampling, access_logging = 100.0, True
     for tel in _by_kind(resources, "Telemetry"):
         for tracing in tel["spec"].get("tracing") or []:
@@ -346,7 +368,7 @@ def compile_view(snapshot: Mapping[str, Any], me: ProxyIdentity) -> ProxyView:
         version=int(snapshot.get("version", 0)),
         identity=me,
         profile=profile,
-        outbound_policy=snapshot.get("outbound_policy", "REGISTRY_ONLY"),
+        outbound_policy=outbound_policy,
         vhosts=vhosts,
         clusters=clusters,
         gateway_routes={port: tuple(v) for port, v in gateway_vhosts.items()},
@@ -354,6 +376,7 @@ def compile_view(snapshot: Mapping[str, Any], me: ProxyIdentity) -> ProxyView:
         resources=resources,
         trace_sampling=sampling,
         access_logging=access_logging,
+        metric_overrides=overrides_for(resources, me.namespace, me.labels),
     )
 
 
@@ -361,6 +384,75 @@ def _selects(svc: Mapping[str, Any], ep: Endpoint) -> bool:
     """A Service's endpoints are the pods its selector picks (none without a selector)."""
     selector = svc.get("selector", {"app": svc["name"]})
     return bool(selector) and all(ep.labels.get(k) == v for k, v in selector.items())
+
+
+def _labels_match(selector: Mapping[str, Any], labels: Mapping[str, Any]) -> bool:
+    return all(str(labels.get(k)) == str(v) for k, v in selector.items())
+
+
+def sidecar_for(resources: list[dict[str, Any]], me: ProxyIdentity) -> dict[str, Any] | None:
+    """The Sidecar that configures ``me``, as Istio picks it: the oldest one in the workload's namespace
+    whose workloadSelector matches its labels, else the namespace's one without a selector, else the
+    root namespace's one without a selector."""
+    sidecars = _by_kind(resources, "Sidecar")
+
+    def in_ns(namespace: str) -> list[dict[str, Any]]:
+        return [s for s in sidecars if s["metadata"].get("namespace", me.namespace) == namespace]
+
+    for s in in_ns(me.namespace):
+        labels = ((s.get("spec") or {}).get("workloadSelector") or {}).get("labels")
+        if labels and _labels_match(labels, me.labels):
+            return s
+    for namespace in (me.namespace, ROOT_NAMESPACE):
+        for s in in_ns(namespace):
+            if not ((s.get("spec") or {}).get("workloadSelector") or {}).get("labels"):
+                return s
+    return None
+
+
+def _namespace_of_fqdn(host: str, default: str) -> str:
+    parts = host.split(".")
+    return parts[1] if len(parts) >= 3 and parts[2] == "svc" else default
+
+
+def egress_visible(host: str, namespace: str, egress_hosts: list[str], sidecar_ns: str) -> bool:
+    """Is ``host`` (of ``namespace``) among a Sidecar's egress hosts (``ns/dnsName``, ``*/``, ``./``)?"""
+    for entry in egress_hosts:
+        ns, _, name = entry.partition("/")
+        if ns == "~":
+            continue
+        if ns not in ("*", namespace) and not (ns == "." and namespace == sidecar_ns):
+            continue
+        if name == "*" or name == host or (name.startswith("*") and host.endswith(name[1:])):
+            return True
+    return False
+
+
+def _selected_workloads(
+    spec: Mapping[str, Any], namespace: str, resources: list[dict[str, Any]], pods: list[Endpoint], host: str
+) -> list[Endpoint]:
+    """Endpoints a ServiceEntry's workloadSelector selects: the mesh's pods with those labels, and
+    WorkloadEntries of its namespace (a loopback address only: the local mesh never leaves 127.0.0.1)."""
+    selector = (spec.get("workloadSelector") or {}).get("labels") or {}
+    ports = spec.get("ports") or [{"number": 80}]
+    out = [e for e in pods if _labels_match(selector, e.labels)]
+    for we in _by_kind(resources, "WorkloadEntry"):
+        we_spec = we.get("spec") or {}
+        if we["metadata"].get("namespace", namespace) != namespace or not _labels_match(
+            selector, we_spec.get("labels") or {}
+        ):
+            continue
+        address = str(we_spec.get("address", ""))
+        if not address.startswith("127.") and address != "::1":
+            continue
+        named = we_spec.get("ports") or {}
+        first = ports[0]
+        port = int(named.get(first.get("name", ""), first.get("targetPort", first.get("number", 80))))
+        out.append(
+            Endpoint(pod=we["metadata"]["name"], address=address, port=port, app=host,
+                     labels=dict(we_spec.get("labels") or {}))
+        )
+    return out
 
 
 def _default_vhost(host: str, port: int, profile: str) -> VirtualHost:

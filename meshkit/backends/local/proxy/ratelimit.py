@@ -426,10 +426,11 @@ class LocalRateLimiter:
             return RateLimitDecision(allowed=True)
         self.counters["enabled"] += 1
         matched = self._descriptor_buckets(path, headers or {}, remote) if self.descriptor_buckets else []
-        # Envoy takes a token from every matching descriptor, and from the default bucket unless told not to
-        ok = all([bucket.try_take() for bucket in matched])
-        if (not matched or self.config.always_consume_default) and not self.bucket.try_take():
-            ok = False
+        # as Envoy: matching descriptors first (an empty one limits the request and leaves the default
+        # bucket alone), then the default bucket unless always_consume_default_token_bucket is false
+        ok = all(bucket.try_take() for bucket in matched)
+        if ok and (not matched or self.config.always_consume_default):
+            ok = self.bucket.try_take()
         if ok:
             self.counters["ok"] += 1
             return RateLimitDecision(allowed=True)

@@ -172,6 +172,7 @@ class Sidecar:
             self.https = self._outbound_chain(bound[0] if bound else "mesh", 443)
             self.gateway_tls.update(view.gateway_tls, snapshot.get("secrets", {}))
         self.telemetry.access_logging = view.access_logging
+        self.telemetry.stats.configure(view.metric_overrides)
         self.view, self.clusters = view, clusters
         self.applied_at = time.time()
 

@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from meshkit.backends.local.proxy.metric_overrides import MetricOverrides
 from meshkit.telemetry.queries import CLUSTER_ID, service_namespace, workload_namespace
 from meshkit.telemetry.record import UNKNOWN, RequestRecord
 
@@ -76,6 +77,13 @@ HTTP_LABELS: tuple[str, ...] = (
 TCP_LABELS: tuple[str, ...] = (*_PEER_LABELS, "response_flags", "connection_security_policy")
 
 MAX_SERIES = 4096
+#: prometheus_client's family names of the HTTP metrics (counters drop their _total suffix)
+_HTTP_FAMILIES = (
+    "istio_requests",
+    "istio_request_duration_milliseconds",
+    "istio_request_bytes",
+    "istio_response_bytes",
+)
 
 
 def _peer_values(rec: RequestRecord, own_namespace: str, protocol: str) -> list[str]:
@@ -195,6 +203,55 @@ class ProxyStats:
             ProcessCollector(namespace="istio_agent", registry=reg)
         self._http: dict[tuple[Any, ...], tuple[Any, Any, Any, Any]] = {}
         self._tcp: dict[tuple[Any, ...], tuple[Any, Any, Any, Any]] = {}
+        # Telemetry metric overrides: the HTTP metrics then take the slower, reshaped path
+        self._overrides = MetricOverrides()
+        self._reshaped: dict[tuple[str, tuple[str, ...]], tuple[CollectorRegistry, Any]] = {}
+        self._reshaped_series: set[tuple[Any, ...]] = set()
+
+    def configure(self, overrides: MetricOverrides) -> None:
+        """Apply a Telemetry's metric overrides (a change starts the reshaped series afresh)."""
+        if overrides == self._overrides:
+            return
+        self._overrides = overrides
+        self._reshaped.clear()
+        self._reshaped_series.clear()
+
+    def _reshaped_metric(self, family: str, names: tuple[str, ...]) -> Any:
+        found = self._reshaped.get((family, names))
+        if found is None:
+            registry = CollectorRegistry(auto_describe=False)
+            if family == "istio_requests_total":
+                metric: Any = Counter(family, "Requests handled by this proxy.", names, registry=registry)
+            else:
+                metric = Histogram(family, "Istio standard histogram.", names, registry=registry, buckets=ISTIO_BUCKETS)
+            found = self._reshaped[(family, names)] = (registry, metric)
+        return found[1]
+
+    def _record_reshaped(self, rec: RequestRecord) -> None:
+        values = _peer_values(rec, self.namespace, "http")
+        values += [str(rec.response_code), "", rec.response_flags, rec.connection_security_policy]
+        base = dict(zip(HTTP_LABELS, values, strict=True))
+        for family, amount in (
+            ("istio_requests_total", 1.0),
+            ("istio_request_duration_milliseconds", rec.duration_ms),
+            ("istio_request_bytes", float(rec.bytes_received)),
+            ("istio_response_bytes", float(rec.bytes_sent)),
+        ):
+            if self._overrides.disabled(family, rec.reporter):
+                continue
+            labels = self._overrides.values(family, base, rec)
+            names = tuple(labels)
+            series = (family, names, *labels.values())
+            if series not in self._reshaped_series:
+                if self.series >= self.max_series:
+                    self._dropped.inc()
+                    continue
+                self._reshaped_series.add(series)
+            child = self._reshaped_metric(family, names).labels(*labels.values())
+            if family == "istio_requests_total":
+                child.inc()
+            else:
+                child.observe(amount)
 
     @staticmethod
     def _key(rec: RequestRecord) -> tuple[Any, ...]:
@@ -208,10 +265,13 @@ class ProxyStats:
     @property
     def series(self) -> int:
         """Distinct label combinations in use (HTTP plus TCP); bounded by ``max_series``."""
-        return len(self._http) + len(self._tcp)
+        return len(self._http) + len(self._tcp) + len(self._reshaped_series)
 
     def record(self, rec: RequestRecord) -> None:
         """Count one completed HTTP request (called once per request, on the hot path)."""
+        if self._overrides:
+            self._record_reshaped(rec)
+            return
         # the raw record values identify the series; label strings are derived only on a miss
         key = (
             rec.reporter, rec.source_workload, rec.source_app, rec.source_version, rec.source_principal,
@@ -278,7 +338,22 @@ class ProxyStats:
 
         Envoy exposes no ``*_created`` samples, so they are dropped to keep the text Istio-shaped.
         """
-        return generate_latest(_WithoutCreated(self.registry))
+        if not self._overrides:
+            return generate_latest(_WithoutCreated(self.registry))
+        # reshaped HTTP families replace the standard ones; one family may hold several label sets
+        families: dict[str, Metric] = {}
+        for metric in _WithoutCreated(self.registry).collect():
+            if metric.name not in _HTTP_FAMILIES:
+                families[metric.name] = metric
+        for registry, _ in self._reshaped.values():
+            for metric in _WithoutCreated(registry).collect():
+                target = families.setdefault(
+                    metric.name, Metric(metric.name, metric.documentation, metric.type, metric.unit)
+                )
+                target.samples.extend(metric.samples)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Families(families.values()))
+        return generate_latest(registry)
 
 
 class _WithoutCreated:
