@@ -222,9 +222,11 @@ def main(argv: list[str] | None = None) -> None:
           "(goal ≤ 30 MB per proxy)")
 
     print()
-    from benchmarks import trust
+    from benchmarks import envoystats, trust
 
     trust.main()
+    print()
+    envoystats.main()
 
     print("\nthe control plane's life, under a paced load of 200 requests/s through the gateway")
     for name, (sent, lost, took) in bench_control_plane().items():
