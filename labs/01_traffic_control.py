@@ -96,6 +96,21 @@ safari = {"user-agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) Version/17
 check.header_routing(mesh, safari, "v2", otherwise="v1")
 
 # %% [markdown]
+# In preference's proxy the rule became two routes of the same virtual host, tried in order: the
+# first requires the `user-agent` header to match the regex and goes to the v2 subset's cluster, the
+# second takes everything else to v1. `istioctl proxy-config routes` lists both (its MATCH column
+# shows only the path); `-o json` shows the header matcher:
+
+# %%
+import json
+
+client = lab.pod_of(mesh, "preference-v1")
+print(lab.cli(mesh, "proxy-config", "routes", client, "--name", "8080"))
+routes = json.loads(lab.cli(mesh, "proxy-config", "routes", client, "--name", "8080", "-o", "json"))
+vhost = next(v for rc in routes for v in rc["virtualHosts"] if v["name"].startswith("recommendation."))
+print(json.dumps([{"match": r["match"], "cluster": r["route"]["cluster"]} for r in vhost["routes"]], indent=2))
+
+# %% [markdown]
 # ## 4 · Mirroring (dark launch)
 #
 # Every answer comes from v1, while a copy of each request goes to v2 — fire and forget: its answer is
@@ -107,6 +122,15 @@ lab.show("virtual-service-recommendation-v1-mirror-v2.yaml")
 # %%
 mesh.apply(lab.istiofile("virtual-service-recommendation-v1-mirror-v2.yaml"))
 check.mirroring(mesh, served="v1", mirror="v2")
+
+# %% [markdown]
+# The mirror is a `requestMirrorPolicies` entry on the route in preference's proxy (100 % of the
+# requests: a million out of a million):
+
+# %%
+routes = json.loads(lab.cli(mesh, "proxy-config", "routes", client, "--name", "8080", "-o", "json"))
+vhost = next(v for rc in routes for v in rc["virtualHosts"] if v["name"].startswith("recommendation."))
+print(json.dumps(vhost["routes"][0]["route"]["requestMirrorPolicies"], indent=2))
 
 # %%
 print(lab.logs(mesh, "recommendation-v2", tail=3))
