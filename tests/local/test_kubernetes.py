@@ -241,9 +241,26 @@ def test_advanced_chapters_preference_v2_and_virtualized_recommendation(mesh: Me
                                 "customer => PREFERENCE => recommendation v2"}, replies
         assert summary["pods"]["virtualized"] == replies["customer => PREFERENCE => recommendation v2"]
         # Hoverfly's recorded answer, whatever the request count
-        assert {r for r in {mesh.curl()[1] for _ in range(6)} if "PREFERENCE" in r} <= {
-            "customer => PREFERENCE => recommendation v2 from 'virtualized': 2"}
+        bodies = {mesh.curl()[1] for _ in range(6)}
+        assert {r for r in bodies if "PREFERENCE" in r} <= {
+            "customer => PREFERENCE => recommendation v2 from 'virtualized': 2"}, bodies
     finally:
         for kind, name in (("vs", "recommendation"), ("dr", "recommendation"),
                            ("deployment", "preference-v2"), ("deployment", "recommendation-virtualized")):
             run(mesh, "delete", kind, name)
+
+
+def test_the_timeout_image_is_the_tutorials_slow_v2(mesh: Mesh, tmp_path: Path) -> None:
+    slow = tmp_path / "Deployment-v2-timeout.yml"
+    slow.write_text(deployment("recommendation-v2", "recommendation", "v2",
+                               "quay.io/rhdevelopers/istio-tutorial-recommendation:v2.2-timeout"))
+    assert run(mesh, "apply", "-f", str(slow)).returncode == 0
+    try:
+        pod = mesh.get("pods", selector="app=recommendation,version=v2")[0]["metadata"]["name"]
+        started = time.monotonic()
+        code, body = mesh.exec(pod, "http://localhost:8080/")
+        took = time.monotonic() - started
+        assert code == 200 and body.startswith(f"recommendation v2 from '{pod}'")
+        assert took >= 3.0, took  # its timeout() sleeps 3 s before answering
+    finally:
+        run(mesh, "delete", "deployment", "recommendation-v2")

@@ -43,6 +43,10 @@ def _arg(args: list[Any], flag: str) -> str | None:
     return None
 
 
+#: the tutorial's slow v2 ("Modify recommendation:v2 to have timeout"): its timeout() sleeps 3 s
+TIMEOUT_IMAGE_DELAY = 3.0
+
+
 def _sample(container: Mapping[str, Any]) -> tuple[str, str | None] | None:
     """(service, version from the image or args) when the container runs one of the lab's samples."""
     image = str(container.get("image", ""))
@@ -88,6 +92,8 @@ def deployment_spec(obj: Mapping[str, Any]) -> tuple[DeploymentSpec | None, str 
             namespace=str(meta.get("namespace") or "tutorial"),
             pod_labels=labels,
             account=account or ("default" if service != "curl" else "curl"),
+            delay=TIMEOUT_IMAGE_DELAY if any(str(c.get("image", "")).endswith("-timeout")
+                                             for c in pod.get("containers") or []) else 0.0,
         ),
         None,
     )

@@ -90,6 +90,7 @@ class Pod:
         app_server = None
         if not a["gateway"] and a["service"] != "curl":
             self.app = SampleApp(AppSpec(a["service"], a["version"], pod=self.name))
+            self.app.delay_s = float(a.get("delay") or 0.0)
             # with a sidecar the app's own port is the owner's (meshkit exec, misbehave): everyone else goes
             # through the sidecar, as Istio's capture sends them; without one the port is the pod's endpoint
             handler = owner_only(self.app.handle, self.owner) if a["sidecar"] else self.app.handle

@@ -47,6 +47,7 @@ class DeploymentSpec:
     namespace: str = "tutorial"
     pod_labels: dict[str, str] = field(default_factory=dict)
     account: str = ""
+    delay: float = 0.0  # seconds the app takes per request from its start (the tutorial's "-timeout" image)
 
     @property
     def name(self) -> str:
@@ -64,6 +65,8 @@ class DeploymentSpec:
         parts: list[object] = [self.service, self.version, self.sidecar]
         if self.pod_labels or self.account:
             parts += [sorted(self.pod_labels.items()), self.account]
+        if self.delay:
+            parts.append(self.delay)
         digest = hashlib.sha256(json.dumps(parts).encode()).digest()
         return "".join(ALPHABET[b % len(ALPHABET)] for b in digest[:10])
 
@@ -245,6 +248,7 @@ class Deployments:
             "gateway_port": self.gateway_port if spec.gateway else 0,
             "gateway_port_strict": self.gateway_port_strict,
             "home": str(self.home),
+            "delay": spec.delay,
         }
         log = open(self.home / "logs" / f"{spec.name}.log", "ab")  # noqa: SIM115 - owned by the child
         pod.log_offset = log.tell()
