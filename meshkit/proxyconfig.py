@@ -488,7 +488,6 @@ def describe_pod(pod: Mapping[str, Any], resources: Sequence[Mapping[str, Any]],
             lines.append(f"   Hosts: {', '.join(hosts)}")
         return "\n".join(lines) + "\n"
     lines.append("--------------------")
-    fqdn = f"{app}.{ns}.svc.cluster.local"
     lines.append(f"Service: {app}")
     for port, pname in ports:
         lines.append(f"   Port: {pname} {port}/HTTP targets pod port {port}")
@@ -497,40 +496,35 @@ def describe_pod(pod: Mapping[str, Any], resources: Sequence[Mapping[str, Any]],
            and any(_host_is(h, app, ns) for h in r["spec"].get("hosts") or [])
            and "mesh" in (r["spec"].get("gateways") or ["mesh"])]
     matching: list[str] = []
-    dr_names: set[str] = set()
-    if drs:
-        dr = drs[0]
+    nonmatching: list[str] = []
+    dr = drs[0] if drs else None
+    if dr is not None:
         spec = dr["spec"]
         subsets = spec.get("subsets") or []
-        dr_names = {s["name"] for s in subsets}
         matching = [s["name"] for s in subsets if _labels_match(s.get("labels") or {}, labels)]
-        others = [s["name"] for s in subsets if s["name"] not in matching]
+        nonmatching = [s["name"] for s in subsets if s["name"] not in matching]
         lines.append(f'DestinationRule: {dr["metadata"]["name"]} for "{spec.get("host", "")}"')
         if subsets:
-            lines.append(f"   Matching subsets: {','.join(matching)}" if matching else
-                         "   WARNING POD DOES NOT MATCH ANY SUBSETS.  (Non matching subsets "
-                         f"{','.join(others)})")
-            if matching and others:
-                lines.append(f"      (Non-matching subsets {','.join(others)})")
-        policy = spec.get("trafficPolicy") or {}
-        for sub in subsets:
-            if sub["name"] in matching and sub.get("trafficPolicy"):
-                policy = {**policy, **sub["trafficPolicy"]}
-        if policy:
+            if not matching:
+                others = ",".join(nonmatching)
+                lines.append(f"   WARNING POD DOES NOT MATCH ANY SUBSETS.  (Non matching subsets {others})")
+            lines.append(f"   Matching subsets: {','.join(matching)}")
+            if nonmatching:
+                lines.append(f"      (Non-matching subsets {','.join(nonmatching)})")
+        # istioctl describes the top-level policy only (a subset's own policy is not shown)
+        policy = spec.get("trafficPolicy")
+        if policy is None:
+            lines.append("   No Traffic Policy")
+        else:
             if (policy.get("tls") or {}).get("mode"):
                 lines.append(f"   Traffic Policy TLS Mode: {policy['tls']['mode']}")
             kinds = [label for key, label in (("loadBalancer", "load balancer"), ("connectionPool", "connection pool"),
-                                              ("outlierDetection", "outlier detection"),
-                                              ("portLevelSettings", "port level settings")) if key in policy]
+                                              ("outlierDetection", "outlier detection")) if key in policy]
             if kinds:
                 lines.append(f"   Policies: {'/'.join(kinds)}")
-        else:
-            lines.append("   No Traffic Policy")
     for vs in vss:
         lines.append(f"VirtualService: {vs['metadata']['name']}")
-        lines.extend(_describe_vs(vs, app, ns, matching, bool(drs), dr_names))
-    if not vss and dump is not None:
-        lines.append(f"Effective config: {fqdn} routes by default (no VirtualService)")
+        lines.extend(_describe_vs(vs, app, ns, matching, nonmatching, dr))
     return "\n".join(lines) + "\n"
 
 
@@ -539,49 +533,97 @@ def _host_is(host: str, app: str, ns: str) -> bool:
     return host in (app, f"{app}.{ns}", f"{app}.{ns}.svc", f"{app}.{ns}.svc.cluster.local")
 
 
-def _describe_vs(vs: Mapping[str, Any], app: str, ns: str, matching: Sequence[str], has_dr: bool,
-                 dr_subsets: set[str]) -> list[str]:
+def _rule_facts(rule: Mapping[str, Any], app: str, ns: str, matching: Sequence[str], nonmatching: Sequence[str],
+                dr: Mapping[str, Any] | None) -> tuple[bool, list[str]]:
+    """Whether one http rule can reach the pod, and what istioctl says about it."""
+    facts: list[str] = []
+    notes: list[str] = []
+    reaches = False
+    for dest in rule.get("route") or []:
+        d = dest.get("destination") or {}
+        host, subset, weight = str(d.get("host", "")), str(d.get("subset", "")), int(dest.get("weight") or 0)
+        if _host_is(host, app, ns):
+            if subset and subset in nonmatching:
+                notes.append(f"Route to non-matching subset {subset} for ({_render_matches(rule.get('match'))})")
+                continue
+            if subset and subset not in matching:
+                notes.append(f"Warning: Route to subset {subset} but NO DESTINATION RULE defining subsets!"
+                             if dr is None else f"Warning: Route to UNKNOWN subset {subset}; check DestinationRule "
+                             f"{dr['metadata']['name']}")
+                continue
+            reaches = True
+            if weight > 0:
+                fact = f'Route to host "{host}"' + (f' subset "{subset}"' if subset else "")
+                facts.append(f"{fact} with weight {weight}%")
+        elif not subset:
+            facts.append(f'Route to host "{host}" with weight {weight}%')
+        else:
+            facts.append(f"Route to {host} with invalid config")
+    if reaches:
+        extra = [f"Fault injection {_compact(rule['fault'])}"] if rule.get("fault") else []
+        extra += [_render_match(m) for m in rule.get("match") or []]
+        if extra:
+            facts.append(", ".join(extra))
+    elif notes:
+        facts.extend(notes)
+    return reaches, facts
+
+
+def _describe_vs(vs: Mapping[str, Any], app: str, ns: str, matching: Sequence[str], nonmatching: Sequence[str],
+                 dr: Mapping[str, Any] | None) -> list[str]:
     out: list[str] = []
     http = vs["spec"].get("http") or []
-    reaching, non_matching = [], []
+    reached, printed, notes = 0, 0, []
     for rule in http:
-        for dest in rule.get("route") or []:
-            d = dest.get("destination") or {}
-            if not _host_is(str(d.get("host", "")), app, ns):
-                continue
-            subset = d.get("subset", "")
-            weight = dest.get("weight", 100 if len(rule.get("route") or []) == 1 else 0)
-            if subset and not has_dr:
-                out.append(f"   Warning: Route to subset {subset} but NO DESTINATION RULE defining subsets!")
-            if not subset or subset in matching:
-                reaching.append((rule, weight))
-            else:
-                non_matching.append((rule, subset))
-    if not reaching:
-        out.append(f"   WARNING: No destinations match pod subsets (checked {len(http)} HTTP routes)")
-        for rule, subset in non_matching:
-            out.append(f"      Route to non-matching subset {subset} for ({_describe_rule_match(rule)})")
+        reaches, facts = _rule_facts(rule, app, ns, matching, nonmatching, dr)
+        if reaches:
+            reached += 1
+            out.extend(f"   {f}" for f in facts)
+            printed += len(facts)
+        else:
+            notes.extend(facts)
+    if not reached:
+        if http:
+            out.append(f"   WARNING: No destinations match pod subsets (checked {len(http)} HTTP routes)")
+        out.extend(f"      {n}" for n in notes)
         return out
-    for rule, weight in reaching:
-        if weight != 100:
-            out.append(f"   Weight {weight}%")
-        if rule.get("match"):
-            out.append(f"   Match: {_describe_rule_match(rule)}")
-    if len(http) > 1:
+    if reached < len(http):
+        out.append(f"   {len(http) - reached} additional destination(s) that will not reach this pod")
+        if not printed:
+            out.extend(f"      {n}" for n in notes)
+        return out
+    if not printed:
         out.append(f"   {len(http)} HTTP route(s)")
     return out
 
 
-def _describe_rule_match(rule: Mapping[str, Any]) -> str:
-    parts = []
-    for m in rule.get("match") or []:
-        for hname, hm in (m.get("headers") or {}).items():
-            for kind, val in (hm or {}).items():
-                parts.append(f"headers {hname}={val}" if kind == "exact" else f"headers {hname} {kind} {val}")
-        uri = m.get("uri") or {}
-        for kind, val in uri.items():
-            parts.append(f"uri {kind} {val}")
-    return " OR ".join(parts) or "everything"
+def _render_string(sm: Mapping[str, Any] | None) -> str:
+    sm = sm or {}
+    if "exact" in sm:
+        return str(sm["exact"])
+    if "prefix" in sm:
+        return f"{sm['prefix']}*"
+    if "regex" in sm:
+        return f'regex:"{sm["regex"]}"'
+    return ""
+
+
+def _render_match(m: Mapping[str, Any]) -> str:
+    text = "Match: "
+    if m.get("uri"):
+        text += _render_string(m["uri"]) + (" uncased" if m.get("ignoreUriCase") else "")
+    if m.get("headers"):
+        conds = [f"{k}={_render_string(v)}" for k, v in m["headers"].items()]
+        text += " when headers are " + "; ".join(conds)
+    return text.strip()
+
+
+def _render_matches(matches: Sequence[Mapping[str, Any]] | None) -> str:
+    return ", ".join(_render_match(m) for m in matches) if matches else "everything"
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
 def tidy(rows: list[dict[str, Any]]) -> Any:

@@ -233,12 +233,24 @@ def test_describe_pod_matching_subsets_policies_weights_and_warnings() -> None:
     pod = {"name": "recommendation-v2-y", "namespace": NS, "labels": {"app": "recommendation", "version": "v2"}}
     text = pc.describe_pod(pod, [DR, vs({"route": [dest("version-v1", 90), dest("version-v2", 10)]})], None)
     assert 'DestinationRule: recommendation for "recommendation"' in text
-    assert "   Matching subsets: version-v2" in text and "(Non-matching subsets version-v1)" in text
-    assert "   Policies: connection pool/outlier detection" in text
-    assert "VirtualService: recommendation\n   Weight 10%" in text
+    assert "   Matching subsets: version-v2\n      (Non-matching subsets version-v1)" in text
+    assert "   No Traffic Policy" in text  # istioctl shows the top-level policy only, not the subset's
+    assert 'VirtualService: recommendation\n   Route to host "recommendation" subset "version-v2" with weight 10%' \
+        in text
+    with_policy = res("DestinationRule", "recommendation", {**DR["spec"], "trafficPolicy": {
+        "connectionPool": {"tcp": {"maxConnections": 1}}, "outlierDetection": {}, "tls": {"mode": "ISTIO_MUTUAL"}}})
+    text = pc.describe_pod(pod, [with_policy], None)
+    assert "   Traffic Policy TLS Mode: ISTIO_MUTUAL\n   Policies: connection pool/outlier detection" in text
     only_v1 = pc.describe_pod(pod, [DR, vs({"route": [dest("version-v1")]})], None)
-    assert "WARNING: No destinations match pod subsets (checked 1 HTTP routes)" in only_v1
+    assert ("   WARNING: No destinations match pod subsets (checked 1 HTTP routes)\n"
+            "      Route to non-matching subset version-v1 for (everything)") in only_v1
+    safari = {"match": [{"headers": {"user-agent": {"regex": ".*Safari.*"}}}], "route": [dest("version-v2")]}
+    header = pc.describe_pod(pod, [DR, vs(safari, {"route": [dest("version-v1")]})], None)  # istioctl: 2 spaces
+    assert '   Match:  when headers are user-agent=regex:".*Safari.*"' in header
+    assert "   1 additional destination(s) that will not reach this pod" in header
+    plain = pc.describe_pod(pod, [DR, vs({"route": [{"destination": {"host": "recommendation"}}]})], None)
+    assert "VirtualService: recommendation\n   1 HTTP route(s)" in plain
     no_dr = pc.describe_pod(pod, [vs({"route": [dest("version-v2")]})], None)
-    assert "Warning: Route to subset version-v2 but NO DESTINATION RULE defining subsets!" in no_dr
+    assert "      Warning: Route to subset version-v2 but NO DESTINATION RULE defining subsets!" in no_dr
     bare = pc.describe_pod({**pod, "sidecar": False}, [], None)
     assert "is not part of mesh; no Istio sidecar" in bare
