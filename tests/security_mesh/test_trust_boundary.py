@@ -169,6 +169,12 @@ def test_a_pods_token_gets_its_own_config_certificate_and_nothing_else(strict: M
         ("/secrets", {"name": "../x", "cert": "c", "key": "k"}, "name: Invalid value"),
         ("/token", {"ttl": "forever"}, "ttl: Invalid value"),
         ("/apply", {"resources": "everything"}, "resources: Invalid value"),
+        ("/apply", {"resources": [{
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "preference-v9"},
+            "spec": {"replicas": 1000, "selector": {"matchLabels": {"app": "preference"}},
+                     "template": {"metadata": {"labels": {"app": "preference", "version": "v9"}},
+                                  "spec": {"containers": [{"name": "p", "image": "example/preference:v9"}]}}}}]},
+         "Deployment tutorial/preference-v9: spec.replicas: Invalid value: 1000: must be between 0 and 50"),
     ],
 )
 def test_bad_input_is_400_with_the_field_named(strict: Mesh, path: str, body: Any, message: str) -> None:
@@ -176,6 +182,7 @@ def test_bad_input_is_400_with_the_field_named(strict: Mesh, path: str, body: An
     assert status == 400, answer
     assert message in answer["error"]
     assert not Path("/tmp/meshkit-escape.log").exists()
+    assert "preference-v9" not in {p.deployment for p in strict.pods()}
 
 
 def test_bad_query_and_body_are_400_and_unknown_names_404(strict: Mesh) -> None:

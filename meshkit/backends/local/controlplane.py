@@ -263,6 +263,11 @@ class ControlPlane:
             if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
                 raise apiinput.BadInput("resources: Invalid value: must be a list of objects")
             resources = self._admit(raw)
+            for r in resources:
+                if r["kind"] == "Deployment":  # each replica is a process on this machine: the API's cap holds
+                    where = f'Deployment {r["metadata"].get("namespace", "tutorial")}/{r["metadata"]["name"]}'
+                    apiinput.integer((r.get("spec") or {}).get("replicas", 1), f"{where}: spec.replicas", 0,
+                                     apiinput.MAX_REPLICAS)
             warnings = self._compile_check([r for r in resources if r["kind"] not in KUBE_KINDS])
             # stored on disk first: what is not stored is not applied
             stored = dict(self.store.put_all([r for r in resources if r["kind"] not in KUBE_KINDS]))
