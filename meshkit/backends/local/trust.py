@@ -22,9 +22,15 @@ connection (then one dict lookup per request) and strips the header before the h
     verifier = owner_verifier_from_env()            # in the pod process, set at spawn
     server = await serve(owner_only(handler, verifier), "127.0.0.1", 0)
 
-A client (the CLI, ``Mesh``) sends the credential it read from the home::
+A client (the CLI, ``Mesh``) sends the credential it read from the home, and never to a port that
+another user holds (a dead process's port can be taken: :func:`held_by_another` asks the kernel)::
 
-    headers = {OWNER_HEADER: read_owner_credential(home)}
+    if not held_by_another(port):
+        headers = {OWNER_HEADER: read_owner_credential(home)}
+
+The pods' Envoy admin endpoints (``/config_dump``, ``/clusters``, ``/stats``...) are all served by
+``Pod.admin``, which the pod already wraps with :func:`owner_only`; a backend method reaching them
+builds its request with ``LocalBackend._owner_request(port, path)``.
 """
 
 from __future__ import annotations
