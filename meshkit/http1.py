@@ -4,6 +4,12 @@ This is the per-request stack of the whole local mesh (sidecars, gateway and sam
 framework, no per-request allocations beyond the request itself. Measured on a 2-core box this
 design costs about a fifth of the CPU of an aiohttp server and client (see the benchmarks).
 
+Every server keeps Envoy's limits (:class:`Limits`): 60 KiB and 100 request headers (431 above),
+a body larger than the 1 MiB buffer limit streamed through :class:`BodyStream` with reading paused
+while the buffer is full, ``Expect: 100-continue`` answered by the server itself, a stream idle
+timeout (408 ``stream timeout``) and a connection idle timeout, and a cap on open connections per
+listener (connections over it are closed as soon as they are accepted, like Envoy's overflow).
+
 Example::
 
     async def hello(req: Request) -> Response:
@@ -27,8 +33,10 @@ from typing import Any
 import httptools
 
 __all__ = [
+    "BodyStream",
     "ConnectFailure",
     "Connection",
+    "Limits",
     "Request",
     "ResetConnection",
     "Response",
@@ -42,6 +50,153 @@ HOP_BY_HOP = frozenset(
 )
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _BACKGROUND: set[asyncio.Future[None]] = set()
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one listener accepts; the defaults are Envoy's (Istio keeps them).
+
+    ``max_body`` is for servers that are not proxies (the control plane, an admin port): a body
+    larger than it is refused with 413, as the Kubernetes API server refuses one over 3 MiB.
+    Proxies leave it ``None`` and stream any body larger than ``buffer_limit``.
+
+    Example::
+
+        await serve(handler, limits=Limits(max_body=3 * 1024 * 1024))
+    """
+
+    max_request_headers_kb: int = 60  # HttpConnectionManager max_request_headers_kb
+    max_headers_count: int = 100  # HttpProtocolOptions max_headers_count
+    buffer_limit: int = 1024 * 1024  # per_connection_buffer_limit_bytes: larger bodies are streamed
+    stream_idle_timeout: float = 300.0  # HttpConnectionManager stream_idle_timeout (5 min)
+    idle_timeout: float = 3600.0  # HttpProtocolOptions idle_timeout of downstream connections (1 h)
+    max_connections: int = 1024  # per listener; Envoy's default is unbounded, a shared host needs one
+    max_body: int | None = None
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class BodyError(Exception):
+    """A streamed body that cannot be read to its end (the sender went away or stalled)."""
+
+
+class BodyStream:
+    """A request body read as it arrives, with at most about ``limit`` bytes held in memory.
+
+    The receiving connection stops reading from its socket while the buffer is over the limit
+    and resumes once the reader has taken most of it, so a slow upstream slows the sender instead
+    of filling memory. :meth:`tap` gives a second reader (a mirror) that never slows the first:
+    when it falls a whole buffer behind it is cut off, as Envoy drops a shadow it cannot feed.
+
+    Example::
+
+        async for chunk in req.stream:         # or: await req.stream.read() until b""
+            upstream.write(chunk)
+    """
+
+    __slots__ = ("_buffered", "_chunks", "_done", "_error", "_paused", "_transport", "_waiter", "dropped",
+                 "length", "limit", "received", "taps")
+
+    def __init__(self, transport: asyncio.Transport | None, limit: int, length: int | None = None) -> None:
+        self._transport = transport
+        self.limit = limit
+        self.length = length  # the declared content-length, None when chunked
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._done = False
+        self._error: BaseException | None = None
+        self._paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        self.received = 0
+        self.taps: list[BodyStream] = []
+        self.dropped = False  # a tap cut off for falling a whole buffer behind
+
+    @property
+    def complete(self) -> bool:
+        """Every byte has arrived and been read."""
+        return self._done and not self._chunks
+
+    def feed(self, chunk: bytes) -> bool:
+        """Add arriving bytes; False when this stream is a tap that has fallen too far behind."""
+        if self._error is not None:
+            return False
+        self._chunks.append(chunk)
+        self._buffered += len(chunk)
+        self.received += len(chunk)
+        if self._buffered > self.limit:
+            if self._transport is None:
+                self.dropped = True
+                self.fail(BodyError("shadow could not keep up: dropped"))
+                return False
+            if not self._paused:
+                self._paused = True
+                self._transport.pause_reading()
+        self._wake()
+        return True
+
+    def finish(self) -> None:
+        self._done = True
+        self._wake()
+
+    def fail(self, exc: BaseException) -> None:
+        if not self._done or self._chunks:
+            self._error = exc
+        self._wake()
+        for tap in self.taps:
+            tap.fail(exc)
+
+    def tap(self) -> BodyStream:
+        """A second reader of the bytes not read yet; dropped (fails) when a buffer behind."""
+        tap = BodyStream(None, self.limit, self.length)
+        for chunk in self._chunks:
+            tap.feed(chunk)
+        if self._done:
+            tap.finish()
+        self.taps.append(tap)
+        return tap
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def read(self) -> bytes:
+        """The next chunk, or ``b""`` at the end; raises :class:`BodyError` when it cannot end."""
+        while not self._chunks:
+            if self._error is not None:
+                raise self._error
+            if self._done:
+                for tap in self.taps:
+                    tap.finish()
+                return b""
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        chunk = self._chunks.popleft()
+        self._buffered -= len(chunk)
+        if self._paused and self._buffered <= self.limit // 4 and self._transport is not None:
+            self._paused = False
+            self._transport.resume_reading()
+        if self.taps:
+            self.taps = [t for t in self.taps if t.feed(chunk)]
+        return chunk
+
+    async def discard(self) -> int:
+        """Read the body to its end without keeping it; the number of bytes."""
+        total = 0
+        while chunk := await self.read():
+            total += len(chunk)
+        return total
+
+    def __aiter__(self) -> BodyStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self.read()
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
 
 
 @dataclass(slots=True)
@@ -56,6 +211,7 @@ class Request:
     local_port: int = 0
     context: dict[str, Any] = field(default_factory=dict)  # per-request scratch space for filters
     connection: dict[str, Any] | None = None  # per-connection scratch space (e.g. the peer's identity)
+    stream: BodyStream | None = None  # a body too large to buffer, read as it arrives (``body`` is empty)
 
 
 @dataclass(slots=True)
@@ -98,11 +254,33 @@ def encode_request(req: Request) -> bytes:
     for name, value in req.headers.items():
         if name not in HOP_BY_HOP and name != "content-length":
             lines.append(f"{name}: {value}")
-    if req.body or req.method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
+    if req.stream is not None:
+        length = req.stream.length
+        lines.append(f"content-length: {length}" if length is not None else "transfer-encoding: chunked")
+    elif req.body or req.method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
         lines.append(f"content-length: {len(req.body)}")
     if not req.keep_alive:
         lines.append("connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + req.body
+
+
+class _HeadersTooLarge(Exception):
+    pass
+
+
+class Listener:
+    """What the connections of one listening socket share: the limits and the open-connection count."""
+
+    __slots__ = ("limits", "open", "overflow")
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.open = 0
+        self.overflow = 0  # Envoy's downstream_cx_overflow
+
+
+_LOCAL_REPLY = {400: b"Bad Request", 408: b"stream timeout", 413: b"Payload Too Large",
+                431: b"Request Header Fields Too Large"}
 
 
 class ServerProtocol(asyncio.Protocol):
@@ -110,12 +288,24 @@ class ServerProtocol(asyncio.Protocol):
 
     __slots__ = (
         "_body",
+        "_body_size",
         "_cur_header",
+        "_head_budget",
+        "_head_size",
         "_headers",
+        "_in_head",
+        "_last",
+        "_nheaders",
+        "_receiving",
+        "_stream",
+        "_timer",
+        "_too_large",
         "_url",
         "busy",
         "conn_state",
         "handler",
+        "limits",
+        "listener",
         "local_port",
         "on_close",
         "parser",
@@ -125,7 +315,12 @@ class ServerProtocol(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, handler: Handler, on_close: Callable[[ServerProtocol], None] | None = None) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        on_close: Callable[[ServerProtocol], None] | None = None,
+        listener: Listener | None = None,
+    ) -> None:
         self.handler = handler
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
@@ -136,29 +331,88 @@ class ServerProtocol(asyncio.Protocol):
         self.local_port = 0
         self.on_close = on_close
         self.conn_state: dict[str, Any] = {}
+        self.listener = listener
+        self.limits = listener.limits if listener is not None else DEFAULT_LIMITS
         self._url = b""
         self._headers: dict[str, str] = {}
         self._cur_header = ""
         self._body: list[bytes] = []
+        self._body_size = 0
+        self._stream: BodyStream | None = None
+        self._in_head = True
+        # raw bytes a request head may take before it is refused: the 60 KiB Envoy counts
+        # (URL, names, values) plus the separators around them
+        self._head_budget = self._head_cap()
+        self._head_size = 0
+        self._nheaders = 0
+        self._too_large = False
+        self._receiving = False
+        self._last = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def _head_cap(self) -> int:
+        return self.limits.max_request_headers_kb * 1024 + 4 * self.limits.max_headers_count + 8192
 
     # asyncio callbacks ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        listener = self.listener
+        if listener is not None:
+            if listener.open >= listener.limits.max_connections:
+                listener.overflow += 1
+                self.listener = None  # not counted as open
+                transport.abort()  # type: ignore[attr-defined]  # Envoy closes a connection over the listener's limit at once
+                return
+            listener.open += 1
         self.peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         self.local_port = sock[1] if sock else 0
         self.ssl_object = transport.get_extra_info("ssl_object")
+        loop = asyncio.get_running_loop()
+        self._last = loop.time()
+        self._timer = loop.call_later(min(self.limits.stream_idle_timeout, self.limits.idle_timeout), self._on_timer)
 
     def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._fail(400)
-        except httptools.HttpParserError:
-            self._fail(400)
+        if self.transport is None:
+            return  # answered and closing: dropped
+        self._last = _now()
+        while True:
+            if self._in_head:
+                budget = self._head_budget
+                if len(data) > budget:
+                    chunk, data = data[:budget], data[budget:]
+                else:
+                    chunk, data = data, b""
+                self._head_budget -= len(chunk)
+            else:
+                chunk, data = data, b""
+            try:
+                self.parser.feed_data(chunk)
+            except httptools.HttpParserUpgrade:
+                self._fail(400)
+                return
+            except httptools.HttpParserError:
+                self._fail(431 if self._too_large else 400)
+                return
+            if self.transport is None:
+                return
+            if self._in_head and self._head_budget <= 0:
+                self._fail(431)  # the head is still not complete at the cap: refused unread
+                return
+            if not data:
+                return
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.listener is not None:
+            self.listener.open -= 1
+            self.listener = None
+        if self._stream is not None:
+            self._stream.fail(BodyError("downstream connection closed before the body ended"))
+            self._stream = None
         if self.on_close is not None:
             self.on_close(self)
 
@@ -167,31 +421,115 @@ class ServerProtocol(asyncio.Protocol):
         self._url = b""
         self._headers = {}
         self._body = []
+        self._body_size = 0
+        self._head_size = 0
+        self._nheaders = 0
+        self._in_head = True
+        self._receiving = True
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._head_size += len(url)
+        if self._head_size > self.limits.max_request_headers_kb * 1024:
+            self._too_large = True
+            raise _HeadersTooLarge()
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value)
+        self._nheaders += 1
+        limits = self.limits
+        if self._head_size > limits.max_request_headers_kb * 1024 or self._nheaders > limits.max_headers_count:
+            self._too_large = True
+            raise _HeadersTooLarge()
         key = name.decode("latin-1").lower()
         val = value.decode("latin-1")
         old = self._headers.get(key)
         self._headers[key] = val if old is None else f"{old}, {val}"
 
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        headers = self._headers
+        if "expect" in headers and headers["expect"].lower() == "100-continue" and self.transport is not None:
+            # Envoy answers 100 Continue itself and does not pass the expectation upstream
+            del headers["expect"]
+            self.transport.write(_CONTINUE)
+        length = headers.get("content-length")
+        if length is None:
+            return  # no body, or a chunked one: buffered until it outgrows the limit (on_body)
+        try:
+            size = int(length)
+        except ValueError:
+            return  # httptools refuses it
+        limits = self.limits
+        if limits.max_body is not None:
+            if size > limits.max_body:
+                self._refuse_body()
+        elif size > limits.buffer_limit:
+            self._start_stream(size)
+
     def on_body(self, body: bytes) -> None:
+        if self._stream is not None:
+            self._stream.feed(body)
+            return
+        if self.transport is None:
+            return
         self._body.append(body)
+        self._body_size += len(body)
+        limits = self.limits
+        if limits.max_body is not None:
+            if self._body_size > limits.max_body:
+                self._refuse_body()
+        elif self._body_size > limits.buffer_limit:
+            # a chunked body that outgrew the buffer: what arrived so far starts the stream
+            self._start_stream(None)
 
     def on_message_complete(self) -> None:
+        self._in_head = True
+        self._receiving = False
+        self._head_budget = self._head_cap()
+        if self._stream is not None:
+            self._stream.finish()
+            self._stream = None
+            return
+        if self.transport is None:
+            return
+        self._dispatch(self._request(b"".join(self._body)))
+
+    # ---------------------------------------------------------------------------------------------
+    def _request(self, body: bytes) -> Request:
         req = Request(
             self.parser.get_method().decode("ascii"),
             self._url.decode("latin-1"),
             self._headers,
-            b"".join(self._body),
+            body,
             self.parser.should_keep_alive(),
             self.peer,
             self.ssl_object,
             self.local_port,
         )
         req.connection = self.conn_state
+        return req
+
+    def _start_stream(self, length: int | None) -> None:
+        stream = BodyStream(self.transport, self.limits.buffer_limit, length)
+        for chunk in self._body:
+            stream.feed(chunk)
+        self._body = []
+        self._stream = stream
+        req = self._request(b"")
+        req.stream = stream
+        self._dispatch(req)
+
+    def _refuse_body(self) -> None:
+        limit = self.limits.max_body
+        body = f"Request entity too large: limit is {limit}".encode()
+        if self.transport is not None:
+            self.transport.write(encode_response(Response(413, {"content-type": "text/plain"}, body), False))
+            _delayed_close(self.transport)
+            self.transport = None  # what still arrives is dropped
+        self._body = []
+
+    def _dispatch(self, req: Request) -> None:
         self.queue.append(req)
         if not self.busy:
             self.busy = True
@@ -199,7 +537,6 @@ class ServerProtocol(asyncio.Protocol):
             _BACKGROUND.add(task)  # the loop keeps only weak references to tasks
             task.add_done_callback(_BACKGROUND.discard)
 
-    # ---------------------------------------------------------------------------------------------
     async def _drain(self) -> None:
         while self.queue and self.transport is not None:
             req = self.queue.popleft()
@@ -209,21 +546,64 @@ class ServerProtocol(asyncio.Protocol):
                 if self.transport is not None:
                     self.transport.abort()
                 break
+            except BodyError:
+                if self.transport is not None:
+                    self.transport.abort()  # the request never ended: nothing to answer
+                break
             except Exception as exc:  # a handler bug must not kill the connection silently
                 resp = Response(500, {"content-type": "text/plain"}, f"internal error: {exc!r}\n".encode())
             if self.transport is None:
                 break
-            keep = req.keep_alive and resp.keep_alive
+            # a response before the end of a streamed body: the rest is not read, the connection ends
+            keep = req.keep_alive and resp.keep_alive and (req.stream is None or req.stream.complete)
             self.transport.write(encode_response(resp, keep))
+            self._last = _now()
             if not keep:
                 self.transport.close()
                 break
         self.busy = False
 
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.transport is None:
+            return
+        limits = self.limits
+        idle = _now() - self._last
+        if self._receiving:
+            # a request is arriving (its head or its body) and the client has gone quiet
+            if idle >= limits.stream_idle_timeout:
+                self._fail(408)
+                return
+            wait = limits.stream_idle_timeout - idle
+        elif not self.busy and not self.queue:
+            if idle >= limits.idle_timeout:
+                self.transport.close()  # an idle keep-alive connection
+                return
+            wait = min(limits.idle_timeout, limits.stream_idle_timeout) - idle
+        else:
+            wait = limits.stream_idle_timeout  # a handler is at work: its own timeouts apply
+        self._timer = asyncio.get_running_loop().call_later(max(wait, 0.01), self._on_timer)
+
     def _fail(self, status: int) -> None:
-        if self.transport is not None:
-            self.transport.write(encode_response(Response(status, {}, b""), False))
-            self.transport.close()
+        transport = self.transport
+        if transport is not None:
+            body = _LOCAL_REPLY.get(status, b"")
+            headers = {"content-type": "text/plain"} if body else {}
+            transport.write(encode_response(Response(status, headers, body), False))
+            _delayed_close(transport)
+            self.transport = None  # what still arrives is dropped
+
+
+def _delayed_close(transport: asyncio.Transport) -> None:
+    """Close after a local reply the way Envoy does (delayed_close_timeout, 1 s): stop sending, keep
+    reading (and dropping) a moment, so a client still sending gets the reply rather than a reset."""
+    if transport.can_write_eof():
+        transport.write_eof()
+    asyncio.get_running_loop().call_later(1.0, transport.close)
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
 
 
 async def serve(
@@ -232,10 +612,16 @@ async def serve(
     port: int = 0,
     ssl_context: ssl.SSLContext | None = None,
     protocol_factory: Callable[[], asyncio.Protocol] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    listener: Listener | None = None,
 ) -> asyncio.base_events.Server:
-    """Start an HTTP/1.1 server on ``host:port`` (port 0 picks a free one)."""
+    """Start an HTTP/1.1 server on ``host:port`` (port 0 picks a free one) with Envoy's ``limits``.
+
+    Pass a :class:`Listener` to watch its open and overflowed connections.
+    """
     loop = asyncio.get_running_loop()
-    factory = protocol_factory or (lambda: ServerProtocol(handler))
+    shared = listener or Listener(limits)
+    factory = protocol_factory or (lambda: ServerProtocol(handler, listener=shared))
     return await loop.create_server(factory, host, port, ssl=ssl_context, reuse_address=True, backlog=1024)
 
 
@@ -249,6 +635,20 @@ class ClientProtocol(asyncio.Protocol):
         self._headers: dict[str, str] = {}
         self._body: list[bytes] = []
         self.closed = False
+        self._writable: asyncio.Future[None] | None = None  # set while the socket's buffer is full
+
+    def pause_writing(self) -> None:
+        self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        writable, self._writable = self._writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait until the socket takes more (a streamed body never piles up in memory)."""
+        if self._writable is not None:
+            await self._writable
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -264,6 +664,7 @@ class ClientProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.transport = None
+        self.resume_writing()
         self._finish_error(UpstreamReset("connection closed by upstream"))
 
     def eof_received(self) -> bool | None:
@@ -327,12 +728,44 @@ class Connection:
         proto.waiter = fut
         proto.transport.write(encode_request(req))
         self.requests += 1
+        if req.stream is not None:
+            return await self._streamed(req.stream, fut)
         try:
             return await fut
         except asyncio.CancelledError:
             # a timed-out attempt: the connection is unusable (a late reply would be misread)
             self.close()
             raise
+
+    async def _streamed(self, stream: BodyStream, fut: asyncio.Future[Response]) -> Response:
+        pump = asyncio.ensure_future(self._pump(stream))
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            self.close()
+            raise
+        finally:
+            if not pump.done():
+                pump.cancel()  # answered before the body was sent: the connection cannot be reused
+                self.close()
+
+    async def _pump(self, stream: BodyStream) -> None:
+        proto = self.protocol
+        chunked = stream.length is None
+        try:
+            while chunk := await stream.read():
+                transport = proto.transport
+                if transport is None:
+                    return
+                if chunked:
+                    transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+                else:
+                    transport.write(chunk)
+                await proto.drain()
+            if chunked and proto.transport is not None:
+                proto.transport.write(b"0\r\n\r\n")
+        except BodyError:
+            self.close()  # the sender went away: the upstream request cannot end either
 
     def close(self) -> None:
         if self.protocol.transport is not None:
@@ -379,7 +812,7 @@ class SimpleClient:
         self.idle: deque[Connection] = deque()
 
     async def request(
-        self, method: str, path: str, headers: dict[str, str], body: bytes = b""
+        self, method: str, path: str, headers: dict[str, str], body: bytes = b"", stream: BodyStream | None = None
     ) -> Response:
         conn = None
         while self.idle:
@@ -391,10 +824,10 @@ class SimpleClient:
         if conn is None:
             conn = await connect(self.host, self.port)
         try:
-            coro = conn.roundtrip(Request(method, path, headers, body))
+            coro = conn.roundtrip(Request(method, path, headers, body, stream=stream))
             resp = await (asyncio.wait_for(coro, self.timeout) if self.timeout else coro)
         except UpstreamReset:
-            if fresh:
+            if fresh or stream is not None:
                 raise
             # a pooled connection the peer had closed meanwhile: retry once on a new one
             conn = await connect(self.host, self.port)

@@ -113,6 +113,9 @@ class SampleApp:
         return client
 
     async def handle(self, req: Request) -> Response:
+        if req.stream is not None:
+            # the services take no body; like a Java server they read one to its end before answering
+            await req.stream.discard()
         path = req.path.split("?", 1)[0]
         if self.spec.service == "recommendation" and self.spec.version == "virtualized":
             return self._virtualized(req)

@@ -49,7 +49,7 @@ from meshkit.backends.local.trust import (
 )
 from meshkit.backends.local.workloads import GATEWAY, Deployments, DeploymentSpec, PodState, service_account
 from meshkit.errors import MeshkitError, NotFound
-from meshkit.http1 import Request, Response, SimpleClient, serve
+from meshkit.http1 import Limits, Request, Response, SimpleClient, serve
 from meshkit.resources.kubernetes import KUBE_KINDS
 from meshkit.sample.ingress import gateway_customer
 from meshkit.wire import dumps
@@ -565,10 +565,10 @@ class ControlPlane:
         """The API on the last control plane's port when free, so running pods find it where it was."""
         if port:
             try:
-                return await serve(self.handle, "127.0.0.1", port)
+                return await serve(self.handle, "127.0.0.1", port, limits=API_LIMITS)
             except OSError:
                 pass
-        return await serve(self.handle, "127.0.0.1", 0)
+        return await serve(self.handle, "127.0.0.1", 0, limits=API_LIMITS)
 
 
 def _deployment_spec(body: dict[str, Any]) -> DeploymentSpec:
@@ -583,6 +583,10 @@ def _deployment_spec(body: dict[str, Any]) -> DeploymentSpec:
     spec = DeploymentSpec(service, version, replicas, sidecar)
     apiinput.dns_label(spec.name, "deployment")  # service and version together stay one DNS label
     return spec
+
+
+#: the Kubernetes API server refuses a request body over 3 MiB ("Request entity too large: limit is 3145728")
+API_LIMITS = Limits(max_body=3 * 1024 * 1024)
 
 
 def _json(data: Any, status: int = 200) -> Response:

@@ -37,7 +37,7 @@ from meshkit.backends.local.trust import (
     owner_only,
     owner_verifier_from_env,
 )
-from meshkit.http1 import Request, Response, SimpleClient, serve
+from meshkit.http1 import Limits, Request, Response, SimpleClient, serve
 from meshkit.sample.app import AppSpec, SampleApp
 from meshkit.wire import dumps
 
@@ -109,7 +109,7 @@ class Pod:
                 self.app.transport = self.sidecar.handle_outbound
                 self.app.resolves = self.sidecar.dns_resolves
                 self.sidecar.app_handler = self.app.handle
-        admin = await serve(owner_only(self.admin, self.owner), "127.0.0.1", 0)
+        admin = await serve(owner_only(self.admin, self.owner), "127.0.0.1", 0, limits=Limits(max_body=1024 * 1024))
         self.ports["admin"] = admin.sockets[0].getsockname()[1]
         if self.sidecar is not None:
             # first config before announcing readiness, so a ready pod routes like the mesh says

@@ -216,6 +216,10 @@ class Router:
                 self._note_ejection(ex, cluster, host)
             if policy is None or not should_retry(outcome, policy):
                 return self._reply(ex, outcome)
+            if ex.req.stream is not None:
+                # a body beyond the buffer limit cannot be replayed: Envoy abandons the retry
+                cluster.stats["retry_or_shadow_abandoned"] += 1
+                return self._reply(ex, outcome)
             label = _cluster_label(cluster)
             if retries_left == 0:
                 if policy.num_retries > 0:
@@ -302,12 +306,17 @@ class Router:
         if self.shadow_suffix():
             name, _, port = headers.get("host", "").partition(":")
             headers["host"] = f"{name}-shadow" + (f":{port}" if port else "")
-        shadow = Exchange(Request(req.method, req.path, headers, req.body), ex.rec)
+        # a streamed body is teed to the shadow, which is cut off when it falls a buffer behind
+        tap = req.stream.tap() if req.stream is not None else None
+        shadow = Exchange(Request(req.method, req.path, headers, req.body, stream=tap), ex.rec)
 
         async def fire() -> None:
             # fire and forget: the reply is discarded and never delays the caller
             try:
                 outcome = await self._send(shadow, cluster, host, 1, None, _Flight())
+                if tap is not None and tap.dropped:
+                    cluster.stats["retry_or_shadow_abandoned"] += 1
+                    return  # dropped for falling behind: not the upstream's fault
                 if not isinstance(outcome, Failure):
                     cluster.report(host, outcome.status)
                 elif outcome.kind != "overflow":

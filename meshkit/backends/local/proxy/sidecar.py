@@ -262,7 +262,7 @@ class Sidecar:
             headers[PEER_META] = self._peer_meta
             port = cluster.spec.name.split("|")[1]
             headers["x-envoy-decorator-operation"] = f"{cluster.spec.service}:{port}/*"
-        return Request(ex.req.method, ex.req.path, headers, ex.req.body)
+        return Request(ex.req.method, ex.req.path, headers, ex.req.body, stream=ex.req.stream)
 
     @functools.cached_property
     def _principal(self) -> str:
@@ -301,7 +301,7 @@ class Sidecar:
             return ex.local_reply(503, "UH", "no_healthy_upstream", b"no healthy upstream")
         req = ex.req
         try:
-            resp = await self._app.request(req.method, req.path, req.headers, req.body)
+            resp = await self._app.request(req.method, req.path, req.headers, req.body, req.stream)
         except Exception:
             return ex.local_reply(
                 503, "UF", "upstream_reset_before_response_started{connection_failure}", CONNECT_FAILURE_BODY

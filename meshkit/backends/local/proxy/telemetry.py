@@ -68,7 +68,7 @@ class Telemetry:
         rec.user_agent = headers.get("user-agent", "")
         rec.request_id = headers.get("x-request-id", "")
         rec.x_forwarded_for = headers.get("x-forwarded-for", "")
-        rec.bytes_received = len(ex.req.body)
+        rec.bytes_received = len(ex.req.body) if ex.req.stream is None else ex.req.stream.received
         rec.bytes_sent = len(resp.body)
         if resp.status >= 400 and resp.body:
             rec.body_excerpt = resp.body[:EXCERPT].decode("utf-8", "replace")
