@@ -37,7 +37,7 @@ from meshkit.backends.local.trust import (
     owner_only,
     owner_verifier_from_env,
 )
-from meshkit.http1 import Limits, Request, Response, SimpleClient, serve
+from meshkit.http1 import BodyStream, Limits, Request, Response, SimpleClient, serve
 from meshkit.sample.app import AppSpec, SampleApp
 from meshkit.wire import dumps
 
@@ -51,10 +51,11 @@ class ControlPlaneClient(SimpleClient):
     so a port left free by a dead control plane cannot collect the pod's token (istio-agent likewise
     checks istiod's certificate before it sends its service-account token)."""
 
-    async def request(self, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> Response:
+    async def request(self, method: str, path: str, headers: dict[str, str], body: bytes = b"",
+                      stream: BodyStream | None = None) -> Response:
         if not any(c.usable for c in self.idle) and held_by_another(self.port):
             raise ConnectionRefusedError(f"127.0.0.1:{self.port} is not this mesh's control plane")
-        return await super().request(method, path, headers, body)
+        return await super().request(method, path, headers, body, stream)
 
 
 class Pod:
