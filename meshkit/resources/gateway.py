@@ -310,6 +310,13 @@ def endpoint_errors(ep: dict[str, Any], ports: set[str] | None, *, fqdn_ok: bool
     return out
 
 
+def _auto_allocated(resolution: str, ck: Checker) -> bool:
+    """Istio (PILOT_ENABLE_IP_AUTOALLOCATE, on by default) gives an address to a ServiceEntry that has
+    none, unless its resolution is NONE or it opts out with a label."""
+    opted_out = str(ck.labels.get("networking.istio.io/enable-autoallocate-ip", "")).lower() == "false"
+    return resolution != "NONE" and not opted_out
+
+
 def _service_entry_rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
     hosts = value.get("hosts") or []
     resolution = value.get("resolution", "NONE")
@@ -360,6 +367,12 @@ def _service_entry_rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
             ck.error((*where, "number"), msg)
         if port.get("targetPort") and (msg := port_error(port["targetPort"])):
             ck.error((*where, "targetPort"), msg)
+        if not addresses and not _auto_allocated(resolution, ck) and port.get("protocol", "TCP") == "TCP":
+            ck.warn(
+                (*where, "protocol"),
+                "addresses are required for ports serving TCP (or unset) protocol when IP Autoallocation is not "
+                "enabled",
+            )
     if resolution == "NONE":
         if endpoints:
             ck.error((*path, "endpoints"), "no endpoints should be provided for resolution type none")

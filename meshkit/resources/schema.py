@@ -44,6 +44,7 @@ class Checker:
     namespace: str = "tutorial"
     name: str = ""
     annotations: Mapping[str, Any] = field(default_factory=dict)
+    labels: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def tutorial_era(self) -> bool:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshkit.errors import InvalidConfig
+from meshkit.resources.annotations import annotation_errors
 from meshkit.resources.authentication import PEER_AUTHENTICATION, REQUEST_AUTHENTICATION
 from meshkit.resources.authorization import AUTHORIZATION_POLICY
 from meshkit.resources.common import dns1123_label_error, dns1123_subdomain_error
@@ -271,12 +272,18 @@ def validate_document(
     info = KINDS[data["kind"]]
     meta: dict[str, Any] = data["metadata"] if isinstance(data.get("metadata"), dict) else {}
     annotations: dict[str, Any] = meta["annotations"] if isinstance(meta.get("annotations"), dict) else {}
-    ck = Checker(profile=profile, namespace=subject.namespace, name=subject.name, annotations=annotations)
+    labels: dict[str, Any] = meta["labels"] if isinstance(meta.get("labels"), dict) else {}
+    ck = Checker(
+        profile=profile, namespace=subject.namespace, name=subject.name, annotations=annotations, labels=labels
+    )
     for key in data:
         if key not in _TOP_LEVEL:
             ck.error((str(key),), f'unknown field "{key}"')
     _check_metadata(data.get("metadata"), ck)
     SPECS[info.kind].check({} if data.get("spec") is None else data["spec"], ("spec",), ck)
+    if info.group.endswith("istio.io"):
+        for key, message in annotation_errors(info.kind, subject.namespace, subject.name, annotations):
+            ck.error(("metadata", "annotations", key), message)
     if not ck.error_count:
         for path, message in not_simulated(info.kind, data.get("spec") or {}):
             ck.warn(path, message)

@@ -158,3 +158,21 @@ def test_per_route_local_rate_limit_of_istios_sample(clean: Mesh) -> None:
     assert codes == [200, 200, 200, 429, 429]
     clean.delete("envoyfilter", "filter-local-ratelimit-per-route")
     assert clean.exec(preference, "http://recommendation:8080/")[0] == 200
+
+
+def test_unsimulated_kinds_apply_with_a_warning_and_can_be_read_back(clean: Mesh) -> None:
+    results = clean.apply("""
+apiVersion: networking.istio.io/v1
+kind: WorkloadGroup
+metadata: {name: legacy}
+spec:
+  metadata: {labels: {app: legacy}}
+  template: {serviceAccount: legacy}
+""")
+    assert [str(r) for r in results] == ["workloadgroup.networking.istio.io/legacy created"]
+    assert [w.split(": kind: ", 1)[1] for w in clean.warnings] == [
+        "WorkloadGroup is accepted and stored; the local mesh does not simulate auto-registration of VMs from a "
+        "template"
+    ]
+    assert clean.get("workloadgroup", "legacy")[0]["spec"]["template"] == {"serviceAccount": "legacy"}
+    clean.delete("wg", "legacy")

@@ -26,6 +26,7 @@ class Rule:
     resource_name: str = "r"
     invalid_name: str = ""
     annotations: tuple[tuple[str, str], ...] = ()
+    valid_annotations: bool = True  # False: the annotations go on the invalid case only
 
 
 RULES: list[Rule] = []
@@ -1346,6 +1347,14 @@ rule(
 )
 rule(
     SE,
+    "TCP ports need addresses without auto-allocation",
+    se(resolution="NONE", addresses=["240.0.0.1"], ports=[{"number": 3306, "name": "db"}]),
+    se(resolution="NONE", ports=[{"number": 3306, "name": "db"}]),
+    "addresses are required for ports serving TCP (or unset) protocol when IP Autoallocation is not enabled",
+    warning=True,
+)
+rule(
+    SE,
     "exportTo ~ only alone",
     se(exportTo=["~"]),
     se(exportTo=["~", "other"]),
@@ -2110,6 +2119,27 @@ rule(
     {**ef(), "workloadSelector": {"labels": {}}},
     "Envoy filter: workload selector specified without labels, will be applied to all services in namespace",
     warning=True,
+)
+
+
+# ------------------------------------------------------------------------------- any Istio kind
+rule(
+    VS,
+    "dry-run only on AuthorizationPolicy",
+    vs(),
+    vs(),
+    "tutorial/r has unsupported annotation istio.io/dry-run, please remove the annotation",
+    annotations=(("istio.io/dry-run", "true"),),
+    valid_annotations=False,
+)
+rule(
+    DR,
+    "internal annotations are not for users",
+    dr(),
+    dr(),
+    '"internal.istio.io/parent-namespace" annotation found, this may not be set by users',
+    annotations=(("internal.istio.io/parent-namespace", "x"),),
+    valid_annotations=False,
 )
 
 
