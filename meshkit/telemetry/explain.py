@@ -154,6 +154,9 @@ def _app_answer(rec: Rec) -> tuple[str, str]:
     return pod, said
 
 
+_LINKING = frozenset({"in", "on", "for", "of", "to", "host", "hosts", "the"})
+
+
 def _once(descriptions: Iterable[str], rule: str) -> list[str]:
     """The flags' causes with the proxy's rule folded in, each cause named once.
 
@@ -165,6 +168,8 @@ def _once(descriptions: Iterable[str], rule: str) -> list[str]:
     ['circuit breaker on r/v2 (maxConnections 1)']
     >>> _once(["retries exhausted after 3 attempts"], "retries exhausted on r/v2 (2 retries)")
     ['retries exhausted after 3 attempts on r/v2 (2 retries)']
+    >>> _once(["no healthy upstream for r/v2 (none ready)"], "no healthy host in r/v2")
+    ['no healthy upstream for r/v2 (none ready)']
     """
     out: list[str] = []
     for desc in dict.fromkeys(descriptions):
@@ -178,8 +183,11 @@ def _once(descriptions: Iterable[str], rule: str) -> list[str]:
                 if a != b:
                     break
                 common += 1
+            rest = rule.split()[common:]
             if common >= 2:
-                desc, rule = f"{desc} {' '.join(rule.split()[common:])}".rstrip(), ""
+                # what the rule says beyond the shared words, unless it only names the same target again
+                news = [w for w in rest if w not in desc.split() and w not in _LINKING]
+                desc, rule = (f"{desc} {' '.join(rest)}" if news else desc), ""
         out.append(desc)
     if rule:
         out[-1:] = [f"{out[-1]} ({rule})"] if out else [rule]
