@@ -14,8 +14,11 @@ import json
 import re
 from typing import Any
 
+import pytest
+
 from meshkit import Mesh
 from meshkit.cli import main
+from meshkit.errors import MeshkitError
 from tests.resiliency.support import (
     apply,
     destination_rule,
@@ -159,6 +162,10 @@ def test_istio_io_circuit_breaking_task_on_the_local_mesh(mesh: Mesh) -> None:
              and line.split(";.")[1].split(":")[0] in CB_TASK_STATS]
     overflow_line = f"cluster.{PLAIN};.upstream_rq_pending_overflow: {after['upstream_rq_pending_overflow']}"
     assert len(seven) == 7 and overflow_line in seven
+    # Prometheus sees the same counter, labelled the way Istio's tag regex labels it
+    prom = mesh.envoy_admin(pod, "/stats/prometheus")
+    assert f'envoy_cluster_upstream_rq_pending_overflow{{cluster_name="{PLAIN}"}} ' \
+        f'{after["upstream_rq_pending_overflow"]}' in prom
     summary_line("circuit-breaking task", requests=30, ok=ok, uo_503=uo, **{k: after[k] for k in CB_TASK_STATS})
 
 
@@ -194,3 +201,21 @@ def test_push_diff_widget_shows_what_a_virtual_service_changed_in_one_proxy(mesh
     assert not diff.changes["clusters"]["added"] and not diff.changes["routes"]["changed"]
     assert any(line.startswith("+") and line.strip("+ ") == f'"cluster": "{V2}",'
                for line in diff.changes["route_diff"]), diff.changes["route_diff"]
+
+
+def test_all_bootstrap_yaml_and_resource_selection(mesh: Mesh) -> None:
+    pod = preference(mesh)
+    stacked = cli(mesh, "pc", "all", pod)
+    assert stacked.startswith("NAME") and f"cluster/outbound|8080||{FQDN}" in stacked
+    assert "listener/virtualInbound" in stacked and "route/8080" in stacked and "secret/default" in stacked
+    assert "endpoint/127.0.0.1:" in stacked
+    raw = json.loads(cli(mesh, "pc", "all", pod, "-o", "json"))
+    assert [c["@type"].rsplit(".", 1)[1] for c in raw["configs"]][:3] == [
+        "BootstrapConfigDump", "ClustersConfigDump", "EndpointsConfigDump"]
+    boot = cli(mesh, "pc", "bootstrap", pod, "-o", "yaml")
+    assert f"id: sidecar~127.0.0.1~{pod}.tutorial~tutorial.svc.cluster.local" in boot
+    selected = json.loads(mesh.envoy_admin(pod, "/config_dump?resource=dynamic_active_clusters"))
+    assert {c["@type"] for c in selected["configs"]} == {
+        "type.googleapis.com/envoy.admin.v3.ClustersConfigDump.DynamicCluster"}
+    with pytest.raises(MeshkitError, match="nonsense not found in config dump"):
+        mesh.envoy_admin(pod, "/config_dump?resource=nonsense")
