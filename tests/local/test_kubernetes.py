@@ -6,6 +6,8 @@ chapter: customer alone, then preference, then recommendation.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -16,9 +18,17 @@ from pathlib import Path
 
 import pytest
 
+from meshkit.cli import main
 from meshkit.mesh import Mesh
 from tests.local.conftest import start_mesh, stop_mesh
-from tests.local.test_cli import run
+
+
+def run(mesh: Mesh, *args: str) -> subprocess.CompletedProcess[str]:
+    """The ``meshkit`` command in this process (its parser, verbs and output), against ``mesh``."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["--home", str(mesh.backend.home), *args])  # type: ignore[attr-defined]
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 def deployment(name: str, app: str, version: str, image: str, replicas: int = 1) -> str:
