@@ -87,8 +87,8 @@ class Mesh:
         from meshkit.resources import resolve_kind
 
         if namespace:
-            return self.backend.delete(resolve_kind(kind).kind, name, namespace)  # type: ignore[call-arg]
-        return self.backend.delete(resolve_kind(kind).kind, name)
+            return self.backend.delete(resolve_kind(kind).key, name, namespace)  # type: ignore[call-arg]
+        return self.backend.delete(resolve_kind(kind).key, name)
 
     def get(self, kind: str | None = None, name: str | None = None, *, namespace: str | None = None,
             selector: str = "") -> list[dict[str, Any]]:
@@ -107,8 +107,8 @@ class Mesh:
                 from meshkit.errors import Unsupported
 
                 raise Unsupported("-n and -l are supported on the local backend; use kubectl on a cluster")
-            return self.backend.get(info.kind, name, namespace=namespace, selector=selector)  # type: ignore[call-arg]
-        return self.backend.get(info.kind, name)
+            return self.backend.get(info.key, name, namespace=namespace, selector=selector)  # type: ignore[call-arg]
+        return self.backend.get(info.key, name)
 
     def reset(self) -> list[ApplyResult]:
         return self.backend.reset()

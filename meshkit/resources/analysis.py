@@ -32,7 +32,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from meshkit.resources.kinds import canonical_key
+from meshkit.resources.kinds import canonical_key, key_kind
 from meshkit.resources.model import LEVELS, Document, Origin, Path, Problem, format_path
 from meshkit.resources.validation import validate_document
 
@@ -95,7 +95,7 @@ class _Run:
         self.hosts: dict[str, dict[str, Any]] = {}  # "<scope>/<fqdn>" -> {"ports": [...], "selector": {...}}
 
     def add(self, obj: dict[str, Any]) -> None:
-        self.by_kind.setdefault(obj["kind"], []).append(obj)
+        self.by_kind.setdefault(key_kind(obj), []).append(obj)
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         return self.by_kind.get(kind, [])

@@ -39,16 +39,23 @@ class KindInfo:
     def api_versions(self) -> tuple[str, ...]:
         return tuple(f"{self.group}/{v}" if self.group else v for v in self.versions)
 
+    @property
+    def key(self) -> str:
+        """How the store keys this kind: the kind, qualified by group outside Istio's groups
+        (Gateway API's ``Gateway`` must not collide with Istio's)."""
+        return f"{self.kind}.{self.group}" if self.group == "gateway.networking.k8s.io" else self.kind
+
 
 _NET = "networking.istio.io"
 _SEC = "security.istio.io"
 _TEL = "telemetry.istio.io"
+_GW = "gateway.networking.k8s.io"
 _NET_VERSIONS = ("v1", "v1beta1", "v1alpha3")
 _SEC_VERSIONS = ("v1", "v1beta1")
 
-#: every kind meshkit validates and stores, by kind name
+#: every kind meshkit validates and stores, by store key (:attr:`KindInfo.key`)
 KINDS: Mapping[str, KindInfo] = {
-    info.kind: info
+    info.key: info
     for info in (
         KindInfo("VirtualService", _NET, "virtualservices", ("vs",), _NET_VERSIONS),
         KindInfo("DestinationRule", _NET, "destinationrules", ("dr",), _NET_VERSIONS),
@@ -64,8 +71,33 @@ KINDS: Mapping[str, KindInfo] = {
         KindInfo("WorkloadGroup", _NET, "workloadgroups", ("wg",), _NET_VERSIONS),
         KindInfo("ProxyConfig", _NET, "proxyconfigs", (), ("v1beta1",)),
         KindInfo("WasmPlugin", "extensions.istio.io", "wasmplugins", (), ("v1alpha1",)),
+        # Gateway API v1.5, the versions Istio 1.30 reads
+        KindInfo("GatewayClass", _GW, "gatewayclasses", ("gc",), ("v1", "v1beta1"), namespaced=False),
+        KindInfo("Gateway", _GW, "gateways", ("gtw",), ("v1", "v1beta1")),
+        KindInfo("HTTPRoute", _GW, "httproutes", (), ("v1", "v1beta1")),
+        KindInfo("GRPCRoute", _GW, "grpcroutes", (), ("v1",)),
+        KindInfo("ReferenceGrant", _GW, "referencegrants", ("refgrant",), ("v1beta1", "v1")),
     )
 }
+
+
+def lookup(api_version: str, kind: str) -> KindInfo | None:
+    """The served kind for an ``apiVersion``/``kind`` pair (the group tells Istio's Gateway from Gateway API's)."""
+    group = api_version.rpartition("/")[0]
+    for info in KINDS.values():
+        if info.kind == kind and (info.group == group or not group):
+            return info
+    for info in KINDS.values():
+        if info.kind == kind:
+            return info
+    return None
+
+
+def key_kind(resource: Mapping[str, Any]) -> str:
+    """The store's kind key of a resource dict (see :attr:`KindInfo.key`)."""
+    kind = str(resource.get("kind", ""))
+    info = lookup(str(resource.get("apiVersion", "")), kind)
+    return info.key if info is not None else kind
 
 
 def _names(info: KindInfo) -> set[str]:
@@ -94,7 +126,7 @@ def canonical_key(resource: Mapping[str, Any]) -> tuple[str, str, str]:
     meta = resource.get("metadata")
     meta = meta if isinstance(meta, Mapping) else {}
     return (
-        str(resource.get("kind", "")),
+        key_kind(resource),
         str(meta.get("namespace") or DEFAULT_NAMESPACE),
         str(meta.get("name", "")),
     )

@@ -36,7 +36,8 @@ from meshkit.resources.common import dns1123_label_error, dns1123_subdomain_erro
 from meshkit.resources.destinationrule import DESTINATION_RULE
 from meshkit.resources.envoyfilter import ENVOY_FILTER
 from meshkit.resources.gateway import GATEWAY, SERVICE_ENTRY
-from meshkit.resources.kinds import KINDS, KindInfo
+from meshkit.resources.gatewayapi import GATEWAY_API_SPECS
+from meshkit.resources.kinds import KINDS, KindInfo, key_kind, lookup
 from meshkit.resources.kubernetes import is_kubernetes, kubernetes_problems, normalise_kubernetes
 from meshkit.resources.legacy import explain_legacy
 from meshkit.resources.model import Document, Origin, Path, Problem, format_path
@@ -66,6 +67,7 @@ SPECS: Mapping[str, Schema] = {
     "WorkloadGroup": WORKLOAD_GROUP,
     "ProxyConfig": PROXY_CONFIG,
     "WasmPlugin": WASM_PLUGIN,
+    **GATEWAY_API_SPECS,
 }
 #: Istio kinds that exist but that the local mesh does not model
 UNSUPPORTED_ISTIO_KINDS: tuple[str, ...] = ()
@@ -144,12 +146,18 @@ def _kind_problem(data: dict[str, Any]) -> tuple[Path, str] | None:
         if not isinstance(value, str):
             return (key,), f"expected string, got {describe(value)}"
     assert isinstance(api, str) and isinstance(kind, str)
-    supported = ", ".join(KINDS)
-    info = KINDS.get(kind)
+    gateway_api = api.startswith("gateway.networking.k8s.io/")
+    supported = ", ".join(i.kind for i in KINDS.values() if i.group.endswith(".istio.io") != gateway_api)
+    info = lookup(api, kind)
     if info is None:
-        close = [k for k in KINDS if k.lower() == kind.lower()]
+        close = [i.kind for i in KINDS.values() if i.kind.lower() == kind.lower()]
         if close:
             return ("kind",), f'unknown kind "{kind}": did you mean "{close[0]}"? (kinds are case-sensitive)'
+        if gateway_api:
+            return ("kind",), (
+                f'kind "{kind}" ({api}) is a Gateway API kind the local mesh does not model; '
+                f"supported Gateway API kinds: {supported}"
+            )
         if kind in UNSUPPORTED_ISTIO_KINDS:
             return (
                 "kind",
@@ -269,7 +277,8 @@ def validate_document(
             "Error", "IST0106", (),
             f"etcdserver: request is too large (the object is {size} bytes as JSON; at most {MAX_OBJECT_BYTES})"))
         return None, problems
-    info = KINDS[data["kind"]]
+    info = lookup(data["apiVersion"], data["kind"])
+    assert info is not None
     meta: dict[str, Any] = data["metadata"] if isinstance(data.get("metadata"), dict) else {}
     annotations: dict[str, Any] = meta["annotations"] if isinstance(meta.get("annotations"), dict) else {}
     labels: dict[str, Any] = meta["labels"] if isinstance(meta.get("labels"), dict) else {}
@@ -280,7 +289,7 @@ def validate_document(
         if key not in _TOP_LEVEL:
             ck.error((str(key),), f'unknown field "{key}"')
     _check_metadata(data.get("metadata"), ck)
-    SPECS[info.kind].check({} if data.get("spec") is None else data["spec"], ("spec",), ck)
+    SPECS[info.key].check({} if data.get("spec") is None else data["spec"], ("spec",), ck)
     if info.group.endswith("istio.io"):
         for key, message in annotation_errors(info.kind, subject.namespace, subject.name, annotations):
             ck.error(("metadata", "annotations", key), message)
@@ -323,7 +332,7 @@ def validate_documents(
         if resource is None:
             continue
         meta = resource["metadata"]
-        key = (resource["kind"], meta.get("namespace", ""), meta["name"])
+        key = (key_kind(resource), meta.get("namespace", ""), meta["name"])
         if key in first_seen:
             earlier = first_seen[key]
             report.warnings.append(
@@ -340,7 +349,9 @@ def validate_documents(
                     line=doc.line,
                 )
             )
-            resources = [r for r in resources if (r["kind"], r["metadata"]["namespace"], r["metadata"]["name"]) != key]
+            resources = [
+                r for r in resources if (key_kind(r), r["metadata"].get("namespace", ""), r["metadata"]["name"]) != key
+            ]
         first_seen[key] = doc
         resources.append(resource)
         report.origins[key] = Origin(doc.source, doc.index, doc.line, doc.lines)

@@ -27,7 +27,8 @@ from meshkit.wire import loads
 MAX_REPLICAS = 50
 _LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_KIND = re.compile(r"[A-Za-z][A-Za-z0-9]{0,62}")
+# a kind, or a store key qualified by its API group (``HTTPRoute.gateway.networking.k8s.io``)
+_KIND = re.compile(r"[A-Za-z][A-Za-z0-9]{0,62}(\.gateway\.networking\.k8s\.io)?")
 _MAX_QUERY_NUMBER = 32  # characters: enough for any float or int the API takes
 
 

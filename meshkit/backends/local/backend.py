@@ -51,6 +51,7 @@ from meshkit.backends.local.trust import (
     secure_home,
 )
 from meshkit.errors import MeshkitError, MeshNotRunning, NotFound
+from meshkit.resources.kinds import key_kind
 
 DEFAULT_HOME = Path.home() / ".meshkit"
 
@@ -448,7 +449,7 @@ class LocalBackend(Backend):
         self._call("POST", "/delete", {"kind": kind, "name": name, "namespace": ns})
         self.wait_synced()
         api = str(res["apiVersion"])
-        return ApplyResult(kind, api.split("/")[0] if "/" in api else "", name, "deleted")
+        return ApplyResult(res["kind"], api.split("/")[0] if "/" in api else "", name, "deleted")
 
     def get(self, kind: str | None = None, name: str | None = None, *, namespace: str | None = None,
             selector: str = "") -> list[dict[str, Any]]:
@@ -466,7 +467,9 @@ class LocalBackend(Backend):
             meta = res["metadata"]
             if meta["name"] == "customer-gateway" and res["kind"] in ("Gateway", "VirtualService"):
                 continue
-            removed.append(self.delete(res["kind"], meta["name"], meta.get("namespace", "tutorial")))
+            if res["kind"] == "GatewayClass":
+                continue  # installed with Istio
+            removed.append(self.delete(key_kind(res), meta["name"], meta.get("namespace", "tutorial")))
         return removed
 
     # workloads -----------------------------------------------------------------------------------

@@ -50,6 +50,9 @@ from meshkit.backends.local.trust import (
 from meshkit.backends.local.workloads import GATEWAY, Deployments, DeploymentSpec, PodState, service_account
 from meshkit.errors import MeshkitError, NotFound
 from meshkit.http1 import Limits, Request, Response, SimpleClient, serve
+from meshkit.resources.gatewayapi import GROUP as GATEWAY_API_GROUP
+from meshkit.resources.gatewayapi import is_gateway_api
+from meshkit.resources.gatewayapi.translate import Translation, builtin_gateway_classes, translate
 from meshkit.resources.kubernetes import KUBE_KINDS
 from meshkit.sample.ingress import gateway_customer
 from meshkit.wire import dumps
@@ -80,6 +83,7 @@ class ControlPlane:
         self.gateway_port_strict = False
         self.store = ResourceStore(home / "resources.json")
         self.version = 1
+        self._translation: tuple[int, Translation] | None = None
         self.changed = asyncio.Event()
         self.deployments: Deployments | None = None
         self.time_service = TimeService()
@@ -101,6 +105,67 @@ class ControlPlane:
         self.changed.set()
         self.changed = asyncio.Event()
 
+    def services(self) -> list[dict[str, Any]]:
+        """The registry's Services: the Kubernetes Services, plus one per version each sample deployment
+        carries (``recommendation-v1``...), as Istio's bookinfo-versions.yaml adds for Gateway API routes,
+        which split traffic between Services for want of subsets."""
+        out = self.kube.services()
+        names = {(s["namespace"], s["name"]) for s in out}
+        assert self.deployments is not None
+        for spec in self.deployments.specs.values():
+            labels = spec.labels()
+            app, version = labels.get("app"), labels.get("version")
+            if spec.gateway or not app or not version or (spec.namespace, f"{app}-{version}") in names:
+                continue
+            names.add((spec.namespace, f"{app}-{version}"))
+            out.append({"name": f"{app}-{version}", "namespace": spec.namespace, "port": 8080,
+                        "selector": {"app": app, "version": version}})
+        return out
+
+    def _translate(self, items: list[dict[str, Any]]) -> Translation:
+        assert self.deployments is not None
+        known = {(s["namespace"], s["name"]): (int(s["port"]),) for s in self.services()}
+        pods = self.deployments.pods.values()
+        ready = {f"{p.namespace}/{p.deployment}" for p in pods if p.spec.gateway_of and p.ready}
+        return translate(items, known, ready)
+
+    def translation(self) -> Translation:
+        """istiod's Gateway API controller: generated config, gateway deployments and status (per version)."""
+        if self._translation is None or self._translation[0] != self.version:
+            self._translation = (self.version, self._translate(self.store.list()))
+        return self._translation[1]
+
+    def pushed_resources(self, items: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """What proxies get: Istio's kinds plus the VirtualServices and Gateways generated from Gateway API
+        resources, in creation order (a sidecar keeps the oldest VirtualService of a host)."""
+        tx = self.translation() if items is None else self._translate(items)
+        own = [r for r in (self.store.list() if items is None else items)
+               if not is_gateway_api(r) and r["kind"] not in KUBE_KINDS]
+        merged = own + tx.virtual_services + tx.gateways
+        return sorted(merged, key=lambda r: str(r.get("metadata", {}).get("creationTimestamp") or ""))
+
+    async def reconcile_gateways(self) -> None:
+        """Istio's deployment controller: a ``<gateway>-istio`` deployment per Gateway of class istio."""
+        deps = self.deployments
+        assert deps is not None
+        want = {d.name: d for d in self.translation().deployments}
+        for name, spec in list(deps.specs.items()):
+            if spec.gateway_of and name not in want:
+                await deps.remove(name)
+        for name, d in want.items():
+            if name not in deps.specs:
+                await deps.ensure(DeploymentSpec(d.name, "", 1, True, gateway_of=d.gateway))
+
+    def with_status(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        statuses = self.translation().statuses
+        out = []
+        for r in items:
+            if is_gateway_api(r):
+                meta = r.get("metadata", {})
+                r = {**r, "status": statuses.get((r["kind"], meta.get("namespace", "tutorial"), meta["name"]), {})}
+            out.append(r)
+        return out
+
     def snapshot(self, gateway: bool = False) -> dict[str, Any]:
         assert self.deployments is not None
         pods = [p for p in self.deployments.pods.values() if p.ports]
@@ -108,11 +173,11 @@ class ControlPlane:
             "version": self.version,
             "profile": self.profile,
             "outbound_policy": self.outbound_policy,
-            "services": self.kube.services(),
+            "services": self.services(),
             "endpoints": [p.endpoint() for p in pods if not p.spec.gateway],
             "internet": {"worldtimeapi.org": ["127.0.0.1", self.time_service.port]},
             "jwks": {LOCAL_JWKS_URI: self.issuer.jwks()},
-            "resources": [r for r in self.store.list() if r["kind"] not in KUBE_KINDS],
+            "resources": self.pushed_resources(),
             # TLS keys go to the gateway only, as SDS serves a credentialName to the gateway that uses it
             "secrets": self.secrets if gateway else {},
         }
@@ -277,8 +342,9 @@ class ControlPlane:
                 results.append((key_of(r), action, notes))
             if any(action != "unchanged" for _, action, _ in results):
                 self.bump()
-            return {"results": [{"kind": k[0], "namespace": k[1], "name": k[2], "action": a, "warnings": w}
-                                for k, a, w in results], "warnings": warnings}
+                await self.reconcile_gateways()
+            return {"results": [{"kind": r["kind"], "namespace": k[1], "name": k[2], "action": a, "warnings": w}
+                                for r, (k, a, w) in zip(resources, results, strict=True)], "warnings": warnings}
         if route == "POST /delete":
             key = (apiinput.kind(apiinput.required(body, "kind")),
                    apiinput.dns_label(body.get("namespace", "tutorial"), "namespace"),
@@ -287,6 +353,7 @@ class ControlPlane:
             if not found:
                 raise KeyError(f"{key[0]} {key[2]}")
             self.bump()
+            await self.reconcile_gateways()
             return {"deleted": True}
         if route == "GET /resources":
             kind = apiinput.kind(q["kind"]) if "kind" in q else None
@@ -297,7 +364,9 @@ class ControlPlane:
                 return {"items": self.kube.objects(kind, name, namespace, selector)}
             items = [r for r in self.store.list(kind, name) if r["kind"] not in KUBE_KINDS
                      and namespace in (None, r["metadata"].get("namespace"))]
-            return {"items": items}
+            if kind is None:  # the cluster-scoped classes Istio installs are listed only when asked for
+                items = [r for r in items if r.get("kind") != "GatewayClass"]
+            return {"items": self.with_status(items)}
         if route == "POST /deploy":
             spec = _deployment_spec(body)
             await deps.ensure(spec)
@@ -437,6 +506,7 @@ class ControlPlane:
         assert self.deployments is not None
         keys = {key_of(r) for r in resources}
         candidate = [r for r in self.store.list() if key_of(r) not in keys] + resources
+        pushed = self.pushed_resources(candidate)
         errors: dict[str, None] = {}
         warnings: dict[str, None] = {}
         specs = {s.name: s for s in self.deployments.specs.values() if s.sidecar}
@@ -445,7 +515,7 @@ class ControlPlane:
             namespace = "istio-system" if spec.gateway else spec.namespace
             identity = ProxyIdentity(f"{spec.name}-admission", labels.get("app", spec.service), spec.version, labels,
                                      namespace, service_account(spec), spec.gateway)
-            snapshot = {**self.snapshot(gateway=spec.gateway), "resources": candidate}
+            snapshot = {**self.snapshot(gateway=spec.gateway), "resources": pushed}
             found, warned = check_push(snapshot, identity)
             errors.update(dict.fromkeys(found))
             warnings.update(dict.fromkeys(w for w in warned if any(f"{k[1]}/{k[2]}:" in w for k in keys)))
@@ -536,6 +606,8 @@ class ControlPlane:
                 self.gateway_port = self.deployments.gateway_port = pod.ports["outbound"]
         if not self.store.list("Gateway"):
             self.store.put_all(gateway_customer())
+        if not self.store.list(f"GatewayClass.{GATEWAY_API_GROUP}"):
+            self.store.put_all(builtin_gateway_classes())
         self.kube = KubeObjects(self.store, self.deployments)
         specs = self.deployments.load()
         if not specs:  # a fresh mesh: the sample's namespace, accounts and Services come with its pods
@@ -548,6 +620,7 @@ class ControlPlane:
         await asyncio.gather(*(self.deployments.ensure(s) for s in specs))
         owner = {OWNER_HEADER: self.credential}  # a pod's admin port answers its owner only
         prober = asyncio.ensure_future(self.deployments.probe_loop(self.probes, owner.copy))
+        await self.reconcile_gateways()
         await self.stop_event.wait()
         prober.cancel()
         server.close()

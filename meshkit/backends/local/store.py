@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from meshkit.backends.local.durable import CorruptState, read_json, write_atomic
+from meshkit.resources.kinds import key_kind
 
 Key = tuple[str, str, str]  # kind, namespace, name
 
 
 def key_of(resource: dict[str, Any]) -> Key:
     meta = resource.get("metadata", {})
-    return resource["kind"], meta.get("namespace", "tutorial"), meta["name"]
+    return key_kind(resource), meta.get("namespace", "tutorial"), meta["name"]
 
 
 class ResourceStore:

@@ -48,18 +48,20 @@ class DeploymentSpec:
     pod_labels: dict[str, str] = field(default_factory=dict)
     account: str = ""
     delay: float = 0.0  # seconds the app takes per request from its start (the tutorial's "-timeout" image)
+    # a Gateway API Gateway of class istio this deployment serves (service is then "<gateway>-istio")
+    gateway_of: str = ""
 
     @property
     def name(self) -> str:
         if self.deployment:
             return self.deployment
-        if self.service in ("customer", GATEWAY, "curl"):
+        if self.service in ("customer", GATEWAY, "curl") or self.gateway_of:
             return self.service
         return f"{self.service}-{self.version}"
 
     @property
     def gateway(self) -> bool:
-        return self.service == GATEWAY
+        return self.service == GATEWAY or bool(self.gateway_of)
 
     def template_hash(self) -> str:
         parts: list[object] = [self.service, self.version, self.sidecar]
@@ -71,6 +73,11 @@ class DeploymentSpec:
         return "".join(ALPHABET[b % len(ALPHABET)] for b in digest[:10])
 
     def labels(self) -> dict[str, str]:
+        if self.gateway_of:
+            # the labels Istio's deployment controller puts on a Gateway's pods
+            return {"app": self.service, "workload": self.service, "istio.io/gateway-name": self.gateway_of,
+                    "gateway.networking.k8s.io/gateway-name": self.gateway_of,
+                    "service.istio.io/canonical-name": self.service}
         if self.gateway:
             return {"app": GATEWAY, "istio": "ingressgateway", "workload": GATEWAY}
         if self.pod_labels:
@@ -101,7 +108,7 @@ class PodState:
 
     @property
     def namespace(self) -> str:
-        return "istio-system" if self.spec.gateway else self.spec.namespace
+        return "istio-system" if self.spec.gateway and not self.spec.gateway_of else self.spec.namespace
 
     def endpoint(self) -> dict[str, Any]:
         """How the registry (and so every proxy) sees this pod."""
@@ -130,6 +137,8 @@ class PodState:
 
 
 def service_account(spec: DeploymentSpec) -> str:
+    if spec.gateway_of:
+        return spec.service  # <gateway>-istio, as Istio names the ServiceAccount
     return "istio-ingressgateway-service-account" if spec.gateway else spec.account or spec.service
 
 
@@ -245,7 +254,7 @@ class Deployments:
             "sidecar": spec.sidecar,
             "gateway": spec.gateway,
             "control": self.control_url,
-            "gateway_port": self.gateway_port if spec.gateway else 0,
+            "gateway_port": self.gateway_port if spec.gateway and not spec.gateway_of else 0,
             "gateway_port_strict": self.gateway_port_strict,
             "home": str(self.home),
             "delay": spec.delay,

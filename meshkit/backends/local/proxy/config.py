@@ -19,7 +19,7 @@ from typing import Any
 
 from meshkit.backends.local.peerauth import ROOT_NAMESPACE
 from meshkit.backends.local.proxy.cluster import ClusterSpec, Endpoint
-from meshkit.backends.local.proxy.matching import MatchSet, compile_match, qualify_gateway
+from meshkit.backends.local.proxy.matching import MatchSet, compile_match, qualify_gateway, string_matcher
 from meshkit.backends.local.proxy.metric_overrides import MetricOverrides, overrides_for
 from meshkit.backends.local.proxy.traffic_policy import (
     _dur,
@@ -33,6 +33,8 @@ DEFAULT_RETRY_ON = frozenset(
     {"connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes"}
 )
 SUFFIX = "svc.cluster.local"
+ROUTE_SEMANTICS = "internal.istio.io/route-semantics"
+ROUTE_PARENTS = "internal.istio.io/parents"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,34 @@ class Destination:
     subset: str
     port: int
     weight: int
+    request_headers: Mapping[str, Any] = field(default_factory=dict)  # route[].headers, per destination
+    response_headers: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """A compiled ``redirect`` (Envoy's redirect action): ``port`` 0 derives it per ``derive_port``."""
+
+    status: int = 301
+    scheme: str = ""
+    authority: str = ""
+    port: int = 0
+    derive_port: str = ""  # FROM_PROTOCOL_DEFAULT | FROM_REQUEST_PORT | "" (Istio's default: keep none)
+    uri: str | None = None
+    prefix_rewrite: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cors:
+    """A compiled ``corsPolicy`` (Envoy's CORS filter); origins are string matchers."""
+
+    origins: tuple[Any, ...]
+    methods: str = ""
+    headers: str = ""
+    expose: str = ""
+    max_age: str = ""
+    credentials: bool = False
+    forward_unmatched_preflights: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +146,12 @@ class Route:
     response_headers: Mapping[str, Any] = field(default_factory=dict)
     direct_response: tuple[int, bytes] | None = None
     origin: str = ""  # "VirtualService tutorial/recommendation"
+    redirect: Redirect | None = None
+    rewrite_regex: tuple[str, str] | None = None  # (pattern, substitution), Envoy's regex_rewrite
+    cors: Cors | None = None
+    # Gateway API routes (route semantics "gateway") answer 500 for a missing cluster, others 503
+    cluster_not_found_status: int = 503
+    gateway_semantics: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,9 +357,15 @@ def compile_view(snapshot: Mapping[str, Any], me: ProxyIdentity) -> ProxyView:
         spec = vs["spec"]
         bound = {qualify_gateway(g, vs_ns) for g in spec.get("gateways") or ["mesh"]}
         origin = f"VirtualService {vs_ns}/{vs['metadata']['name']}"
+        semantics = (vs["metadata"].get("annotations") or {}).get(ROUTE_SEMANTICS) == "gateway"
+        if semantics:
+            parents = (vs["metadata"].get("annotations") or {}).get(ROUTE_PARENTS, "")
+            kind, _, owner = parents.partition("/")
+            origin = f"{kind or 'HTTPRoute'} {owner} (generated {vs['metadata']['name']})"
         for h in spec.get("hosts", []):
             routes = tuple(
-                _route(r, i, vs_ns, profile, services, externals, origin) for i, r in enumerate(spec.get("http") or [])
+                _route(r, i, vs_ns, profile, services, externals, origin, semantics)
+                for i, r in enumerate(spec.get("http") or [])
             )
             if me.gateway:
                 # a gateway matches the Host it was sent, as written in the VirtualService
@@ -469,6 +511,7 @@ def _route(
     services: Mapping[str, Any],
     externals: Mapping[str, Any],
     origin: str,
+    gateway_semantics: bool = False,
 ) -> Route:
     def resolve(dest: Mapping[str, Any]) -> tuple[str, str, int]:
         raw = str(dest.get("host", ""))
@@ -484,7 +527,9 @@ def _route(
         if len(spec.get("route") or []) == 1:
             weight = 100  # a single destination takes all traffic whatever its weight
         if weight > 0:
-            dests.append(Destination(cluster_name(host, subset, port), host, subset, port, weight))
+            ops = d.get("headers") or {}
+            dests.append(Destination(cluster_name(host, subset, port), host, subset, port, weight,
+                                     ops.get("request") or {}, ops.get("response") or {}))
     mirrors = []
     if spec.get("mirror"):
         host, subset, _ = resolve(spec["mirror"])
@@ -498,9 +543,10 @@ def _route(
     headers = spec.get("headers") or {}
     direct = spec.get("directResponse")
     fault = compile_fault(spec.get("fault"))
+    regex = rewrite.get("uriRegexRewrite")
     return Route(
         name=str(spec.get("name") or f"#{index}"),
-        matches=MatchSet(tuple(compile_match(m, ns) for m in spec.get("match") or [])),
+        matches=MatchSet(tuple(compile_match(m, ns, gateway_semantics) for m in spec.get("match") or [])),
         destinations=tuple(dests),
         total_weight=sum(d.weight for d in dests),
         timeout=_dur(spec.get("timeout")),
@@ -515,6 +561,35 @@ def _route(
         if direct
         else None,
         origin=origin,
+        redirect=_redirect(spec["redirect"]) if spec.get("redirect") else None,
+        rewrite_regex=(str(regex.get("match", "")), str(regex.get("rewrite", ""))) if regex else None,
+        cors=_cors(spec["corsPolicy"]) if spec.get("corsPolicy") else None,
+        cluster_not_found_status=500 if gateway_semantics else 503,
+        gateway_semantics=gateway_semantics,
+    )
+
+
+def _redirect(spec: Mapping[str, Any]) -> Redirect:
+    return Redirect(
+        status=int(spec.get("redirectCode") or 301),
+        scheme=str(spec.get("scheme") or ""),
+        authority=str(spec.get("authority") or ""),
+        port=int(spec.get("port") or 0),
+        derive_port=str(spec.get("derivePort") or ""),
+        uri=spec.get("uri"),
+        prefix_rewrite=spec.get("prefixRewrite"),
+    )
+
+
+def _cors(spec: Mapping[str, Any]) -> Cors:
+    return Cors(
+        origins=tuple(string_matcher(m) for m in spec.get("allowOrigins") or []),
+        methods=",".join(spec.get("allowMethods") or []),
+        headers=",".join(spec.get("allowHeaders") or []),
+        expose=",".join(spec.get("exposeHeaders") or []),
+        max_age=str(int(_dur(spec.get("maxAge")) or 0)) if spec.get("maxAge") else "",
+        credentials=bool(spec.get("allowCredentials")),
+        forward_unmatched_preflights=str(spec.get("unmatchedPreflights", "FORWARD")) != "IGNORE",
     )
 
 

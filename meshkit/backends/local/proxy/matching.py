@@ -104,12 +104,19 @@ class Match:
         return not (self.source_namespace and r.source_namespace != self.source_namespace)
 
 
-def compile_match(spec: Mapping[str, Any], namespace: str = "tutorial") -> Match:
+def compile_match(spec: Mapping[str, Any], namespace: str = "tutorial", separated_prefix: bool = False) -> Match:
+    """One match block; ``separated_prefix`` (Gateway API routes) makes a ``prefix`` match whole path
+    segments, as Envoy's ``path_separated_prefix`` does: ``/foo`` matches ``/foo`` and ``/foo/x``, not
+    ``/foobar``."""
     ignore = bool(spec.get("ignoreUriCase", False))
     uri = spec.get("uri")
+    uri_pred = string_matcher(uri, ignore) if uri else None
+    if uri and separated_prefix and "prefix" in uri and uri["prefix"] != "/":
+        base = str(uri["prefix"]).rstrip("/")
+        uri_pred = lambda v: v == base or v.startswith(base + "/")  # noqa: E731
     return Match(
         name=str(spec.get("name", "")),
-        uri=string_matcher(uri, ignore) if uri else None,
+        uri=uri_pred,
         uri_prefix=str(uri["prefix"]) if uri and "prefix" in uri else None,
         method=string_matcher(spec["method"]) if spec.get("method") else None,
         authority=string_matcher(spec["authority"]) if spec.get("authority") else None,

@@ -39,6 +39,7 @@ from meshkit.backends.local.proxy.exchange import (
     TIMEOUT_BODY,
     Exchange,
 )
+from meshkit.backends.local.proxy.routing import edit_headers
 from meshkit.http1 import ConnectFailure, Request, Response, UpstreamReset
 
 # gRPC retryOn conditions and the grpc-status each one matches
@@ -140,8 +141,23 @@ class Router:
         clusters = self.clusters()
         cluster = clusters.get(dest.cluster)
         if cluster is None:
-            rule = f"route to subset {dest.subset} of {dest.host.split('.')[0]} not defined in any DestinationRule"
-            return ex.local_reply(503, "NC", "cluster_not_found", rule=rule)
+            if route.gateway_semantics:
+                # istiod sets cluster_not_found_response_code INTERNAL_SERVER_ERROR on Gateway API routes
+                rule = f"backend {dest.host} of {route.origin} not found"
+            else:
+                rule = f"route to subset {dest.subset} of {dest.host.split('.')[0]} not defined in any DestinationRule"
+            return ex.local_reply(route.cluster_not_found_status, "NC", "cluster_not_found", rule=rule)
+        if dest.request_headers:
+            edit_headers(ex.req.headers, dest.request_headers)
+        if dest.response_headers:
+            resp = await self._route_to(ex, cluster, route, clusters)
+            edit_headers(resp.headers, dest.response_headers)
+            return resp
+        return await self._route_to(ex, cluster, route, clusters)
+
+    async def _route_to(
+        self, ex: Exchange, cluster: Cluster, route: Route, clusters: Mapping[str, Cluster]
+    ) -> Response:
         for mirror in route.mirrors:
             if self.rng.random() * 100.0 < mirror.percent and mirror.cluster in clusters:
                 self._mirror(ex, clusters[mirror.cluster])
