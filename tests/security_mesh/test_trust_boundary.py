@@ -185,6 +185,48 @@ def test_bad_input_is_400_with_the_field_named(strict: Mesh, path: str, body: An
     assert "preference-v9" not in {p.deployment for p in strict.pods()}
 
 
+BAD_VALUES: list[Any] = [None, True, -1, 10**30, 1.5, "", "../../x", "A" * 300, [], {}, [{}], "é\u0000"]
+WRITE_ROUTES: dict[str, dict[str, Any]] = {
+    "/scale": {"deployment": "recommendation-v2", "replicas": 1},
+    "/deploy": {"service": "recommendation", "version": "v9", "replicas": 0, "sidecar": True},
+    "/undeploy": {"deployment": "recommendation-v9"},
+    "/kill": {"pod": "nope"},
+    "/delete": {"kind": "VirtualService", "namespace": "tutorial", "name": "nope"},
+    "/secrets": {"name": "x", "cert": "c", "key": "k"},
+    "/token": {"claims": {}, "subject": "s", "ttl": 60, "audience": "a"},
+    "/apply": {"resources": []},
+    "/certs": {"pod": "nope", "csr": "x"},
+    "/register": {"pod": "nope", "ports": {"inbound": 1}},
+    "/nack": {"pod": "nope", "errors": []},
+}
+
+
+def test_no_field_of_any_write_route_gets_a_500(strict: Mesh) -> None:
+    """Every field of every write route, given each wrong type or range: 4xx with a message, never 500."""
+    before = _world(strict)
+    tried = 0
+    for path, good in WRITE_ROUTES.items():
+        for field in good:
+            for value in BAD_VALUES:
+                if field == "sidecar" and isinstance(value, bool):
+                    continue  # a valid value: this loop sends only wrong ones
+                status, answer = _api(strict, "POST", path, {**good, field: value})
+                tried += 1
+                assert status < 500, (path, field, value, answer)
+                if status >= 400:
+                    assert isinstance(answer, dict) and answer.get("error"), (path, field, value, answer)
+    for query in ("/records?since=x", "/records?limit=-5", "/traces?limit=1e3", "/traces?lookback=inf",
+                  "/metrics?pod=../x", "/resources?kind=../x", "/resources?name=A%2FB", "/xds?pod=%00",
+                  "/xds?pod=x&version=" + "9" * 40, "/%ZZ", "//[x"):
+        status, answer = _api(strict, "GET", query)
+        tried += 1
+        assert 400 <= status < 500, (query, status, answer)
+    assert tried >= 300
+    after = _world(strict)
+    assert after["pods"] == before["pods"]  # no bad value scaled, deployed, killed or re-registered a pod
+    assert _api(strict, "POST", "/undeploy", {"deployment": "recommendation-v9"})[0] == 404  # never created
+
+
 def test_bad_query_and_body_are_400_and_unknown_names_404(strict: Mesh) -> None:
     assert _api(strict, "GET", "/records?limit=lots")[0] == 400
     assert _api(strict, "GET", "/records?since=nan")[0] == 400

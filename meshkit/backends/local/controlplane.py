@@ -188,9 +188,10 @@ class ControlPlane:
         caller = authenticate(req.headers, self.credential)
         if caller is None:
             return unauthorized()
-        url = urlsplit(req.path)
-        route = f"{req.method} {url.path}"
+        route = req.method
         try:
+            url = urlsplit(req.path)
+            route = f"{req.method} {url.path}"
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             body = apiinput.json_object(req.body)
             if caller != OWNER:
