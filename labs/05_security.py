@@ -56,6 +56,17 @@ check.mtls(mesh, expected="mutual_tls")
 print(lab.cli(mesh, "sniff", "preference"))
 
 # %% [markdown]
+# What changed in the proxies: preference's inbound listener (15006) kept only its TLS filter chain
+# (`Trans: tls`, the plaintext `raw_buffer` chain is gone), and what it presents there is the
+# certificate `istioctl proxy-config secret` shows, whose SPIFFE id names its service account:
+
+# %%
+pod = lab.pod_of(mesh, "preference-v1")
+print(lab.cli(mesh, "proxy-config", "listeners", pod, "--port", "15006"))
+print(lab.cli(mesh, "proxy-config", "secret", pod))
+check.workload_identity(mesh, pod)
+
+# %% [markdown]
 # ## 2 · The ingress gateway
 #
 # Requests from outside enter through the ingress gateway, which routes with the VirtualServices bound
