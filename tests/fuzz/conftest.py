@@ -20,7 +20,7 @@ settings.register_profile(
     "meshkit-fuzz",
     derandomize=True,  # seeded from each test's own source: reproducible, no example database
     database=None,
-    deadline=2000,  # ms per input: a hang is a failure, a slow machine is not
+    deadline=5000,  # ms per input: a hang is a failure, a slow machine is not
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     print_blob=True,
 )

@@ -58,14 +58,14 @@ def _check(sources: list[Any]) -> None:
             assert line.startswith(("error:", "warning:")) and len(line) < 2000, line
 
 
-@settings(settings.get_profile("meshkit-fuzz"), max_examples=250)
+@settings(settings.get_profile("meshkit-fuzz"), max_examples=200)
 @given(yaml_text)
 def test_yaml_text_never_raises_anything_but_invalid_config(text: str) -> None:
     TRIED["apply (YAML text)"] += 1
     _check([text if "\n" in text or ":" in text else text + "\n:"])
 
 
-@settings(settings.get_profile("meshkit-fuzz"), max_examples=200)
+@settings(settings.get_profile("meshkit-fuzz"), max_examples=150)
 @given(st.one_of(resources, trees))
 def test_resource_structures_never_raise_anything_but_invalid_config(data: Any) -> None:
     TRIED["apply (structures)"] += 1
