@@ -129,7 +129,7 @@ JWT_RULE = Obj(
         "outputClaimToHeaders": ListOf(Obj({"header": Str(), "claim": Str()}, required=("header", "claim"))),
         "forwardOriginalToken": Bool(),
         "timeout": Dur(),
-        "spaceDelimitedClaims": ListOf(Str()),
+        "spaceDelimitedClaims": ListOf(_non_empty("spaceDelimitedClaims[] in body should be at least 1 chars long")),
     },
     rules=[_jwt_rule],
 )

@@ -191,6 +191,9 @@ def _rate_limit_patch(patch: dict[str, Any], path: Path, ck: Checker) -> None:
 def _patch_rule(patch: dict[str, Any], path: Path, ck: Checker) -> bool:
     """Istio's checks of one config patch; False when it stops at a missing part, as Istio does."""
     match = patch.get("match") or {}
+    if (match.get("context") == "WAYPOINT") != ("waypoint" in match):
+        ck.error((*path, "match"), "only support waypointMatch when context is WAYPOINT")
+        return False
     if match.get("context") == "WAYPOINT":
         return False
     apply_to = patch.get("applyTo", "INVALID")

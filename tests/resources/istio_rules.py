@@ -2122,6 +2122,43 @@ rule(
 )
 
 
+rule(
+    EF,
+    "waypoint match only for WAYPOINT",
+    ef(),
+    ef(match={"context": "SIDECAR_INBOUND", "waypoint": {"portNumber": 80}}),
+    "only support waypointMatch when context is WAYPOINT",
+)
+rule(
+    RA,
+    "spaceDelimitedClaims not empty",
+    jwt(spaceDelimitedClaims=["scope"]),
+    jwt(spaceDelimitedClaims=[""]),
+    "spaceDelimitedClaims[] in body should be at least 1 chars long",
+)
+WASM = "WasmPlugin"
+rule(
+    WASM,
+    "url schemes",
+    {"url": "oci://ghcr.io/example/filter:1.0"},
+    {"url": "fake://example.com"},
+    "url must have schema one of [http, https, file, oci]",
+)
+rule(
+    WASM,
+    "sha256 digest",
+    {"url": "ghcr.io/example/filter:1.0", "sha256": "a" * 64},
+    {"url": "ghcr.io/example/filter:1.0", "sha256": "xyz"},
+    "spec.sha256 in body should match '(^$|^[a-f0-9]{64}$)'",
+)
+rule(
+    WASM,
+    "env values only inline",
+    {"url": "ghcr.io/f:1", "vmConfig": {"env": [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": "HOST"}]}},
+    {"url": "ghcr.io/f:1", "vmConfig": {"env": [{"name": "B", "valueFrom": "HOST", "value": "1"}]}},
+    "value may only be set when valueFrom is INLINE",
+)
+
 # ------------------------------------------------------------------------------- any Istio kind
 rule(
     VS,
