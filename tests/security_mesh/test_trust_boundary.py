@@ -44,6 +44,8 @@ def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         mesh.apply(istiofile("peer-authentication-all-strict.yaml"))
         cert, key = make_self_signed(["customer.example.com"])
         mesh.create_tls_secret("customer-credential", cert, key)
+        mesh.create_tls_secret("unused-credential", cert, key)  # no Gateway names it
+        mesh.apply(istiofile("gateway-customer-https.yaml"))
         yield mesh
     finally:
         stop_mesh(mesh)
@@ -112,6 +114,7 @@ def test_a_pods_token_gets_its_own_config_certificate_and_nothing_else(strict: M
     assert status == 200 and snapshot["secrets"] == {}  # a sidecar never receives the gateway's keys
     status, snapshot = _api(strict, "GET", f"/xds?pod={gateway}&version=0", token=pod_token(credential, gateway))
     assert status == 200 and "PRIVATE KEY" in snapshot["secrets"]["customer-credential"]["key"]
+    assert set(snapshot["secrets"]) == {"customer-credential"}  # only what a Gateway names, even there
 
     # a certificate for its own identity, from a CSR: the answer carries no private key
     from cryptography.hazmat.primitives.asymmetric import ec

@@ -166,9 +166,10 @@ class ControlPlane:
             out.append(r)
         return out
 
-    def snapshot(self, gateway: bool = False) -> dict[str, Any]:
+    def snapshot(self, gateway: bool = False, resources: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         assert self.deployments is not None
         pods = [p for p in self.deployments.pods.values() if p.ports]
+        resources = self.pushed_resources() if resources is None else resources
         return {
             "version": self.version,
             "profile": self.profile,
@@ -177,9 +178,10 @@ class ControlPlane:
             "endpoints": [p.endpoint() for p in pods if not p.spec.gateway],
             "internet": {"worldtimeapi.org": ["127.0.0.1", self.time_service.port]},
             "jwks": {LOCAL_JWKS_URI: self.issuer.jwks()},
-            "resources": self.pushed_resources(),
-            # TLS keys go to the gateway only, as SDS serves a credentialName to the gateway that uses it
-            "secrets": self.secrets if gateway else {},
+            "resources": resources,
+            # TLS keys go to gateways only, and only those a Gateway names: SDS serves a credentialName to
+            # the gateway that uses it, never the namespace's other secrets
+            "secrets": _referenced(self.secrets, resources) if gateway else {},
         }
 
     # API ----------------------------------------------------------------------------------------
@@ -516,7 +518,7 @@ class ControlPlane:
             namespace = "istio-system" if spec.gateway else spec.namespace
             identity = ProxyIdentity(f"{spec.name}-admission", labels.get("app", spec.service), spec.version, labels,
                                      namespace, service_account(spec), spec.gateway)
-            snapshot = {**self.snapshot(gateway=spec.gateway), "resources": pushed}
+            snapshot = self.snapshot(gateway=spec.gateway, resources=pushed)
             found, warned = check_push(snapshot, identity)
             errors.update(dict.fromkeys(found))
             warnings.update(dict.fromkeys(w for w in warned if any(f"{k[1]}/{k[2]}:" in w for k in keys)))
@@ -661,6 +663,16 @@ def _deployment_spec(body: dict[str, Any]) -> DeploymentSpec:
 
 #: the Kubernetes API server refuses a request body over 3 MiB ("Request entity too large: limit is 3145728")
 API_LIMITS = Limits(max_body=3 * 1024 * 1024)
+
+
+def _referenced(secrets: dict[str, dict[str, str]], resources: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """The TLS secrets some Gateway server names as its ``credentialName``."""
+    names = {
+        str((server.get("tls") or {}).get("credentialName") or "")
+        for gw in resources if gw.get("kind") == "Gateway" and isinstance(gw.get("spec"), dict)
+        for server in gw["spec"].get("servers") or [] if isinstance(server, dict)
+    }
+    return {name: secret for name, secret in secrets.items() if name in names}
 
 
 def _json(data: Any, status: int = 200) -> Response:
