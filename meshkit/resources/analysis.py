@@ -32,6 +32,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from meshkit.resources.gatewayapi import is_gateway_api
 from meshkit.resources.kinds import canonical_key, key_kind
 from meshkit.resources.model import LEVELS, Document, Origin, Path, Problem, format_path
 from meshkit.resources.validation import validate_document
@@ -107,7 +108,7 @@ class _Run:
         origin = self.origins.get((kind, ns or "tutorial", name)) or self.origins.get((kind, ns, name))
         self.problems.append(Problem(
             level, code, message, source=origin.source if origin else "", index=origin.index if origin else 0,
-            kind=kind, namespace=ns, name=name, field=format_path(path),
+            kind=str(obj.get("kind") or kind), namespace=ns, name=name, field=format_path(path),
             line=origin.line_of(path) if origin else None,
         ))
 
@@ -406,6 +407,18 @@ def _conditions(run: _Run, statuses: Mapping[tuple[str, str, str], Any]) -> None
                                f"type={kind_type}, reason={reason}, message={cond.get('message', '')}.")
 
 
+def _gateway_api(run: _Run, statuses: Mapping[tuple[str, str, str], Any]) -> None:
+    from meshkit.resources.gatewayapi.analysis import CONFLICT, findings
+
+    suffix = ".gateway.networking.k8s.io"
+    gateway_api = [o for kind, objs in run.by_kind.items() if kind.endswith(suffix) for o in objs]
+    if not gateway_api:
+        return
+    others = [o for kind, objs in run.by_kind.items() if not kind.endswith(suffix) for o in objs]
+    for obj, code, message in findings(gateway_api, others, statuses):
+        run.report(obj, "Error" if code == CONFLICT else "Warning", code, message)
+
+
 # -- the analysis --------------------------------------------------------------------------------
 def _old_style(services: Mapping[str, Mapping[str, int]], pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Services as ``{"name" or "name.ns": {port name: number}}`` and pods as flat dicts, as objects."""
@@ -434,8 +447,8 @@ def _valid(run: _Run, objects: list[Any], profile: str, statuses: dict[tuple[str
             valid.append(obj)  # pods are only looked at (labels, containers), never applied
             continue
         api = str(obj.get("apiVersion", ""))
-        if obj.get("kind") not in _KUBE and "istio.io" not in api.split("/")[0]:
-            continue  # kinds no analyzer reads (ConfigMaps, Gateway API...) are passed over, as istioctl does
+        if obj.get("kind") not in _KUBE and "istio.io" not in api.split("/")[0] and not is_gateway_api(obj):
+            continue  # kinds no analyzer reads (ConfigMaps...) are passed over, as istioctl does
         key = canonical_key(obj)
         origin = run.origins.get(key)
         doc = Document(origin.source if origin else "", origin.index if origin else 0, obj,
@@ -445,6 +458,9 @@ def _valid(run: _Run, objects: list[Any], profile: str, statuses: dict[tuple[str
             run.problems.append(Problem(p.level, p.code, _SCHEMA_PREFIX.get(p.code, "") + p.message, p.source,
                                         p.index, p.kind, p.namespace, p.name, p.field, p.line if origin else None))
         if normalised is not None:
+            created = (obj.get("metadata") or {}).get("creationTimestamp")
+            if (created and is_gateway_api(normalised)) or (normalised.get("kind") == "VirtualService" and created):
+                normalised["metadata"]["creationTimestamp"] = created  # who is older decides a host clash
             if isinstance(obj.get("status"), dict):
                 statuses[canonical_key(normalised)] = obj["status"]
             valid.append(normalised)
@@ -486,6 +502,7 @@ def analyze(
     _port_names(run)
     _telemetry_providers(run)
     _conditions(run, statuses)
+    _gateway_api(run, statuses)
     # like istioctl -n: that namespace's resources, the control plane's and the cluster-scoped ones
     problems = [p for p in run.problems if namespace is None
                 or (p.name if p.kind == "Namespace" else p.namespace) in ("", namespace, ROOT_NAMESPACE)]

@@ -343,7 +343,7 @@ def validate_documents(
                     f"{earlier.index + 1}); the last definition wins",
                     source=doc.source,
                     index=doc.index,
-                    kind=key[0],
+                    kind=resource["kind"],
                     namespace=key[1],
                     name=key[2],
                     line=doc.line,

@@ -325,3 +325,25 @@ def test_grpc_route_method_matches() -> None:
     grpc = route("g", [{"matches": matches, "backendRefs": [backend()]}], kind="GRPCRoute")
     uris = [h["match"][0]["uri"] for h in only_vs([grpc])["spec"]["http"]]
     assert uris == [{"exact": "/pkg.Svc/Get"}, {"prefix": "/pkg.Svc/"}]
+
+
+def test_analyze_reports_negative_conditions_and_the_virtual_service_clash() -> None:
+    from meshkit.resources import analyze
+
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "recommendation", "namespace": "tutorial"},
+           "spec": {"ports": [{"name": "http", "port": 8080}], "selector": {"app": "recommendation"}}}
+    vs = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+          "metadata": {"name": "recommendation", "namespace": "tutorial", "creationTimestamp": "2026-01-01T00:00:09Z"},
+          "spec": {"hosts": ["recommendation"], "http": [{"route": [{"destination": {"host": "recommendation"}}]}]}}
+    rt = route("recommendation", [{"backendRefs": [backend("recommendation-v9")]}], ts="2026-01-01T00:00:01Z")
+    lines = [p.analyze_line() for p in analyze([svc, vs, rt])]
+    assert ("Warning [IST0171] (HTTPRoute tutorial/recommendation) A condition with a negative status is present: "
+            "type=ResolvedRefs, reason=BackendNotFound, message=backend(recommendation-v9.tutorial.svc.cluster.local)"
+            " not found.") in lines
+    clash = [line for line in lines if "IST0109" in line]
+    assert len(clash) == 2 and all("Sidecars do not merge them: HTTPRoute tutorial/recommendation applies" in c
+                                   for c in clash)
+    # a status read from the mesh is reported as is
+    given = {**rt, "status": {"parents": [{"parentRef": MESH_PARENT, "conditions": [
+        {"type": "ResolvedRefs", "status": "False", "reason": "InvalidFilter", "message": "m"}]}]}}
+    assert any("reason=InvalidFilter, message=m." in p.message for p in analyze([svc, given]))

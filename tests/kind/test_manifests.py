@@ -56,11 +56,14 @@ def test_istiofiles_follow_the_naming_and_current_api_versions(path: Path) -> No
         "PeerAuthentication": "peer-authentication",
         "AuthorizationPolicy": "authorization-policy",
         "RequestAuthentication": "request-authentication",
+        "HTTPRoute": "httproute",
+        "Service": "service",
     }
     docs = load(path)
     assert path.name.startswith(kind_slug[docs[0]["kind"]] + "-")
     for doc in docs:
-        assert doc["apiVersion"] in ("networking.istio.io/v1", "security.istio.io/v1")
+        assert doc["apiVersion"] in ("networking.istio.io/v1", "security.istio.io/v1", "gateway.networking.k8s.io/v1",
+                                     "v1")
         assert doc["metadata"]["namespace"] == "tutorial"
 
 
