@@ -34,8 +34,36 @@ KUBE_KINDS: Mapping[str, KindInfo] = {
         KindInfo("ServiceAccount", "", "serviceaccounts", ("sa",), ("v1",)),
         KindInfo("Service", "", "services", ("svc",), ("v1",)),
         KindInfo("Deployment", "apps", "deployments", ("deploy",), ("v1",)),
+        # stored and listed, not simulated (the lab runs no containers and has no API server of its own)
+        KindInfo("ConfigMap", "", "configmaps", ("cm",), ("v1",)),
+        KindInfo("Secret", "", "secrets", (), ("v1",)),
+        KindInfo("DaemonSet", "apps", "daemonsets", ("ds",), ("v1",)),
+        KindInfo("StatefulSet", "apps", "statefulsets", ("sts",), ("v1",)),
+        KindInfo("ReplicaSet", "apps", "replicasets", ("rs",), ("v1",)),
+        KindInfo("Job", "batch", "jobs", (), ("v1",)),
+        KindInfo("CronJob", "batch", "cronjobs", ("cj",), ("v1",)),
+        KindInfo("Role", "rbac.authorization.k8s.io", "roles", (), ("v1",)),
+        KindInfo("RoleBinding", "rbac.authorization.k8s.io", "rolebindings", (), ("v1",)),
+        KindInfo("ClusterRole", "rbac.authorization.k8s.io", "clusterroles", (), ("v1",), namespaced=False),
+        KindInfo("ClusterRoleBinding", "rbac.authorization.k8s.io", "clusterrolebindings", (), ("v1",),
+                 namespaced=False),
+        KindInfo("Ingress", "networking.k8s.io", "ingresses", ("ing",), ("v1",)),
+        KindInfo("IngressClass", "networking.k8s.io", "ingressclasses", (), ("v1",), namespaced=False),
+        KindInfo("NetworkPolicy", "networking.k8s.io", "networkpolicies", ("netpol",), ("v1",)),
+        KindInfo("PodDisruptionBudget", "policy", "poddisruptionbudgets", ("pdb",), ("v1",)),
+        KindInfo("HorizontalPodAutoscaler", "autoscaling", "horizontalpodautoscalers", ("hpa",), ("v2", "v1")),
+        KindInfo("CSIDriver", "storage.k8s.io", "csidrivers", (), ("v1",), namespaced=False),
+        KindInfo("CustomResourceDefinition", "apiextensions.k8s.io", "customresourcedefinitions", ("crd",),
+                 ("v1",), namespaced=False),
+        KindInfo("ValidatingWebhookConfiguration", "admissionregistration.k8s.io",
+                 "validatingwebhookconfigurations", (), ("v1",), namespaced=False),
+        KindInfo("MutatingWebhookConfiguration", "admissionregistration.k8s.io",
+                 "mutatingwebhookconfigurations", (), ("v1",), namespaced=False),
     )
 }
+#: kinds that are stored as given and change nothing in the local mesh (apply says so)
+STORED_ONLY = frozenset(KUBE_KINDS) - {"Namespace", "ServiceAccount", "Service", "Deployment"}
+_PATH_SEGMENT = re.compile(r"^[^/%]+$")
 #: listed by ``get`` but never applied (the local mesh's pods come from Deployments)
 POD_KIND = KindInfo("Pod", "", "pods", ("po",), ("v1",))
 #: apiVersions Kubernetes served once for these kinds and removed since (1.16)
@@ -60,7 +88,7 @@ def is_kubernetes(data: Mapping[str, Any]) -> bool:
     kind, api = data.get("kind"), data.get("apiVersion")
     if not isinstance(kind, str) or kind not in KUBE_KINDS or not isinstance(api, str):
         return False
-    return api == api_version(KUBE_KINDS[kind]) or api in _REMOVED.get(kind, ())
+    return api in KUBE_KINDS[kind].api_versions or api in _REMOVED.get(kind, ())
 
 
 def _go_map(labels: Mapping[str, Any]) -> str:
@@ -87,6 +115,12 @@ def _dns_subdomain(value: str) -> str | None:
             "characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', "
             "regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
         )
+    return None
+
+
+def _path_segment(value: str) -> str | None:
+    if value in (".", "..") or not _PATH_SEGMENT.match(value):
+        return f'Invalid value: "{value}": may not be \'.\' or \'..\' and may not contain \'/\' or \'%\''
     return None
 
 
@@ -148,10 +182,12 @@ def _metadata(data: Mapping[str, Any], kind: str, out: list[Finding]) -> None:
         out.append((("metadata", "name"), "Required value: name or generateName is required"))
     else:
         check = {"Namespace": _dns_label, "Service": _dns1035}.get(kind, _dns_subdomain)
+        if kind in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"):
+            check = _path_segment  # RBAC names may hold ":" ("system:auth-delegator")
         if msg := check(name):
             out.append((("metadata", "name"), msg))
     ns = meta.get("namespace")
-    if ns is not None and kind != "Namespace" and (not isinstance(ns, str) or (msg := _dns_label(ns))):
+    if ns is not None and KUBE_KINDS[kind].namespaced and (not isinstance(ns, str) or (msg := _dns_label(ns))):
         out.append((("metadata", "namespace"), msg or f"Invalid value: {ns!r}"))
     _labels(meta.get("labels"), ("metadata", "labels"), out)
     annotations = meta.get("annotations")
@@ -289,7 +325,7 @@ def normalise_kubernetes(data: Mapping[str, Any], namespace: str) -> dict[str, A
     meta = obj.setdefault("metadata", {})
     meta["labels"] = dict(meta.get("labels") or {})
     meta["annotations"] = dict(meta.get("annotations") or {})
-    if obj["kind"] == "Namespace":
+    if not KUBE_KINDS[obj["kind"]].namespaced:
         meta.pop("namespace", None)
     else:
         meta["namespace"] = meta.get("namespace") or namespace

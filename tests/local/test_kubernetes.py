@@ -211,6 +211,19 @@ def test_invalid_and_unrunnable_deployments(mesh: Mesh, tmp_path: Path) -> None:
     assert "nginx:1.27 is stored but runs no pods" in out.stderr
     assert run(mesh, "get", "deploy", "web").stdout.splitlines()[1].split()[:2] == ["web", "0/1"]
     assert run(mesh, "delete", "deployment/web").returncode == 0
+    # other Kubernetes kinds (Istio's samples carry ConfigMaps, Secrets, RBAC...) are stored, with a warning
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: b}\n---\n"
+                     "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: reader}\n"
+                     "rules: []\n")
+    out = run(mesh, "apply", "-f", str(extra))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["configmap/settings created",
+                                       "clusterrole.rbac.authorization.k8s.io/reader created"]
+    assert "the local mesh does not simulate ConfigMaps" in out.stderr
+    assert [c["data"] for c in mesh.get("cm", "settings")] == [{"a": b} for b in ["b"]]
+    assert run(mesh, "delete", "-f", str(extra)).returncode == 0
+    assert mesh.get("configmaps") == [] and mesh.get("clusterroles") == []
 
 
 def test_remote_jwks_uri_refuses_tokens_and_lets_anonymous_requests_pass(mesh: Mesh) -> None:

@@ -128,8 +128,13 @@ def test_unknown_kind_and_version() -> None:
     assert errors("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: a}\n") == [
         ("spec", "sidecar: empty configuration provided")
     ]
-    assert errors("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")[0][1].startswith(
-        'kind "ConfigMap" (v1) is not an Istio resource meshkit can apply'
+    assert errors("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: a}\n")[0][1].startswith(
+        'kind "Widget" (example.com/v1) is not an Istio resource meshkit can apply'
+    )
+    # Kubernetes' own kinds are the API server's: a ConfigMap is accepted, a removed version is not
+    assert errors("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n") == []
+    assert errors("apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: a}\n")[0][1].startswith(
+        'no matches for kind "Deployment" in version "extensions/v1beta1"'
     )
 
 

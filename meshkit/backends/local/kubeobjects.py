@@ -24,7 +24,7 @@ from typing import Any
 
 from meshkit.backends.local.store import ResourceStore
 from meshkit.backends.local.workloads import GATEWAY, Deployments, DeploymentSpec, PodState
-from meshkit.resources.kubernetes import selector_matches
+from meshkit.resources.kubernetes import STORED_ONLY, selector_matches
 
 SAMPLE = ("customer", "preference", "recommendation")
 _TUTORIAL_IMAGE = re.compile(r"(?:^|/)istio-tutorial-(customer|preference|recommendation)(?:[:@].*)?$")
@@ -145,6 +145,9 @@ class KubeObjects:
     async def apply(self, obj: dict[str, Any]) -> tuple[str, list[str]]:
         """Store ``obj``; a Deployment converges its pods. Returns (action, warnings)."""
         action = self.store.put(obj)
+        if obj["kind"] in STORED_ONLY:
+            return action, [f"{obj['kind']} {obj['metadata']['name']} is stored; the local mesh does not simulate "
+                            f"{obj['kind']}s (it takes effect on a real cluster)"]
         if obj["kind"] != "Deployment":
             return action, []
         spec, warning = deployment_spec(obj)
