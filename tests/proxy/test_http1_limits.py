@@ -180,6 +180,7 @@ def test_chunked_bodies_switch_to_streaming_past_the_buffer_limit() -> None:
 
 
 def test_a_body_limit_answers_413_with_the_api_servers_words() -> None:
+    """Kubernetes' API server says "Request entity too large: limit is 3145728" over its 3 MiB."""
     async def body() -> None:
         server = await serve(_ok, "127.0.0.1", 0, limits=Limits(max_body=3 * 1024 * 1024))
         port = server.sockets[0].getsockname()[1]

@@ -142,10 +142,11 @@ class LocalBackend(Backend):
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return json.loads(resp.read() or b"{}")
         except urllib.error.HTTPError as exc:
+            raw = exc.read()
             try:
-                detail = json.loads(exc.read() or b"{}").get("error", exc.reason)
-            except ValueError:
-                detail = exc.reason
+                detail = json.loads(raw or b"{}").get("error", exc.reason)
+            except (ValueError, AttributeError):
+                detail = raw.decode("utf-8", "replace")[:500] or exc.reason  # a plain-text refusal (413)
             if exc.code == 404:
                 raise NotFound(str(detail)) from None
             if exc.code == 401:
