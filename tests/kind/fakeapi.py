@@ -57,6 +57,15 @@ GROUPS: dict[str, dict[str, list[dict]]] = {
         ]
     },
     "telemetry.istio.io": {"v1": [_res("telemetries", "Telemetry", short=("telemetry",))]},
+    "gateway.networking.k8s.io": {
+        "v1": [
+            _res("gatewayclasses", "GatewayClass", namespaced=False, short=("gc",)),
+            _res("gateways", "Gateway", short=("gtw",)),
+            _res("httproutes", "HTTPRoute"),
+            _res("grpcroutes", "GRPCRoute"),
+        ],
+        "v1beta1": [_res("referencegrants", "ReferenceGrant", short=("refgrant",))],
+    },
 }
 CORE = [
     _res("pods", "Pod", short=("po",)),

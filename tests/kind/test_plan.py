@@ -35,7 +35,7 @@ def test_waits_come_in_istios_order() -> None:
             plan.CHECK_PREREQS,
             "kind create cluster",
             "istioctl install",
-            "condition=Established",
+            "crd/virtualservices.networking.istio.io",
             "deployment/istiod",
             plan.WAIT_WEBHOOK,
             "deployment/istio-ingressgateway",

@@ -157,5 +157,5 @@ def test_dry_run_prints_the_plan_without_running_anything(tmp_path: Path, capsys
     run = Recorder({})
     KindBackend(str(tmp_path), run=run, installer="istioctl").up(dry_run=True)
     out = capsys.readouterr().out
-    assert out.startswith("meshkit up --backend kind: 21 steps (Istio 1.30.3")
+    assert out.startswith("meshkit up --backend kind: 23 steps (Istio 1.30.3")
     assert f"{tmp_path}/kind-meshkit/kind-config.yaml" in out and run.calls == []

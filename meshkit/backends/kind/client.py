@@ -50,6 +50,11 @@ ISTIO_KINDS: tuple[tuple[str, str], ...] = (
     ("security.istio.io/v1", "AuthorizationPolicy"),
     ("security.istio.io/v1", "RequestAuthentication"),
     ("telemetry.istio.io/v1", "Telemetry"),
+    # Gateway API (the namespaced kinds; GatewayClasses come with Istio)
+    ("gateway.networking.k8s.io/v1", "Gateway"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+    ("gateway.networking.k8s.io/v1", "GRPCRoute"),
+    ("gateway.networking.k8s.io/v1beta1", "ReferenceGrant"),
 )
 _DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 
@@ -70,6 +75,8 @@ def normalise(obj: Mapping[str, Any]) -> dict[str, Any]:
     }
     if "spec" in obj:
         out["spec"] = obj["spec"]
+    if str(obj.get("apiVersion", "")).startswith("gateway.networking.k8s.io/") and obj.get("status"):
+        out["status"] = obj["status"]  # the conditions Istio's controller wrote back
     return out
 
 
@@ -177,7 +184,9 @@ class KubeClient:
                 continue
             names = {kind.lower(), str(res.name).lower(), str(res.singular_name or "").lower()}
             names |= {s.lower() for s in res.short_names or []}
-            if wanted in names or wanted == f"{res.name}.{api_version.split('/')[0]}":
+            group = api_version.split("/")[0]
+            # Istio's Gateway is listed first, so a bare "gateway" means it, as it does for istioctl users
+            if wanted in names or wanted in {f"{res.name}.{group}", f"{kind.lower()}.{group}"}:
                 return api_version, kind
         known = ", ".join(kind for _, kind in ISTIO_KINDS)
         raise NotFound(f"unknown Istio kind {text!r} in context {self.where.context}; meshkit knows: {known}")

@@ -19,7 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from meshkit.backends.kind import images, versions
+from meshkit.resources.gatewayapi.schema import experimental_channel
 
+GATEWAY_API_CRDS = tuple(
+    f"{plural}.gateway.networking.k8s.io"
+    for plural in ("gatewayclasses", "gateways", "httproutes", "grpcroutes", "referencegrants")
+)
 ISTIO_CRDS = (
     "virtualservices.networking.istio.io",
     "destinationrules.networking.istio.io",
@@ -163,6 +168,25 @@ def _istio_install_steps(opts: PlanOptions) -> list[Step]:
     ]
 
 
+def _gateway_api_steps(opts: PlanOptions) -> list[Step]:
+    channel = "experimental" if experimental_channel() else "standard"
+    return [
+        Step(
+            f"install the Gateway API CRDs {versions.GATEWAY_API_VERSION} ({channel} channel), which Istio "
+            f"{versions.ISTIO_VERSION} reads",
+            _kubectl(opts, "apply", "--server-side", "-f", versions.gateway_api_manifest(channel)),
+            timeout_s=120,
+        ),
+        Step(
+            "wait for the Gateway API CRDs",
+            _kubectl(opts, "wait", "--for=condition=Established", "--timeout=120s",
+                     *(f"crd/{crd}" for crd in GATEWAY_API_CRDS)),
+            waits_for="each CRD to be Established",
+            timeout_s=130,
+        ),
+    ]
+
+
 def install_plan(opts: PlanOptions) -> list[Step]:
     """Every step of ``meshkit up --backend kind``, in order."""
     tools = "kind, kubectl, " + opts.installer
@@ -215,6 +239,7 @@ def install_plan(opts: PlanOptions) -> list[Step]:
             action=CHECK_ISTIO_VERSION,
             timeout_s=30,
         ),
+        *_gateway_api_steps(opts),
         *_istio_install_steps(opts),
         Step(
             "wait for the Istio CRDs",

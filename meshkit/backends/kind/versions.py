@@ -22,6 +22,18 @@ ISTIO_VERSION = "1.30.3"
 ISTIO_ADDONS_BASE = f"https://raw.githubusercontent.com/istio/istio/{ISTIO_VERSION}/samples/addons"
 ISTIO_HELM_REPO = "https://istio-release.storage.googleapis.com/charts"
 
+#: the Gateway API release whose CRDs Istio 1.30 reads (its upgrade notes require v1.5.x), installed
+#: before Istio as istio.io's Gateway API guide does; the experimental channel adds HTTPRoute retry
+GATEWAY_API_VERSION = "v1.5.1"
+GATEWAY_API_RELEASES = "https://github.com/kubernetes-sigs/gateway-api/releases/download"
+
+
+def gateway_api_manifest(channel: str = "standard") -> str:
+    """The release manifest of the Gateway API CRDs for ``channel`` (standard or experimental)."""
+    name = "experimental-install.yaml" if channel == "experimental" else "standard-install.yaml"
+    return f"{GATEWAY_API_RELEASES}/{GATEWAY_API_VERSION}/{name}"
+
+
 #: addon name -> manifest URL; fetched at install time by kubectl, never vendored here
 ADDONS: dict[str, str] = {name: f"{ISTIO_ADDONS_BASE}/{name}.yaml" for name in ("prometheus", "jaeger", "kiali")}
 OPTIONAL_ADDONS: dict[str, str] = {"grafana": f"{ISTIO_ADDONS_BASE}/grafana.yaml"}
