@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -136,6 +135,20 @@ def test_restart_restarts_only_the_control_plane_and_loses_nothing(mesh: Mesh) -
     assert backend.status()["version"] > version
 
 
+def test_a_pod_starting_when_its_control_plane_dies_comes_up_under_the_next_one(mesh: Mesh) -> None:
+    backend = _backend(mesh)
+    before = set(_pids(mesh))
+    cp = _cp(mesh)
+    backend._call("POST", "/scale", {"deployment": "recommendation-v2", "replicas": 2})  # no waiting for it
+    os.kill(cp.pid, signal.SIGKILL)  # the new pod is still starting: no certificate, not registered yet
+    _wait_gone(cp)
+    backend.up()
+    pods = [p for p in mesh.pods() if p.deployment == "recommendation-v2"]
+    assert len(pods) == 2 and all(p.ready and p.restarts == 0 for p in pods)
+    assert len({p.name for p in pods} - before) == 1  # the very pod that was starting, adopted
+    mesh.scale("recommendation-v2", 1)
+
+
 def test_sigterm_of_the_control_plane_leaves_the_pods_serving(mesh: Mesh, capsys: pytest.CaptureFixture[str]) -> None:
     backend = _backend(mesh)
     pids, cp = _pids(mesh), _cp(mesh)
@@ -201,7 +214,7 @@ def test_down_ends_everything_even_with_a_hung_control_plane(mesh: Mesh) -> None
     assert down_s < 10
     assert not any(p.alive() for p in processes)
     assert mesh_processes(backend.home) == []
-    assert _still_listening(ports) == []
+    assert _still_listening(ports, backend.home) == []
     assert not backend.is_running()
 
 
@@ -230,7 +243,7 @@ def test_two_concurrent_ups_make_one_mesh_on_the_same_gateway_port(mesh: Mesh) -
     backend.down()
     print(f"down with a dead control plane: {time.monotonic() - started:.2f}s")
     assert not any(p.alive() for p in processes) and mesh_processes(backend.home) == []
-    assert _still_listening(ports) == []
+    assert _still_listening(ports, backend.home) == []
 
 
 def _listening_ports(backend: LocalBackend) -> set[int]:
@@ -239,10 +252,27 @@ def _listening_ports(backend: LocalBackend) -> set[int]:
     return ports | {int(port) for p in status["pods"] for port in p["ports"].values()}
 
 
-def _still_listening(ports: set[int]) -> list[int]:
-    listening = []
-    for port in sorted(ports):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                listening.append(port)
-    return listening
+def _still_listening(ports: set[int], home: Path) -> list[tuple[int, str]]:
+    """The mesh's ports that a process of this mesh still listens on. Found through the sockets'
+    owners, not by connecting: on a shared machine another mesh may take a freed port at once."""
+    inodes = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state, inode = fields[1], fields[3], fields[9]
+        if state == "0A" and int(local.split(":")[1], 16) in ports:  # LISTEN
+            inodes[f"socket:[{inode}]"] = int(local.split(":")[1], 16)
+    found = []
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        links = set()
+        try:
+            for fd in fd_dir.iterdir():
+                try:
+                    links.add(os.readlink(fd))
+                except OSError:
+                    continue  # closed meanwhile
+        except OSError:
+            continue  # the process is gone, or not ours to look at
+        for link in links & set(inodes):
+            cmdline = (fd_dir.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            found.append((inodes[link], cmdline))
+    return [(port, cmd) for port, cmd in found if str(home) in cmd]

@@ -15,9 +15,10 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -37,13 +38,14 @@ from meshkit.backends.local.trust import (
     owner_only,
     owner_verifier_from_env,
 )
-from meshkit.http1 import BodyStream, Limits, Request, Response, SimpleClient, serve
+from meshkit.http1 import BodyStream, ConnectFailure, Limits, Request, Response, SimpleClient, UpstreamReset, serve
 from meshkit.sample.app import AppSpec, SampleApp
 from meshkit.wire import dumps
 
 # how often a sidecar ships its records; a reader that cannot wait asks for POST /flush instead
 FLUSH_INTERVAL = float(os.environ.get("MESHKIT_FLUSH_INTERVAL_S", "0.2"))
 APP_PROBE_TIMEOUT_S = 1.0
+T = TypeVar("T")
 
 
 class ControlPlaneClient(SimpleClient):
@@ -98,7 +100,7 @@ class Pod:
             app_server = await serve(handler, "127.0.0.1", 0)
             self.ports["app"] = app_server.sockets[0].getsockname()[1]
         if a["sidecar"]:
-            self.contexts = RotatingContexts(await self._fetch_cert())
+            self.contexts = RotatingContexts(await self._while_control_plane_restarts(self._fetch_cert))
             self.sidecar = Sidecar(identity, app_port=self.ports.get("app"), contexts=self.contexts)
             self.envoy_admin = EnvoyAdmin(self.sidecar, self.sidecar.dump_context)
             ports = await self._start_sidecar(a)
@@ -114,8 +116,21 @@ class Pod:
         self.ports["admin"] = admin.sockets[0].getsockname()[1]
         if self.sidecar is not None:
             # first config before announcing readiness, so a ready pod routes like the mesh says
-            await self._poll_once(0)
-        await self._post("/register", {"pod": self.name, "ports": self.ports})
+            await self._while_control_plane_restarts(lambda: self._poll_once(0))
+        await self._while_control_plane_restarts(lambda: self._post("/register", {"pod": self.name,
+                                                                                 "ports": self.ports}))
+
+    async def _while_control_plane_restarts(self, call: Callable[[], Awaitable[T]], within: float = 30.0) -> T:
+        """A start-up call to the control plane, tried again while it cannot be reached (a restart)."""
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                return await call()
+            except (OSError, ConnectFailure, UpstreamReset):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+                self._follow_control_plane()
 
     async def run(self) -> None:
         await self.start()
