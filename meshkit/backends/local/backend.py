@@ -201,7 +201,7 @@ class LocalBackend(Backend):
     def _refuse_unknown_control_plane(self) -> None:
         """A control plane holds this home but its state file does not lead to it: never start a second."""
         lock = HomeLock(self.home / "controlplane.lock")
-        if not lock.held_by_other():
+        if not lock.held_by_other(settle_s=3.0):
             return
         holder = lock.holder()
         try:

@@ -692,7 +692,7 @@ def main(argv: list[str] | None = None) -> None:
     home = secure_home(Path(args.home).resolve())
     (home / "logs").mkdir(parents=True, exist_ok=True)
     lock = HomeLock(home / "controlplane.lock")
-    if not lock.try_acquire("control plane"):
+    if lock.held_by_other(settle_s=3.0) or not lock.try_acquire("control plane"):
         print(f"error: {lock.holder()} already serves the mesh in {home}", file=sys.stderr, flush=True)
         sys.exit(3)
     try:

@@ -239,11 +239,23 @@ class HomeLock:
             self.file.close()
             self.file = None
 
-    def held_by_other(self) -> bool:
-        if self.try_acquire():
-            self.release()
-            return False
-        return True
+    def held_by_other(self, settle_s: float = 0.0) -> bool:
+        """Whether another process holds the lock. ``settle_s`` waits that long for a holder that is
+        exiting: a killed multi-threaded process shows as a zombie before its last thread has let
+        go of its files (and so of the lock)."""
+        deadline = time.monotonic() + settle_s
+        while not self.try_acquire():
+            if time.monotonic() >= deadline or start_time(self._holder_pid()) is not None:
+                return True  # a live holder, or one that will not let go
+            time.sleep(0.02)
+        self.release()
+        return False
+
+    def _holder_pid(self) -> int:
+        try:
+            return int(json.loads(self.path.read_text() or "{}").get("pid", 0))
+        except (OSError, ValueError, TypeError, AttributeError):
+            return 0
 
     @contextlib.contextmanager
     def hold(self, timeout: float, what: str) -> Iterator[None]:
