@@ -82,7 +82,10 @@ def duration(seconds: float | None) -> str:
 def config_path(origin: str) -> str:
     """``VirtualService tutorial/recommendation`` → ``/apis/networking.istio.io/v1/namespaces/…``."""
     kind, _, ref = origin.partition(" ")
+    ref, _, generated = ref.partition(" (generated ")
     ns, _, name = ref.partition("/")
+    if generated:  # a Gateway API route: Istio's metadata names the VirtualService it generated
+        kind, name = "VirtualService", generated.rstrip(")")
     plural = {"VirtualService": "virtual-service", "DestinationRule": "destination-rule",
               "ServiceEntry": "service-entry", "Gateway": "gateway"}.get(kind, kind.lower())
     return f"/apis/networking.istio.io/v1/namespaces/{ns}/{plural}/{name}"
