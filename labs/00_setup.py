@@ -142,7 +142,7 @@ print(lab.cli(mesh, "proxy-status", pod))
 # The push gave preference's proxy one cluster per subset:
 
 # %%
-print(lab.cli(mesh, "proxy-config", "clusters", pod, "--fqdn", "recommendation"))
+print(lab.cli(mesh, "proxy-config", "clusters", pod, "--fqdn", "recommendation.tutorial.svc.cluster.local"))
 
 # %% [markdown]
 # ## 4 · A VirtualService becomes routes and weighted clusters

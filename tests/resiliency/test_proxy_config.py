@@ -64,11 +64,11 @@ def stats(mesh: Mesh, pod: str, cluster: str) -> dict[str, int]:
 
 def test_a_push_turns_a_virtual_service_into_weighted_clusters(mesh: Mesh) -> None:
     pod = preference(mesh)
-    before = mesh.proxy_config(pod, "clusters", fqdn="recommendation")
+    before = mesh.proxy_config(pod, "clusters", fqdn=FQDN)
     rows = before.to_dict("records") if hasattr(before, "to_dict") else before
     assert [r["SUBSET"] for r in rows] == ["-"]
     apply(mesh, destination_rule(), virtual_service({"route": [to("version-v1", 90), to("version-v2", 10)]}))
-    table = cli(mesh, "proxy-config", "clusters", pod, "--fqdn", "recommendation")
+    table = cli(mesh, "proxy-config", "clusters", pod, "--fqdn", FQDN)
     assert table.splitlines()[0].split() == ["SERVICE", "FQDN", "PORT", "SUBSET", "DIRECTION", "TYPE",
                                              "DESTINATION", "RULE"]
     assert [line.split()[2] for line in table.splitlines()[1:]] == ["-", "version-v1", "version-v2"]
@@ -139,8 +139,8 @@ def test_istio_io_circuit_breaking_task_on_the_local_mesh(mesh: Mesh) -> None:
     cb = {"connectionPool": {"tcp": {"maxConnections": 1},
                              "http": {"http1MaxPendingRequests": 1, "maxRequestsPerConnection": 1}}}
     apply(mesh, resource("DestinationRule", "recommendation", {"host": "recommendation", "trafficPolicy": cb}))
-    table = cli(mesh, "pc", "clusters", pod, "--fqdn", "recommendation", "-o", "json")
-    thresholds = json.loads(table)[0]["circuitBreakers"]["thresholds"][0]
+    table = cli(mesh, "pc", "clusters", pod, "--fqdn", FQDN, "-o", "json")
+    thresholds = next(c for c in json.loads(table) if c["name"] == PLAIN)["circuitBreakers"]["thresholds"][0]
     assert (thresholds["maxConnections"], thresholds["maxPendingRequests"]) == (1, 1)
     before = stats(mesh, pod, PLAIN)
     result = load(mesh, n=30, concurrency=3)
