@@ -539,7 +539,7 @@ def _prefix_modifier_needs_one_prefix(value: dict[str, Any], path: Path, ck: Che
                 for f in filters
             )
             if uses and not one_prefix:
-                when = "when" if where == "" or kind == "RequestRedirect" else "When"
+                when = "when" if where and kind == "RequestRedirect" else "When"
                 cel(
                     ck,
                     path,
