@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test lint typecheck bench test-kind clean notebooks
+.PHONY: lab test lint typecheck bench test-kind clean notebooks screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,18 +16,23 @@ lab: $(STAMP)
 	$(VENV)/bin/meshkit lab
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check meshkit tests benchmarks
+	$(VENV)/bin/ruff check meshkit tests benchmarks screenshots
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
+	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax labs/
 
 test-kind: $(STAMP)
 	MESHKIT_KIND_TESTS=1 $(PY) -m pytest -q -m kind
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check meshkit tests benchmarks
+	$(VENV)/bin/ruff check meshkit tests benchmarks screenshots
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
+
+# Every lab in JupyterLab (headless Chromium), Run All, a screenshot each in artifacts/ (minutes).
+screenshots: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider screenshots/
 
 # The labs are edited as jupytext text (labs/NN_slug.py); this rebuilds the notebooks from them.
 notebooks: $(STAMP)

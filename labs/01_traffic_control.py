@@ -28,6 +28,7 @@ from meshkit import lab
 from meshkit.lab import check
 
 mesh = lab.setup(backend=BACKEND, context=CONTEXT, namespace=NAMESPACE)
+FAST = FAST or lab.fast()          # MESHKIT_LAB_FAST=1 (CI, a quick demo) scales every lab down
 T = 0.1 if FAST else 1.0          # time scale: delays and timeouts of the tutorial × T
 
 # %% [markdown]

@@ -100,6 +100,14 @@ def setup(backend: str | None = None, profile: str = "current", home: str | Path
     return mesh
 
 
+FAST_ENV = "MESHKIT_LAB_FAST"
+
+
+def fast() -> bool:
+    """True when ``MESHKIT_LAB_FAST=1``: the labs scale delays and request counts down (CI, nbval)."""
+    return os.environ.get(FAST_ENV, "").lower() in ("1", "true", "yes")
+
+
 def _notebook_lab() -> str | None:
     """The lab this kernel runs: Jupyter Server tells the kernel its notebook in JPY_SESSION_NAME."""
     session = os.environ.get("JPY_SESSION_NAME", "")
@@ -220,6 +228,7 @@ def metrics(mesh: Mesh, name: str = "istio_requests_total", limit: int = 12) -> 
 
 
 __all__ = [
+    "FAST_ENV",
     "GATEWAY",
     "ISTIOFILES",
     "STRICT_ENV",
@@ -229,6 +238,7 @@ __all__ = [
     "check",
     "cli",
     "cluster_stats",
+    "fast",
     "istiofile",
     "logs",
     "metrics",

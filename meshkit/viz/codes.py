@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 
 from meshkit.viz.data import check_records, code_label, in_range
 from meshkit.viz.layout import time_layout, waiting_note
-from meshkit.viz.palette import code_color
+from meshkit.viz.palette import code_color, code_pattern
 from meshkit.viz.split import Record, stacked_counts
 
 
@@ -38,6 +38,7 @@ def codes_over_time(
         series=lambda r: code_label(int(r["code"]), r.get("flags")),
         order=_code_order,
         color=code_color,
+        pattern=code_pattern,
         bucket_s=bucket_s,
         t_range=t_range,
         noun="responses",

@@ -8,13 +8,15 @@ Example::
 
 from __future__ import annotations
 
-#: recommendation versions (and any app version): v1 blue, v2 orange, v3 green
+#: recommendation versions (and any app version): v1 blue, v2 orange, v3 bluish green — the
+#: Okabe–Ito colours, which stay apart for the common colour-vision deficiencies; every figure also
+#: gives each version a pattern or a marker symbol (VERSION_PATTERNS, VERSION_SYMBOLS)
 VERSION_COLORS: dict[str, str] = {
-    "v1": "#1f77b4",
-    "v2": "#ff7f0e",
-    "v3": "#2ca02c",
-    "v4": "#17becf",
-    "v5": "#bcbd22",
+    "v1": "#0072B2",
+    "v2": "#E69F00",
+    "v3": "#009E73",
+    "v4": "#CC79A7",
+    "v5": "#56B4E9",
 }
 #: requests that got no version back (an error answered before recommendation)
 NO_VERSION_COLOR = "#7f7f7f"
@@ -76,6 +78,12 @@ def version_pattern(version: str) -> str:
 def version_symbol(version: str) -> str:
     """Marker symbol of a version; errors without a version are an x."""
     return VERSION_SYMBOLS.get(version, "x" if not version else "star")
+
+
+def code_pattern(label: str) -> str:
+    """Fill pattern of a status series: successes solid, 4xx crossed, 5xx hatched, no answer dotted."""
+    code = label.split(" ", 1)[0]
+    return {"2": "", "3": "", "4": "x", "5": "/"}.get(code[:1], ".")
 
 
 def code_color(label: str) -> str:

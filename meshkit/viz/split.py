@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 
 from meshkit.viz.data import bucket_of, bucket_starts, check_records, in_range, version_key
 from meshkit.viz.layout import UIREVISION, time_layout, waiting_note
-from meshkit.viz.palette import NO_VERSION_LABEL, version_color
+from meshkit.viz.palette import NO_VERSION_LABEL, version_color, version_pattern
 
 Record = Mapping[str, Any]
 
@@ -45,6 +45,7 @@ def split_over_time(
         series=lambda r: r["version"] or NO_VERSION_LABEL,
         order=lambda s: version_key(_v(s)),
         color=lambda s: version_color(_v(s)),
+        pattern=lambda s: version_pattern(_v(s)),
         bucket_s=bucket_s,
         t_range=t_range,
         noun="requests",
@@ -99,6 +100,7 @@ def stacked_counts(
     bucket_s: float,
     t_range: tuple[float, float] | None,
     noun: str,
+    pattern: Callable[[str], str] | None = None,
 ) -> list[go.Bar]:
     """One bar trace per series with its count in every bucket; ``customdata`` holds the share %."""
     buckets = bucket_starts((r["t"] for r in records), bucket_s, t_range)
@@ -120,7 +122,8 @@ def stacked_counts(
                 x=xs,
                 y=ys,
                 name=name,
-                marker={"color": color(name)},
+                # a pattern as well as a colour: series stay apart for colour-blind readers and in grey print
+                marker={"color": color(name), "pattern": {"shape": pattern(name) if pattern else ""}},
                 customdata=shares,
                 hovertemplate=f"%{{y}} {noun} (%{{customdata:.1f}} %)<extra>{name}</extra>",
             )

@@ -208,3 +208,25 @@ def test_doctor_sends_one_request_through_the_running_mesh(mesh: Mesh) -> None:
 
     verdict = check_request(str(mesh.backend.home))  # type: ignore[attr-defined]
     assert str(verdict).startswith("✓ one request through the running mesh: 200")
+
+
+def test_a_culled_server_loses_nothing_the_first_cell_brings_the_mesh_back(mesh: Mesh) -> None:
+    """A hub's culler stops every process of the learner's server; their home stays."""
+    import signal
+    import time as clock
+
+    from meshkit.backends.local.backend import _alive
+    from meshkit.lab import progress
+
+    home = mesh.backend.home  # type: ignore[attr-defined]
+    progress.record("02_resiliency", "timeout", True, where=home)
+    state = mesh.backend._state()  # type: ignore[attr-defined]
+    pids = [int(state["pid"])] + [int(p.extra["pid"]) for p in mesh.pods()]
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    deadline = clock.monotonic() + 10
+    while any(_alive(pid) for pid in pids) and clock.monotonic() < deadline:
+        clock.sleep(0.1)
+    back = lab.setup(home=home)  # the labs' first cell
+    assert back.curl()[0] == 200
+    assert progress.read(home / progress.FILE)[-1]["check"] == "timeout"  # the learner's progress is kept

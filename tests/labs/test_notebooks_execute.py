@@ -1,14 +1,13 @@
-"""Every lab executes on the local backend in FAST mode, and every check in it answers ✓.
+"""Papermill with parameters: lab 00 runs with BACKEND and FAST injected, and every check answers ✓.
 
-The labs share one mesh (lab 00 starts it, the others reuse it, as a learner's session would).
-``MESHKIT_LAB_STRICT=1`` makes a failing check raise inside the notebook, so a lab whose lesson does
-not hold fails here. Times and the peak memory of kernel + mesh are written to
-``artifacts/labs-timing.json``.
+Every lab runs under ``pytest --nbval-lax labs/`` (``make test``; see labs/conftest.py, which also
+measures each lab's time and memory); this module keeps what nbval cannot do: inject the
+parameters a workshop or CI gives (papermill's ``parameters`` cell), and look at what each check said.
+``MESHKIT_LAB_STRICT=1`` makes a failing check raise inside the notebook.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -52,7 +51,7 @@ def check_lines(nb: nbformat.NotebookNode) -> list[str]:
     return [line for line in lines if line.startswith(("✓ ", "✗ "))]
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem == "00_setup"], ids=lambda p: p.stem)
 def test_lab_executes_and_its_checks_pass(path: Path, strict_home: Path, tmp_path: Path,
                                           results: dict[str, dict[str, Any]]) -> None:
     out = tmp_path / path.name
@@ -74,13 +73,4 @@ def test_lab_executes_and_its_checks_pass(path: Path, strict_home: Path, tmp_pat
     assert "widgets" not in nb.metadata, "widget state must not be stored"
     results[path.stem] = {"seconds": round(elapsed, 1), "peak_rss_mb": round(memory.peak / 2**20),
                           "checks": len(checks)}
-
-
-def test_all_labs_within_budget(results: dict[str, dict[str, Any]], artifacts: Path) -> None:
-    assert sorted(results) == [p.stem for p in NOTEBOOKS], "run the whole module: every lab must have run"
-    total = sum(r["seconds"] for r in results.values())
-    report = {"labs": results, "total_seconds": round(total, 1),
-              "peak_rss_mb": max(r["peak_rss_mb"] for r in results.values())}
-    (artifacts / "labs-timing.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    assert total < BUDGET_S, report
+    assert elapsed < BUDGET_S / 3, results[path.stem]

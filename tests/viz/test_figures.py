@@ -42,8 +42,9 @@ def test_split_over_time_counts_every_request_of_a_90_10_canary() -> None:
     # 20 rps for 50 s: 50 one-second buckets of 20 requests each
     assert len(by_name["v1"].x) == 50
     assert [a + b for a, b in zip(by_name["v1"].y, by_name["v2"].y, strict=True)] == [20] * 50
-    assert by_name["v1"].marker.color == VERSION_COLORS["v1"] == "#1f77b4"
-    assert by_name["v2"].marker.color == VERSION_COLORS["v2"] == "#ff7f0e"
+    assert by_name["v1"].marker.color == VERSION_COLORS["v1"] == "#0072B2"  # Okabe–Ito blue
+    assert by_name["v2"].marker.color == VERSION_COLORS["v2"] == "#E69F00"  # Okabe–Ito orange
+    assert (by_name["v1"].marker.pattern.shape, by_name["v2"].marker.pattern.shape) == ("", "/")
     assert "v1 " in fig.layout.title.text and "% of 1000" in fig.layout.title.text
 
 

@@ -28,7 +28,7 @@ from meshkit.viz.live import (
 from meshkit.viz.palette import ERROR_RED
 from tests.viz import synthetic as syn
 
-WAIT_S = 5.0  # upper bound for the refresh thread to catch up on this 2-core box
+WAIT_S = 30.0  # an upper bound only (each wait returns when the condition holds); a busy 2-core box took >5 s
 
 
 def assert_no_repeated_word(status_html: str) -> None:
@@ -99,7 +99,7 @@ def test_live_split_updates_the_figure_widget_from_its_thread() -> None:
         expected = dict(Counter(r["version"] for r in recs))
         assert wait_until(lambda: totals(live.figure) == expected)
         assert live.figure.layout.annotations == ()  # the note is gone once data arrived
-        assert live.figure.data[1].marker.color == "#ff7f0e"
+        assert live.figure.data[1].marker.color == "#E69F00"
         assert "live" in live.status.value
     finally:
         live.stop()
