@@ -205,10 +205,11 @@ check.workload_identity(mesh, pod)
 # %% tags=["exercise"]
 
 # %% jupyter={"source_hidden": true, "outputs_hidden": true} tags=["solution"]
-# Solution
-print(*mesh.apply(lab.istiofile("virtual-service-recommendation-v2.yaml")), sep="\n")
-check.weighted_route(mesh, pod, {"version-v2": 100})
-check.all_to(mesh, "v2")
+# Solution: its output stays hidden on Run All (lab.solution.show() prints it)
+with lab.solution():
+    print(*mesh.apply(lab.istiofile("virtual-service-recommendation-v2.yaml")), sep="\n")
+    check.weighted_route(mesh, pod, {"version-v2": 100})
+    check.all_to(mesh, "v2")
 
 # %% [markdown]
 # ## Clean up

@@ -170,12 +170,13 @@ check.egress_open(mesh)
 # %% tags=["exercise"]
 
 # %% jupyter={"source_hidden": true, "outputs_hidden": true} tags=["solution"]
-# Solution
-from meshkit.widgets import header_panel
+# Solution: its output stays hidden on Run All (lab.solution.show() prints it)
+with lab.solution():
+    from meshkit.widgets import header_panel
 
-panel = header_panel(mesh, value=".*Firefox.*")
-panel.apply()
-check.header_routing(mesh, {"user-agent": "Mozilla/5.0 Firefox/120.0"}, "v2", otherwise="v1")
+    panel = header_panel(mesh, value=".*Firefox.*")
+    panel.apply()
+    check.header_routing(mesh, {"user-agent": "Mozilla/5.0 Firefox/120.0"}, "v2", otherwise="v1")
 
 # %% [markdown]
 # ## Clean up

@@ -254,18 +254,19 @@ check.succeeds(mesh, n=60)
 # %% tags=["exercise"]
 
 # %% jupyter={"source_hidden": true, "outputs_hidden": true} tags=["solution"]
-# Solution
-from meshkit.widgets import pool_panel
+# Solution: its output stays hidden on Run All (lab.solution.show() prints it)
+with lab.solution():
+    from meshkit.widgets import pool_panel
 
-mesh.behave("recommendation-v2")
-mesh.delay("recommendation-v2", 3 * T)
-pool = pool_panel(mesh)
-pool.controls["max_connections"].value = 100
-pool.controls["pending"].value = 100
-pool.controls["per_connection"].value = 0
-pool.controls["outlier"].value = False
-pool.apply()
-check.succeeds(mesh, n=40, concurrency=20)
+    mesh.behave("recommendation-v2")
+    mesh.delay("recommendation-v2", 3 * T)
+    pool = pool_panel(mesh)
+    pool.controls["max_connections"].value = 100
+    pool.controls["pending"].value = 100
+    pool.controls["per_connection"].value = 0
+    pool.controls["outlier"].value = False
+    pool.apply()
+    check.succeeds(mesh, n=40, concurrency=20)
 
 # %% [markdown]
 # ## Clean up

@@ -100,16 +100,17 @@ check.fault_delay(mesh, 7 * T, 50, result=result)
 # %% tags=["exercise"]
 
 # %% jupyter={"source_hidden": true, "outputs_hidden": true} tags=["solution"]
-# Solution
-from meshkit.widgets import fault_panel
+# Solution: its output stays hidden on Run All (lab.solution.show() prints it)
+with lab.solution():
+    from meshkit.widgets import fault_panel
 
-fault = fault_panel(mesh)
-fault.controls["abort_status"].value = 500
-fault.controls["abort_percent"].value = 20
-fault.controls["delay"].value = False
-fault.apply()
-print(*mesh.curl())     # customer and preference turn any failure below them into a 503
-check.fault_abort(mesh, 20, status=500)
+    fault = fault_panel(mesh)
+    fault.controls["abort_status"].value = 500
+    fault.controls["abort_percent"].value = 20
+    fault.controls["delay"].value = False
+    fault.apply()
+    print(*mesh.curl())     # customer and preference turn any failure below them into a 503
+    check.fault_abort(mesh, 20, status=500)
 
 # %% [markdown]
 # ## Clean up

@@ -131,15 +131,16 @@ check.explained(mesh, "the app answered")
 # %% tags=["exercise"]
 
 # %% jupyter={"source_hidden": true, "outputs_hidden": true} tags=["solution"]
-# Solution
-from meshkit.widgets import fault_panel
+# Solution: its output stays hidden on Run All (lab.solution.show() prints it)
+with lab.solution():
+    from meshkit.widgets import fault_panel
 
-mesh.behave("recommendation-v2")
-fault = fault_panel(mesh)
-fault.controls["abort_percent"].value = 30
-fault.apply()
-mesh.load(n=60, flags=False);
-check.explained(mesh, "fault injection")
+    mesh.behave("recommendation-v2")
+    fault = fault_panel(mesh)
+    fault.controls["abort_percent"].value = 30
+    fault.apply()
+    mesh.load(n=60, flags=False);
+    check.explained(mesh, "fault injection")
 
 # %% [markdown]
 # ## Clean up

@@ -182,12 +182,13 @@ check.rate_limited(mesh, allowed=5)
 # %% tags=["exercise"]
 
 # %% jupyter={"source_hidden": true, "outputs_hidden": true} tags=["solution"]
-# Solution
-from meshkit.widgets import rate_limit_rule
+# Solution: its output stays hidden on Run All (lab.solution.show() prints it)
+with lab.solution():
+    from meshkit.widgets import rate_limit_rule
 
-mesh.reset()
-mesh.apply(rate_limit_rule("recommendation", 3, 3, 60.0))
-check.rate_limited(mesh, allowed=6, n=12)
+    mesh.reset()
+    mesh.apply(rate_limit_rule("recommendation", 3, 3, 60.0))
+    check.rate_limited(mesh, allowed=6, n=12)
 
 # %% [markdown]
 # ## Clean up

@@ -25,7 +25,9 @@ sys.path.insert(0, str(REPO))
 
 from tests.labs.conftest import MemorySampler, stop_mesh  # noqa: E402
 
-BUDGET_S = 300.0
+# measured: 415 s for the six under --nbval-lax on a 2-core machine with load average 14-24 (FAST);
+# the budget catches a lab that became several times slower, not a busy machine
+BUDGET_S = 900.0
 _state: dict[str, Any] = {"seconds": defaultdict(float), "peak": defaultdict(int)}
 
 

@@ -48,7 +48,7 @@ def server() -> Iterator[tuple[str, Path]]:
     log = (tmp / "jupyter.log").open("wb")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
-        _wait_http(f"http://127.0.0.1:{port}/api/status", 90, proc)
+        _wait_http(f"http://127.0.0.1:{port}/api/status", 300, proc)  # a busy machine took over 90 s
         yield f"http://127.0.0.1:{port}", home
     finally:
         proc.terminate()
@@ -89,6 +89,10 @@ def test_lab_after_run_all(path: Path, server: tuple[str, Path], browser: Any) -
         outputs = page.locator(".jp-OutputArea-output").evaluate_all("els => els.map(e => e.innerText)")
         assert not [t for t in outputs if "Traceback" in t], [t for t in outputs if "Traceback" in t][:1]
         assert not [t for t in outputs if t.lstrip().startswith("✗")]
+        solution_outputs = page.evaluate("""() => [...document.querySelectorAll('.jp-CodeCell')]
+          .filter(c => (c.querySelector('.jp-InputPlaceholder') || {}).innerText?.includes('# Solution'))
+          .map(c => [...c.querySelectorAll('.jp-OutputArea-output')].map(o => o.innerText).join(''))""")
+        assert solution_outputs and all(not text.strip() for text in solution_outputs), solution_outputs
         found = []
         for plot in page.query_selector_all(".js-plotly-plot"):
             plot.scroll_into_view_if_needed()

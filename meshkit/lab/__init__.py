@@ -19,6 +19,8 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -99,6 +101,43 @@ def setup(backend: str | None = None, profile: str = "current", home: str | Path
     print(f"mesh ready: {len(pods)} pods, profile {mesh.profile}, ingress gateway {mesh.backend.gateway_url()}")
     return mesh
 
+
+class Solution:
+    """Runs a hidden solution cell without printing (JupyterLab shows a cell's new output even when
+    the cell's output is collapsed, so Run All would give the answer away).
+
+    Example::
+
+        with lab.solution():
+            print(*mesh.apply(lab.istiofile("virtual-service-recommendation-v2.yaml")))
+            check.all_to(mesh, "v2")
+        lab.solution.show()          # what the last solution printed, for a learner who wants it
+    """
+
+    def __init__(self) -> None:
+        self.captured = ""
+        self._buffer: io.StringIO | None = None
+        self._redirect: contextlib.redirect_stdout[io.StringIO] | None = None
+
+    def __call__(self) -> Solution:
+        return self
+
+    def __enter__(self) -> Solution:
+        self._buffer = io.StringIO()
+        self._redirect = contextlib.redirect_stdout(self._buffer)
+        self._redirect.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._redirect is not None and self._buffer is not None
+        self._redirect.__exit__(None, None, None)
+        self.captured = self._buffer.getvalue()
+
+    def show(self) -> None:
+        print(self.captured, end="")
+
+
+solution = Solution()
 
 FAST_ENV = "MESHKIT_LAB_FAST"
 
@@ -247,5 +286,6 @@ __all__ = [
     "poll",
     "setup",
     "show",
+    "solution",
     "tidy",
 ]

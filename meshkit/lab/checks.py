@@ -240,17 +240,18 @@ class Checks:
     @_check
     def timeout(mesh: Mesh, seconds: float, n: int = 10, concurrency: int = 5,
                 result: LoadResult | None = None) -> CheckResult:
-        """Slow replies become 504 "upstream request timeout" after about ``seconds``; the rest are fast."""
+        """Slow replies become 504 "upstream request timeout" (only a route timeout says that), none
+        before ``seconds``; the rest succeed. How fast the successes were is not judged: a busy
+        machine makes them slow without any timeout involved."""
         result, n = _judged(mesh, result, False, n=n, concurrency=concurrency)
         timed = [r["latency_ms"] / 1000 for r in result.records if "upstream request timeout" in r["body"]]
         fast = [r["latency_ms"] / 1000 for r in result.records if r["code"] == 200]
-        slack = max(0.5, 0.5 * seconds)
-        ok = bool(timed) and all(seconds * 0.95 <= t <= seconds + slack for t in timed) and \
-            all(t < seconds for t in fast) and len(timed) + len(fast) == n
+        ok = bool(timed) and all(seconds * 0.95 <= t for t in timed) and len(timed) + len(fast) == n
         seen = (f"{len(timed)} timed out after {min(timed, default=0):.2f}–{max(timed, default=0):.2f} s, "
-                f"{len(fast)} succeeded (slowest {max(fast, default=0):.2f} s)")
+                f"{len(fast)} succeeded" + (f", {n - len(timed) - len(fast)} other" if len(timed) + len(fast) != n
+                                            else ""))
         return CheckResult(f"timeout {seconds:g} s", ok, seen,
-                           f"some 504 after {seconds:g}–{seconds + slack:g} s, the rest faster than {seconds:g} s",
+                           f"some 504 'upstream request timeout', none before {seconds:g} s, the rest 200",
                            "is a pod slowed down (mesh.delay) and the VirtualService timeout applied?")
 
     @staticmethod

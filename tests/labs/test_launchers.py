@@ -75,3 +75,14 @@ def test_devcontainer_has_docker_in_docker_and_the_workflow_runs_both_suites() -
     runs = {name: " ".join(step.get("run", "") for step in job["steps"]) for name, job in flow["jobs"].items()}
     assert "make test " in runs["test"] + " " and "make test-kind" in runs["test-kind"]
     assert "kind" in runs["test-kind"] and "istioctl" in runs["test-kind"]
+
+
+def test_meshkit_lab_starts_jupyterlab_with_the_shipped_settings() -> None:
+    from meshkit.cli.workshop import jupyterlab_args
+
+    args = dict(a.split("=", 1) for a in jupyterlab_args(REPO))
+    assert args["--LabApp.default_url"] == "/lab/tree/labs/00_setup.ipynb"  # the first lab opened
+    assert (Path(args["--LabApp.app_settings_dir"]) / "overrides.json").is_file()
+    assert args["--LabApp.news_url"] == "None"
+    assert args["--LabApp.check_for_updates_class"] == "jupyterlab.NeverCheckForUpdate"
+    assert args["--ServerApp.ip"] == "127.0.0.1"

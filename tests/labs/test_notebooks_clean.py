@@ -43,6 +43,8 @@ def test_lab_rhythm(path: Path) -> None:
         if "solution" in cell.metadata.get("tags", []):
             # hidden source and output: Run All still runs the solution without showing it
             assert cell.metadata["jupyter"] == {"source_hidden": True, "outputs_hidden": True}
+            # JupyterLab shows a collapsed cell's new output on Run All: the solution keeps it to itself
+            assert "\nwith lab.solution():\n" in cell.source
             assert nb.cells[i - 1].source == "" and "exercise" in nb.cells[i - 1].metadata["tags"]
             assert "Exercise" in nb.cells[i - 2].source
     assert any("solution" in c.metadata.get("tags", []) for c in code)

