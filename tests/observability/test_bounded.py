@@ -66,7 +66,7 @@ def test_collector_and_proxies_stay_within_capacity(mesh: Mesh) -> None:
     per_record_kb = (full - empty) / RECORDS
 
     # 6,000 more records (and 1,000 traces), twice, replace old ones: the sizes hold, the memory holds
-    kept_kb = per_record_kb * SECOND * RECORDS_PER_REQUEST  # what one round costs if kept (about 15 MB)
+    kept_kb = per_record_kb * SECOND * RECORDS_PER_REQUEST  # what one round costs if kept (about 21 MB)
     growth = []
     for _ in range(2):
         before = pss_kb(control_plane)
@@ -75,14 +75,13 @@ def test_collector_and_proxies_stay_within_capacity(mesh: Mesh) -> None:
         assert (records, traces, lines, series_after) == (RECORDS, TRACES, ACCESS_LOG, series)
         assert spans <= SPANS
         growth.append(pss_kb(control_plane) - before)
-    # Measured on a 2-core machine with both cores busy: the first round after the rings filled grew
-    # by up to half of kept_kb (the allocator keeps the arenas of the replaced records and of the
-    # reads above), the second by a few hundred KB. Records kept instead of replaced would grow every
-    # round by kept_kb: so the first round must stay under it and the second under a third of it.
+    # Measured on a 2-core machine with both cores busy (load average 17-19, four runs): each round
+    # grew by 3.0-7.6 MB, 14-36 % of kept_kb (the allocator keeps arenas of the replaced records and of
+    # the reads above). Records kept instead of replaced grow every round by all of kept_kb, so each
+    # round must stay under 60 % of it: 1.7 times the largest growth measured, still far from a leak.
     artifacts = Path(__file__).resolve().parents[2] / "artifacts"
     artifacts.mkdir(exist_ok=True)
     with (artifacts / "bounded-memory.jsonl").open("a") as fh:  # the spread, run after run
         line = {"empty_kb": empty, "full_kb": full, "growth_kb": growth, "kept_kb": round(kept_kb)}
         fh.write(json.dumps(line) + "\n")
-    assert growth[0] < kept_kb, (empty, full, growth, kept_kb)
-    assert growth[1] < kept_kb / 3, (empty, full, growth, kept_kb)
+    assert max(growth) < 0.6 * kept_kb, (empty, full, growth, kept_kb)
