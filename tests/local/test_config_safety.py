@@ -86,7 +86,8 @@ def test_keyless_request_authentication_refuses_tokens_and_leaves_no_proxy_stale
     mesh.apply(*ALL_V2)
     result = mesh.load(n=40, concurrency=4, flags=False)
     took = time.monotonic() - started
-    print(f"keyless RequestAuthentication, then all to v2: {result.summary()['versions']} after {took:.2f}s")
+    with capsys.disabled():
+        print(f"keyless RequestAuthentication, then all to v2: {result.summary()['versions']} after {took:.2f}s")
     assert result.summary()["versions"] == {"v2": 40} and took < 2.0
     pods = mesh.pods()
     assert all(p.synced and not p.extra["last_error"] for p in pods)
