@@ -37,6 +37,7 @@ import asyncio
 import math
 import random
 import ssl
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -194,7 +195,8 @@ class Cluster:
         ssl_for: SslFor | None = None,
     ) -> None:
         self.spec = spec
-        self.clock = clock or asyncio.get_event_loop().time
+        # asyncio's loop clock is time.monotonic; reading it directly also works outside a running loop
+        self.clock = clock or time.monotonic
         self.rng = rng or random.Random()
         self.ssl_for = ssl_for
         self.hosts: list[Host] = [Host(e) for e in spec.endpoints]
