@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -161,9 +162,18 @@ def test_sigterm_of_the_control_plane_leaves_the_pods_serving(mesh: Mesh, capsys
         assert main(["--home", str(backend.home), "status"]) == 0
         out = capsys.readouterr().out
         assert "control plane: DOWN" in out and out.count("NO CONTROL PLANE") == len(pids)
-        backend.up()
+        # the old API port is taken meanwhile: the next control plane listens elsewhere, and the pods
+        # find it through the state file
+        old_api = int(json.loads((backend.home / "state.json").read_text())["api_port"])
+        with socket.socket() as squatter:
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            squatter.bind(("127.0.0.1", old_api))
+            squatter.listen()
+            backend.up()
+            assert backend.status()["control_plane"]["api_port"] != old_api
     assert traffic.failures() == []
     assert _pids(mesh) == pids
+    assert all(p.synced for p in mesh.pods())
 
 
 def test_a_corrupt_state_file_under_a_running_mesh_never_makes_a_second_one(

@@ -76,6 +76,7 @@ class Pod:
         self.ports: dict[str, int] = {}
         self.stop_event = asyncio.Event()
         self.seen = 0  # the last pushed version, taken or not (what the next poll waits past)
+        self._poll: asyncio.Future[None] | None = None
         self.reported: list[str] = []  # the rejections the control plane knows of
         # handed over by the control plane at spawn; taken out of the environment so nothing inherits it
         token = os.environ.pop(POD_TOKEN_ENV, "")
@@ -141,6 +142,7 @@ class Pod:
         tasks = [asyncio.ensure_future(self._flush_loop())]
         if self.sidecar is not None:
             tasks.append(asyncio.ensure_future(self._xds_loop()))
+            tasks.append(asyncio.ensure_future(self._watch_state_file()))
             tasks.append(asyncio.ensure_future(self._rotate_loop()))
         await self.stop_event.wait()
         for task in tasks:
@@ -219,12 +221,37 @@ class Pod:
     async def _xds_loop(self) -> None:
         assert self.sidecar is not None
         while True:
+            poll = asyncio.ensure_future(self._poll_once(self.sidecar.view.version, self.seen))
+            self._poll = poll
             try:
-                await self._poll_once(self.sidecar.view.version, self.seen)
+                await poll
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the pod is stopping
+                self._follow_control_plane()  # the poll was dropped: the control plane moved
             except Exception:
                 # the control plane is gone: keep serving the last config, and look for its successor
                 await asyncio.sleep(0.2)
                 self._follow_control_plane()
+
+    async def _watch_state_file(self) -> None:
+        """A control plane that had to take another API port says so in the state file; a poll still
+        waiting on the old port (where anything may answer now, or nothing ever) is dropped."""
+        state = Path(self.args["home"]) / "state.json"
+        seen = 0
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                mtime = state.stat().st_mtime_ns
+                if mtime == seen:
+                    continue
+                seen = mtime
+                port = int(json.loads(state.read_text())["api_port"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if port != self.poller.port and self._poll is not None and not self._poll.done():
+                self._poll.cancel()
 
     def _follow_control_plane(self) -> None:
         """A restarted control plane may listen elsewhere: its state file says where."""
