@@ -359,6 +359,34 @@ class Mesh:
         info = {"name": p.name, "namespace": p.namespace, "labels": labels, "app": p.app, "sidecar": p.sidecar}
         return pc.describe_pod(info, self.get(), None)
 
+    # ambient ------------------------------------------------------------------------------------
+    def label(self, kind: str, name: str, labels: Mapping[str, str | None]) -> dict[str, Any]:
+        """``kubectl label ns/NAME`` or ``pod/NAME``: e.g. ``mesh.label("Namespace", "tutorial",
+        {"istio.io/dataplane-mode": "ambient"})`` moves the namespace's pods to ambient, no restart."""
+        label = getattr(self.backend, "label", None)
+        if not callable(label):
+            from meshkit.errors import Unsupported
+
+            raise Unsupported("labels are changed with kubectl on a cluster")
+        result: dict[str, Any] = label(kind, name, labels)
+        return result
+
+    def ztunnel_dump(self) -> dict[str, Any]:
+        """The node ztunnel's config (workloads, services, policies, certificates, connections)."""
+        dump = getattr(self.backend, "ztunnel_dump", None)
+        if not callable(dump):
+            from meshkit.errors import Unsupported
+
+            raise Unsupported("on a cluster: istioctl ztunnel-config all -o json")
+        result: dict[str, Any] = dump()
+        return result
+
+    def ztunnel_config(self, kind: str = "workloads", namespace: str | None = None) -> list[tuple[str, ...]]:
+        """``istioctl ztunnel-config KIND`` as rows, the header first."""
+        from meshkit.ztunnelconfig import ztunnel_table
+
+        return ztunnel_table(self.ztunnel_dump(), kind, namespace)
+
     def restart_control_plane(self) -> None:
         """Restart the control plane only; the pods keep serving and the new one adopts them.
 

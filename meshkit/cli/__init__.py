@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from meshkit.backends.base import registered_backends
 from meshkit.backends.choice import remember, resolve
+from meshkit.cli.ambient import add_ambient_verbs
 from meshkit.cli.config import cmd_analyze, cmd_apply, cmd_delete, cmd_get, cmd_reset
 from meshkit.cli.lifecycle import (
     cmd_behave,
@@ -58,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--outbound", default="REGISTRY_ONLY", choices=["REGISTRY_ONLY", "ALLOW_ANY"])
     up.add_argument("--gateway-port", type=int, default=0)
     up.add_argument("--dry-run", action="store_true", help="kind backend: print the install plan only")
+    up.add_argument("--dataplane", default="sidecar", choices=["sidecar", "ambient"],
+                    help="local: ambient runs the sample without sidecars and a ztunnel on the node")
     up.add_argument("--restart-control-plane", action="store_true",
                     help="local: restart the control plane of a running mesh (the pods keep serving)")
     up.add_argument("--reset-state", action="store_true",
@@ -167,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     to.add_argument("--subject")
     to.add_argument("--ttl", type=float, default=3600)
     add_proxy_verbs(sub)
+    add_ambient_verbs(sub)
     add_workshop_verbs(sub)
     add_class_verb(sub)
     add_doctor_verb(sub)

@@ -27,7 +27,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     opts: dict[str, Any] = {}
     if args.backend == "local":
         opts = {"outbound": args.outbound, "gateway_port": args.gateway_port,
-                "restart_control_plane": args.restart_control_plane, "reset_state": args.reset_state}
+                "restart_control_plane": args.restart_control_plane, "reset_state": args.reset_state,
+                "dataplane": args.dataplane}
     elif args.restart_control_plane or args.reset_state:
         raise MeshkitError("--restart-control-plane and --reset-state are for the local backend")
     backend.up(profile=args.profile, **opts)
@@ -79,13 +80,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         _print(json.dumps({"pods": [p.to_dict() for p in pods], "gateway": gateway, "control_plane": cp}, indent=2))
         return 0
     down = cp.get("state") == "down"
-    rows = [("NAME", "READY", "RESTARTS", "APP", "VERSION", "CONFIG", "SYNC")]
+    rows: list[tuple[str, ...]] = [("NAME", "READY", "RESTARTS", "APP", "VERSION", "CONFIG", "SYNC")]
+    # a mesh with ambient pods (or a ztunnel) says which data plane each pod has
+    modes = any(p.extra.get("dataplane") == "ambient" or p.app == "ztunnel" for p in pods)
+    if modes:
+        rows[0] = (*rows[0], "DATAPLANE")
     for p in pods:
         containers = 2 if p.sidecar and p.app != "istio-ingressgateway" else 1
         ready = f"{containers if p.ready else 0}/{containers}"
         # no control plane: nothing is being sent, each proxy keeps what it had (Envoy's last good config)
         sync = "NO CONTROL PLANE" if down else "SYNCED" if p.synced else "STALE"
-        rows.append((p.name, ready, str(p.restarts), p.app, p.version or "-", f"v{p.config_version}", sync))
+        row = (p.name, ready, str(p.restarts), p.app, p.version or "-", f"v{p.config_version}", sync)
+        rows.append((*row, str(p.extra.get("dataplane", "sidecar" if p.sidecar else "none"))) if modes else row)
     _table(rows)
     for p in pods:
         if p.extra.get("probe"):

@@ -181,7 +181,7 @@ class LocalBackend(Backend):
 
     def up(self, profile: str = "current", *, outbound: str = "REGISTRY_ONLY", gateway_port: int = 0,
            timeout: float = 30.0, restart_control_plane: bool = False, reset_state: bool = False,
-           **_: Any) -> None:
+           dataplane: str = "sidecar", **_: Any) -> None:
         """Start the mesh, or adopt the pods a dead control plane left serving; idempotent.
 
         One ``up``/``down``/``restart`` at a time per home (a file lock): a second one waits.
@@ -196,7 +196,7 @@ class LocalBackend(Backend):
                     self.wait_ready(timeout)
                 return
             self._refuse_unknown_control_plane()
-            self._start_control_plane(profile, outbound, gateway_port, timeout)
+            self._start_control_plane(profile, outbound, gateway_port, timeout, dataplane)
 
     def _refuse_unknown_control_plane(self) -> None:
         """A control plane holds this home but its state file does not lead to it: never start a second."""
@@ -249,7 +249,8 @@ class LocalBackend(Backend):
         self._start_control_plane(str(state.get("profile", "current")), str(state.get("outbound", "REGISTRY_ONLY")),
                                   0, timeout)
 
-    def _start_control_plane(self, profile: str, outbound: str, gateway_port: int, timeout: float) -> None:
+    def _start_control_plane(self, profile: str, outbound: str, gateway_port: int, timeout: float,
+                             dataplane: str = "sidecar") -> None:
         ensure_owner_credential(self.home)  # kept across restarts: adopted pods know the owner by it
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
         adopting = bool(self._pod_records())
@@ -270,7 +271,7 @@ class LocalBackend(Backend):
         proc = subprocess.Popen(
             [sys.executable, "-m", "meshkit.backends.local.controlplane", "--home", str(self.home),
              "--profile", profile, "--outbound", outbound, "--gateway-port", str(port),
-             *(["--gateway-port-strict"] if gateway_port else [])],
+             *(["--gateway-port-strict"] if gateway_port else []), "--dataplane", dataplane],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
         )
         log.close()
@@ -344,7 +345,7 @@ class LocalBackend(Backend):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             status = self._call("GET", "/status")
-            if all(p["synced"] for p in status["pods"] if p["sidecar"]):
+            if all(p["synced"] for p in status["pods"] if p["sidecar"] or p["app"] == "ztunnel"):
                 return
             time.sleep(0.01)
         stale = [p["name"] for p in self._call("GET", "/status")["pods"] if not p["synced"]]
@@ -479,7 +480,8 @@ class LocalBackend(Backend):
             Pod(p["name"], p["app"], p["version"], p["deployment"], p["ready"], p["sidecar"], p["service_account"],
                 p["namespace"], p["config_version"], p["synced"], p["restarts"],
                 {"ports": p["ports"], "pid": p["pid"], "last_error": p.get("last_error", ""),
-                 "probe": p.get("probe", "")})
+                 "probe": p.get("probe", ""), "dataplane": p.get("dataplane", "sidecar" if p["sidecar"] else "none"),
+                 "ztunnel_ports": p.get("ztunnel_ports") or {}})
             for p in self.status()["pods"]
         ]
 
@@ -555,6 +557,9 @@ class LocalBackend(Backend):
         ports = target.extra["ports"]
         if not ClusterDns(self._services(), target.namespace).resolves(host):
             return 0, f"curl: (6) Could not resolve host: {host}"
+        if target.extra.get("ztunnel_ports"):
+            # an ambient pod: its connection is captured to the node's ztunnel (curl sees a reset on a deny)
+            return _through_ztunnel(int(target.extra["ztunnel_ports"]["outbound"]), authority, f"/{path}", method, hdrs)
         if "outbound" in ports:
             req = self._owner_request(ports["outbound"], f"/{path}", method, headers=hdrs)
         else:
@@ -563,7 +568,9 @@ class LocalBackend(Backend):
             backends = [p for p in self.pods() if p.app == service and p.ready]
             if not backends:
                 return 503, f"curl: (6) Could not resolve host: {service}"
-            port = backends[0].extra["ports"].get("inbound") or backends[0].extra["ports"]["app"]
+            # an ambient pod's address leads to its ztunnel's plaintext inbound (STRICT refuses it there)
+            port = ((backends[0].extra.get("ztunnel_ports") or {}).get("inbound")
+                    or backends[0].extra["ports"].get("inbound") or backends[0].extra["ports"]["app"])
             req = urllib.request.Request(f"http://127.0.0.1:{port}/{path}", headers=hdrs, method=method)
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
@@ -572,7 +579,24 @@ class LocalBackend(Backend):
             return exc.code, exc.read().decode()
         except (ConnectionError, urllib.error.URLError) as exc:
             reason = getattr(exc, "reason", exc)
+            if isinstance(reason, ConnectionResetError):  # curl's words for an RST
+                reason = "Connection reset by peer"
             return 0, f"curl: (56) Recv failure: {reason}"
+
+    def label(self, kind: str, name: str, labels: Mapping[str, str | None]) -> dict[str, Any]:
+        """``kubectl label``: a Namespace's or a pod's labels change in place (no pod restarts)."""
+        result: dict[str, Any] = self._call("POST", "/label", {"kind": kind, "name": name, "labels": dict(labels)})
+        return result
+
+    def ztunnel_dump(self) -> dict[str, Any]:
+        """The node ztunnel's config dump (its ``localhost:15000/config_dump``)."""
+        zt = [p for p in self.pods() if p.app == "ztunnel"]
+        if not zt:
+            raise MeshkitError("no ztunnel: this mesh runs sidecars only (meshkit up --dataplane ambient)")
+        with urllib.request.urlopen(self._owner_request(int(zt[0].extra["ports"]["admin"]), "/config_dump"),
+                                    timeout=10) as resp:
+            dump: dict[str, Any] = json.loads(resp.read())
+        return dump
 
     def envoy_admin(self, pod: str, path: str) -> str:
         """GET ``path`` on the pod's Envoy admin port (the pod's ``localhost:15000``)."""
@@ -716,7 +740,7 @@ class LocalBackend(Backend):
     def app_log_since(self, pod: str, since: int | None = None) -> tuple[str, int]:
         """The app's log (only the lines written after the ``since``-th with it) and its line count."""
         target = self._pods_of(pod)[0]
-        if "app" not in target.extra["ports"]:
+        if "app" not in target.extra["ports"] and target.app != "ztunnel":  # ztunnel's log is its container's
             raise MeshkitError(f"pod {target.name} has no app container; its container is istio-proxy "
                                "(use -c istio-proxy)")
         query = f"?since={since}" if since is not None else ""
@@ -751,3 +775,27 @@ def _crash_report(home: Path, crashed: list[dict[str, Any]]) -> str:
                      f"the last lines of {home / 'logs' / (c['deployment'] + '.log')}:\n"
                      f"{_log_tail(home / 'logs' / (c['deployment'] + '.log'), int(c.get('log_offset', 0)))}")
     return "the mesh cannot start: " + "\n".join(parts)
+
+
+def _through_ztunnel(port: int, authority: str, path: str, method: str, headers: Mapping[str, str]) -> tuple[int, str]:
+    """One request from an ambient pod: over its capture to ztunnel, curl's view of the outcome."""
+    import http.client
+
+    target = authority if ":" in authority else f"{authority}:80"
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    except OSError as exc:
+        return 0, f"curl: (7) Failed to connect: {exc}"
+    try:
+        sock.sendall(f"{target}\n".encode())
+        conn = http.client.HTTPConnection(authority)
+        conn.sock = sock
+        conn.request(method, path, headers=dict(headers))
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    except (ConnectionResetError, http.client.RemoteDisconnected, BrokenPipeError):
+        return 0, "curl: (56) Recv failure: Connection reset by peer"
+    except OSError as exc:
+        return 0, f"curl: (56) Recv failure: {exc}"
+    finally:
+        sock.close()

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from meshkit.backends.local import apiinput
+from meshkit.backends.local import ambient, apiinput
 from meshkit.backends.local.ca import CertificateAuthority, CsrRefused, spiffe_id_for
 from meshkit.backends.local.collector import Collector
 from meshkit.backends.local.durable import StateWriteError, read_json, write_atomic
@@ -47,7 +47,14 @@ from meshkit.backends.local.trust import (
     secure_home,
     unauthorized,
 )
-from meshkit.backends.local.workloads import GATEWAY, Deployments, DeploymentSpec, PodState, service_account
+from meshkit.backends.local.workloads import (
+    GATEWAY,
+    ZTUNNEL,
+    Deployments,
+    DeploymentSpec,
+    PodState,
+    service_account,
+)
 from meshkit.errors import MeshkitError, NotFound
 from meshkit.http1 import Limits, Request, Response, SimpleClient, serve
 from meshkit.resources.gatewayapi import GROUP as GATEWAY_API_GROUP
@@ -98,6 +105,7 @@ class ControlPlane:
         self.probes = ProbeSettings.from_env()
         # SIGTERM ends this process only: the pods keep serving (``meshkit down`` ends them)
         self.keep_pods = True
+        self.dataplane = "sidecar"  # `up --dataplane ambient`: the sample without sidecars, and a ztunnel
 
     # config -------------------------------------------------------------------------------------
     def bump(self) -> None:
@@ -160,6 +168,10 @@ class ControlPlane:
         statuses = self.translation().statuses
         out = []
         for r in items:
+            if r.get("kind") == "AuthorizationPolicy" and self.has_ztunnel():
+                status = ambient.authorization_status(r)
+                if status:
+                    r = {**r, "status": status}
             if is_gateway_api(r):
                 meta = r.get("metadata", {})
                 r = {**r, "status": statuses.get((r["kind"], meta.get("namespace", "tutorial"), meta["name"]), {})}
@@ -223,6 +235,14 @@ class ControlPlane:
         if route == "POST /telemetry":
             self._ingest(body)
             return _json({"ok": True})
+        if pod.spec.service == ZTUNNEL and route == "POST /ztunnel/ports" and body.get("pod") == pod_name:
+            return _json(await self._ztunnel_ports(body))
+        if pod.spec.service == ZTUNNEL and route == "POST /certs" and body.get("pod") != pod_name:
+            # ztunnel holds the certificates of the pods on its node (and of no other pod)
+            target = self.deployments.pods.get(str(body.get("pod")))
+            if target is None or ambient.dataplane_mode(target, self.namespace_labels()) != "ambient":
+                return forbidden(f"ztunnel {pod_name} may only ask certificates for ambient pods of its node")
+            return _json(self._sign(target, body))
         if route not in ("GET /xds", "POST /certs", "POST /register", "POST /nack"):
             return forbidden(f"pod {pod_name} may not call {route}")
         claimed = q.get("pod") if route == "GET /xds" else body.get("pod", pod_name)
@@ -403,6 +423,8 @@ class ControlPlane:
             pod_name = apiinput.dns_subdomain(q["pod"], "pod") if "pod" in q else None
             return Response(200, {"content-type": "text/plain; version=0.0.4"},
                             (await self._metrics(pod_name)).encode())
+        if route == "POST /label":
+            return await self._label(body)
         if route == "POST /shutdown":
             # ``meshkit down`` stops the pods with the control plane; ``meshkit restart`` keeps them
             self.keep_pods = bool(body.get("keep_pods", False))
@@ -428,7 +450,8 @@ class ControlPlane:
 
     async def _metrics(self, pod: str | None) -> str:
         assert self.deployments is not None
-        pods = [p for p in self.deployments.pods.values() if p.spec.sidecar and "admin" in p.ports]
+        pods = [p for p in self.deployments.pods.values()
+                if (p.spec.sidecar or p.spec.service == ZTUNNEL) and "admin" in p.ports]
         if pod is not None:
             chosen = [p for p in pods if pod in (p.name, p.deployment, p.spec.labels().get("app", p.spec.service))]
             if not chosen:
@@ -461,13 +484,109 @@ class ControlPlane:
                     version = max(version, seen)
                     self.version = version
                     self.bump()
-                return self.snapshot(gateway=state.spec.gateway)
+                return self._snapshot_for(state)
         if max(version, seen) >= self.version:
             try:
                 await asyncio.wait_for(self.changed.wait(), 25.0)
             except TimeoutError:
                 return Response(304, {}, b"")
+        return self._snapshot_for(state)
+
+    def _snapshot_for(self, state: PodState | None) -> dict[str, Any]:
+        if state is not None and state.spec.service == ZTUNNEL:
+            return self.ztunnel_snapshot()
         return self.snapshot(gateway=state is not None and state.spec.gateway)
+
+    # ambient ------------------------------------------------------------------------------------
+    def namespace_labels(self) -> dict[str, dict[str, str]]:
+        return ambient.namespace_labels(self.store.list("Namespace"))
+
+    def ztunnel_snapshot(self) -> dict[str, Any]:
+        """What istiod sends ztunnel: workloads (WDS), services, and the policies it enforces."""
+        assert self.deployments is not None
+        pods = list(self.deployments.pods.values())
+        resources = [r for r in self.store.list() if r["kind"] in ("AuthorizationPolicy", "PeerAuthentication")]
+        return {"version": self.version, "workloads": ambient.ztunnel_workloads(pods, self.namespace_labels()),
+                "services": self.services(), "resources": resources}
+
+    def has_ztunnel(self) -> bool:
+        return self.deployments is not None and ZTUNNEL in self.deployments.specs
+
+    async def _ztunnel_ports(self, body: dict[str, Any]) -> dict[str, Any]:
+        """ztunnel reports the listeners it opened for each enrolled pod; the CNI then captures the pod."""
+        assert self.deployments is not None
+        raw = body.get("workloads")
+        if not isinstance(raw, dict):
+            raise apiinput.BadInput("workloads: Invalid value: must map pod names to ports")
+        changed = []
+        for pod in self.deployments.pods.values():
+            entry = raw.get(pod.name) or {}
+            ports = {k: apiinput.integer(entry[k], f"workloads.{pod.name}.{k}", 1, 65535)
+                     for k in ("outbound", "inbound", "hbone", "mtls") if k in entry}
+            if len(ports) != 4:
+                ports = {}
+            if ports != pod.ztunnel_ports:
+                pod.ztunnel_ports = ports
+                self.deployments.record(pod)
+                changed.append(pod)
+        for pod in changed:
+            await self._capture(pod)
+        if changed:
+            self.bump()
+        return {"version": self.version}
+
+    async def _capture(self, pod: PodState) -> None:
+        """Point the pod's outbound traffic at ztunnel (or release it), as istio-cni does in its netns."""
+        admin = pod.ports.get("admin")
+        if not admin or held_by_another(admin):
+            return
+        client = SimpleClient("127.0.0.1", admin, timeout=5)
+        try:
+            body = json.dumps({"outbound": pod.ztunnel_ports.get("outbound", 0)}).encode()
+            await client.request("POST", "/capture", {"host": "localhost", OWNER_HEADER: self.credential,
+                                                      "content-type": "application/json"}, body)
+        except Exception:
+            pass  # a pod that just died is captured no more
+        finally:
+            client.close()
+
+    async def _label(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``kubectl label``: a Namespace's or a pod's labels change in place (pods are not restarted)."""
+        assert self.deployments is not None
+        kind = apiinput.required(body, "kind")
+        name = apiinput.dns_subdomain(apiinput.required(body, "name"), "name")
+        raw = apiinput.required(body, "labels")
+        if not isinstance(raw, dict) or not all(isinstance(v, str | None) for v in raw.values()):
+            raise apiinput.BadInput("labels: Invalid value: must map label keys to values (null removes)")
+        if kind == "Namespace":
+            found = [n for n in self.store.list("Namespace") if n["metadata"]["name"] == name]
+            if not found:
+                raise NotFound(f'namespaces "{name}" not found')
+            ns = json.loads(json.dumps(found[0]))
+            labels = dict(ns["metadata"].get("labels") or {})
+        elif kind == "Pod":
+            pod: PodState | None = self.deployments.pods.get(name)
+            if pod is None:
+                raise NotFound(f'pods "{name}" not found')
+            labels = dict(pod.extra_labels)
+        else:
+            raise apiinput.BadInput(f"kind: Unsupported value: {json.dumps(kind)[:60]}: supported values: "
+                                    '"Namespace", "Pod"')
+        for key, value in raw.items():
+            if value is None:
+                labels.pop(key, None)
+            else:
+                labels[key] = apiinput.text(value, f"labels.{key}", 63)
+        if kind == "Namespace":
+            ns["metadata"]["labels"] = labels
+            self.store.put(ns)
+            self.store.save()
+        else:
+            assert pod is not None
+            pod.extra_labels = labels
+            self.deployments.record(pod)
+        self.bump()
+        return {"kind": kind, "name": name, "labels": labels}
 
     def istiod_view(self, pod_name: str) -> dict[str, Any]:
         """What istiod would send this proxy now, as an Envoy config dump (``proxy-status POD`` diffs it)."""
@@ -553,11 +672,16 @@ class ControlPlane:
         assert self.deployments is not None
         pods = list(self.deployments.pods.values())
         want = sum(s.replicas for s in self.deployments.specs.values())
+        if self.has_ztunnel():  # an ambient pod serves once the CNI has handed it to ztunnel
+            ns_labels = self.namespace_labels()
+            if any(ambient.dataplane_mode(p, ns_labels) == "ambient" and not p.ztunnel_ports for p in pods):
+                return False
         return len(pods) >= want and all(p.ready and (p.acked_version >= 1 or not p.spec.sidecar) for p in pods)
 
     def status(self) -> dict[str, Any]:
         assert self.deployments is not None
         pods = []
+        ns_labels = self.namespace_labels()
         for p in sorted(self.deployments.pods.values(), key=lambda p: p.name):
             pods.append(
                 {
@@ -568,9 +692,11 @@ class ControlPlane:
                     "namespace": p.namespace,
                     "ready": p.ready,
                     "sidecar": p.spec.sidecar,
+                    "dataplane": ambient.dataplane_mode(p, ns_labels),
+                    "ztunnel_ports": p.ztunnel_ports,
                     "service_account": p.endpoint()["principal"].rsplit("/", 1)[-1] if p.spec.sidecar else "",
                     "config_version": p.acked_version,
-                    "synced": p.acked_version >= self.version or not p.spec.sidecar,
+                    "synced": p.acked_version >= self.version or not (p.spec.sidecar or p.spec.service == ZTUNNEL),
                     "restarts": p.restarts,
                     "last_error": p.last_error,
                     "probe": p.probe,
@@ -583,6 +709,7 @@ class ControlPlane:
                               "started": self.started},
             "version": self.version,
             "profile": self.profile,
+            "dataplane": "ambient" if self.has_ztunnel() else "sidecar",
             "outbound_policy": self.outbound_policy,
             "gateway_port": self.gateway_port,
             "time_service_port": self.time_service.port,
@@ -616,6 +743,8 @@ class ControlPlane:
         if not specs:  # a fresh mesh: the sample's namespace, accounts and Services come with its pods
             specs = list(deployments)
             self.kube.seed()
+            if self.dataplane == "ambient":
+                self._seed_ambient()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_event.set)
@@ -636,6 +765,15 @@ class ControlPlane:
             await self.deployments.stop_all()
             (self.home / "state.json").unlink(missing_ok=True)
         self.time_service.stop()
+
+    def _seed_ambient(self) -> None:
+        """The ambient profile: the sample's namespace labelled for ambient instead of injection."""
+        for ns in self.store.list("Namespace"):
+            if ns["metadata"]["name"] == "tutorial":
+                labels = {k: v for k, v in (ns["metadata"].get("labels") or {}).items() if k != "istio-injection"}
+                ns = {**ns, "metadata": {**ns["metadata"], "labels": {**labels, ambient.LABEL: "ambient"}}}
+                self.store.put(ns)
+        self.store.save()
 
     async def _serve_api(self, port: int) -> asyncio.base_events.Server:
         """The API on the last control plane's port when free, so running pods find it where it was."""
@@ -688,6 +826,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--outbound", default="REGISTRY_ONLY", choices=["REGISTRY_ONLY", "ALLOW_ANY"])
     parser.add_argument("--gateway-port", type=int, default=0)
     parser.add_argument("--gateway-port-strict", action="store_true", help="fail rather than pick another port")
+    parser.add_argument("--dataplane", default="sidecar", choices=["sidecar", "ambient"])
     args = parser.parse_args(argv)
     home = secure_home(Path(args.home).resolve())
     (home / "logs").mkdir(parents=True, exist_ok=True)
@@ -698,12 +837,17 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cp = ControlPlane(home, args.profile, args.outbound, args.gateway_port)
         cp.gateway_port_strict = args.gateway_port_strict
+        cp.dataplane = args.dataplane
+        specs: tuple[DeploymentSpec, ...] = DEFAULT_DEPLOYMENTS
+        if args.dataplane == "ambient":  # no sidecars in the sample, and the node's ztunnel
+            specs = (*(s if s.gateway else dataclasses.replace(s, sidecar=False) for s in specs),
+                     ambient.ZTUNNEL_SPEC)
         try:
             import uvloop
 
-            uvloop.run(cp.run(DEFAULT_DEPLOYMENTS))
+            uvloop.run(cp.run(specs))
         except ImportError:
-            asyncio.run(cp.run(DEFAULT_DEPLOYMENTS))
+            asyncio.run(cp.run(specs))
     except MeshkitError as exc:
         # a corrupt state file, a CA that does not match its key: one line, no traceback
         print(f"error: {exc}", file=sys.stderr, flush=True)

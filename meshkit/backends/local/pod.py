@@ -84,6 +84,7 @@ class Pod:
         os.environ.pop(OWNER_VERIFIER_ENV, None)
         self.control_headers = {"host": "istiod", "authorization": f"Bearer {token}"}
         self._flushing = asyncio.Lock()  # /flush returns only once a shipment in flight has landed too
+        self.captured: Any = None  # the ambient capture to the node's ztunnel, when enrolled
 
     async def start(self) -> None:
         a = self.args
@@ -356,12 +357,33 @@ class Pod:
         if path == "/flush" and req.method == "POST":
             shipped = await self._flush()
             return Response(200, {"content-type": "application/json"}, json.dumps({"shipped": shipped}).encode())
+        if path == "/capture" and req.method == "POST":
+            return self._capture(req)
         if path == "/ready":
             return Response(200, {"content-type": "text/plain"}, b"LIVE\n")
         if path == PROBE_PATH:
             return await self._probe()
         return Response(404, {"content-type": "text/plain"}, b"unknown admin path\n")
 
+
+    def _capture(self, req: Request) -> Response:
+        """istio-cni enrolling (or releasing) this ambient pod: its app's calls now go to the node's
+        ztunnel, without a restart. A pod with a sidecar never enrolls."""
+        from meshkit.backends.local.ztunnel.capture import Capture
+
+        try:
+            port = int(json.loads(req.body or b"{}").get("outbound") or 0)
+        except (ValueError, TypeError, AttributeError):
+            return Response(400, {"content-type": "text/plain"}, b"outbound: must be a port number\n")
+        if self.sidecar is not None:
+            return Response(409, {"content-type": "text/plain"}, b"a pod with a sidecar is not captured by ztunnel\n")
+        if isinstance(self.captured, Capture):
+            self.captured.close()
+        self.captured = Capture(port) if 0 < port < 65536 else None
+        if self.app is not None:
+            self.app.transport = self.captured
+        return Response(200, {"content-type": "application/json"},
+                        json.dumps({"captured": self.captured is not None}).encode())
 
     async def _probe(self) -> Response:
         """The kubelet's probes, answered as istio-agent answers its rewritten ones: ask the app."""
@@ -386,7 +408,13 @@ class Pod:
 
 def main() -> None:
     args = json.loads(sys.argv[1])
-    pod = Pod(args)
+    pod: Pod
+    if args.get("service") == "ztunnel":
+        from meshkit.backends.local.ztunnel.node import Ztunnel
+
+        pod = Ztunnel(args)
+    else:
+        pod = Pod(args)
 
     async def run() -> None:
         loop = asyncio.get_running_loop()

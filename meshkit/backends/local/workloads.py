@@ -34,6 +34,7 @@ from meshkit.backends.local.trust import OWNER_VERIFIER_ENV, POD_TOKEN_ENV, owne
 
 ALPHABET = string.ascii_lowercase + string.digits
 GATEWAY = "istio-ingressgateway"
+ZTUNNEL = "ztunnel"
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,12 @@ class PodState:
     live_failures: int = 0
     last_error: str = ""  # why the proxy rejected part of its last push (its NACK detail)
     killed: bool = False  # by `meshkit kill` (or a failed liveness probe), not by itself
+    # ambient: the node ztunnel's listeners for this pod (outbound 15001, inbound 15006, hbone 15008)
+    ztunnel_ports: dict[str, int] = field(default_factory=dict)
+    extra_labels: dict[str, str] = field(default_factory=dict)  # `meshkit label pod/NAME k=v`, no restart
+
+    def labels(self) -> dict[str, str]:
+        return {**self.spec.labels(), **self.extra_labels}
 
     @property
     def namespace(self) -> str:
@@ -113,6 +120,14 @@ class PodState:
     def endpoint(self) -> dict[str, Any]:
         """How the registry (and so every proxy) sees this pod."""
         spec = self.spec
+        if self.ztunnel_ports:
+            # an ambient pod: whoever dials it (a sidecar, the gateway, a pod outside the mesh) meets
+            # the node's ztunnel, as the CNI's redirection sends them there (plaintext, or mTLS from sidecars)
+            return {"pod": self.name, "address": "127.0.0.1", "port": self.ztunnel_ports["inbound"],
+                    "tls_port": self.ztunnel_ports["mtls"], "app": spec.labels().get("app", spec.service),
+                    "version": spec.version, "workload": spec.name, "labels": self.labels(),
+                    "principal": f"spiffe://cluster.local/ns/{self.namespace}/sa/{service_account(spec)}",
+                    "ready": self.ready}
         return {
             "pod": self.name,
             "address": "127.0.0.1",
@@ -133,7 +148,8 @@ class PodState:
         rec = self.record
         return {"name": self.name, "deployment": self.deployment, "spec": asdict(self.spec),
                 "pid": rec.pid if rec else 0, "start": rec.start if rec else 0, "ports": self.ports,
-                "ready": self.ready, "restarts": self.restarts, "acked_version": self.acked_version}
+                "ready": self.ready, "restarts": self.restarts, "acked_version": self.acked_version,
+                "extra_labels": self.extra_labels, "ztunnel_ports": self.ztunnel_ports}
 
 
 def service_account(spec: DeploymentSpec) -> str:
@@ -143,6 +159,10 @@ def service_account(spec: DeploymentSpec) -> str:
 
 
 def pod_name(spec: DeploymentSpec) -> str:
+    if spec.service == ZTUNNEL:
+        from meshkit.backends.local.ztunnel.node import daemon_pod_name
+
+        return daemon_pod_name()  # a DaemonSet's pod: no template hash
     suffix = "".join(secrets.choice(ALPHABET) for _ in range(5))
     return f"{spec.name}-{spec.template_hash()}-{suffix}"
 
@@ -211,7 +231,9 @@ class Deployments:
             pod = PodState(data["name"], data["deployment"], spec, proc=AdoptedProcess(rec), record=rec,
                            ports={k: int(v) for k, v in data.get("ports", {}).items()},
                            ready=bool(data.get("ready")) and bool(data.get("ports")),
-                           acked_version=int(data.get("acked_version", 0)), restarts=int(data.get("restarts", 0)))
+                           acked_version=int(data.get("acked_version", 0)), restarts=int(data.get("restarts", 0)),
+                           extra_labels={str(k): str(v) for k, v in (data.get("extra_labels") or {}).items()},
+                           ztunnel_ports={k: int(v) for k, v in (data.get("ztunnel_ports") or {}).items()})
             self.pods[pod.name] = pod
             self._watch_pod(pod)
             adopted.append(pod)

@@ -1,0 +1,67 @@
+"""The ambient pod's traffic capture: what istio-cni's redirection does in the pod's namespace.
+
+An enrolled pod's outbound connections go to its ztunnel's outbound listener (15001). The address the
+app dialed rides as the connection's first line, standing in for ``SO_ORIGINAL_DST`` (loopback here
+cannot keep it in the socket). Everything after that line is the app's own bytes: ztunnel sees L4 only.
+
+Example::
+
+    app.transport = Capture(ztunnel_outbound_port)      # the app's next call goes through ztunnel
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from meshkit.http1 import ClientProtocol, ConnectFailure, Connection, Request, Response, UpstreamReset
+
+
+class Capture:
+    """Send the app's requests through ztunnel, one kept-alive connection pool per dialed address."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.idle: dict[str, deque[Connection]] = {}
+
+    async def _connect(self, target: str) -> Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            _, proto = await asyncio.wait_for(loop.create_connection(ClientProtocol, "127.0.0.1", self.port), 10.0)
+        except (TimeoutError, OSError) as exc:
+            raise ConnectFailure(f"{type(exc).__name__}: {exc}") from exc
+        assert proto.transport is not None
+        proto.transport.write(f"{target}\n".encode())
+        return Connection(proto, ("127.0.0.1", self.port))
+
+    async def __call__(self, req: Request) -> Response:
+        target = req.headers.get("host", "")
+        if ":" not in target:
+            target = f"{target}:80"
+        pool = self.idle.setdefault(target, deque())
+        conn = None
+        while pool:
+            candidate = pool.pop()
+            if candidate.usable:
+                conn = candidate
+                break
+        fresh = conn is None
+        if conn is None:
+            conn = await self._connect(target)
+        try:
+            resp = await conn.roundtrip(req)
+        except UpstreamReset:
+            if fresh or req.stream is not None:
+                raise
+            conn = await self._connect(target)
+            resp = await conn.roundtrip(req)
+        if resp.keep_alive and conn.usable:
+            pool.append(conn)
+        else:
+            conn.close()
+        return resp
+
+    def close(self) -> None:
+        for pool in self.idle.values():
+            while pool:
+                pool.pop().close()

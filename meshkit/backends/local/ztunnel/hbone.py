@@ -1,0 +1,222 @@
+"""HBONE: one TCP connection carried as an HTTP/2 ``CONNECT`` stream over mutual TLS (port 15008).
+
+The client ztunnel opens TLS 1.3 with ALPN ``h2`` presenting the *source* workload's certificate,
+sends ``CONNECT`` with ``:authority`` = the destination pod's ``address:targetPort``, and pipes bytes
+once the destination ztunnel answers 200. A policy denial is a 401 (the client then resets the app's
+connection). One stream per TLS connection keeps this simple; real ztunnel pools them.
+
+Example::
+
+    stream = await open_stream(port, client_ctx, "127.0.0.1:43121")
+    if stream.status == 200:
+        await stream.send(b"GET / HTTP/1.1\\r\\n...")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+import struct
+from collections.abc import Awaitable, Callable
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+
+READ_CHUNK = 65536
+HANDSHAKE_TIMEOUT_S = 10.0
+
+
+def hbone_context(ctx: ssl.SSLContext) -> ssl.SSLContext:
+    """HBONE's TLS: 1.3 only, ALPN h2 (as istiod configures a waypoint's CONNECT listener)."""
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
+
+
+class HboneStream:
+    """The one CONNECT stream of an HTTP/2 connection, as a byte pipe with HTTP/2 flow control."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 conn: h2.connection.H2Connection, stream_id: int) -> None:
+        self.reader, self.writer, self.conn, self.stream_id = reader, writer, conn, stream_id
+        self.status = 0
+        self.inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.window = asyncio.Event()
+        self.reset = False
+        self._pump: asyncio.Future[None] | None = None
+
+    @property
+    def ssl_object(self) -> ssl.SSLObject | None:
+        obj = self.writer.get_extra_info("ssl_object")
+        return obj if isinstance(obj, ssl.SSLObject) else None
+
+    def start(self) -> None:
+        self._pump = asyncio.ensure_future(self._read_loop())
+
+    def _flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data and not self.writer.is_closing():
+            self.writer.write(data)
+
+    def handle(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.DataReceived) and event.stream_id == self.stream_id:
+            self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            self.inbox.put_nowait(event.data)
+        elif isinstance(event, h2.events.StreamEnded) and event.stream_id == self.stream_id:
+            self.inbox.put_nowait(None)
+        elif isinstance(event, h2.events.StreamReset | h2.events.ConnectionTerminated):
+            self.reset = True
+            self.inbox.put_nowait(None)
+            self.window.set()
+        elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
+            self.window.set()
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                data = await self.reader.read(READ_CHUNK)
+                if not data:
+                    break
+                for event in self.conn.receive_data(data):
+                    self.handle(event)
+                self._flush()
+        except (OSError, ssl.SSLError, h2.exceptions.ProtocolError):
+            pass
+        self.reset = self.reset or self.inbox.empty()
+        self.inbox.put_nowait(None)
+        self.window.set()
+
+    async def recv(self) -> bytes | None:
+        """The next bytes from the peer; None at the end of the stream (or a reset)."""
+        return await self.inbox.get()
+
+    async def send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            if self.reset:
+                raise ConnectionResetError("HBONE stream reset")
+            room = min(self.conn.local_flow_control_window(self.stream_id), self.conn.max_outbound_frame_size)
+            if room <= 0:
+                self.window.clear()
+                await self.window.wait()
+                continue
+            self.conn.send_data(self.stream_id, bytes(view[:room]))
+            view = view[room:]
+            self._flush()
+            await self.writer.drain()
+
+    def end(self) -> None:
+        with contextlib.suppress(h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError):
+            self.conn.end_stream(self.stream_id)
+            self._flush()
+
+    def close(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+        self.writer.close()
+
+
+async def open_stream(port: int, ctx: ssl.SSLContext, authority: str,
+                      timeout: float = HANDSHAKE_TIMEOUT_S) -> HboneStream:
+    """Connect to an HBONE listener on 127.0.0.1 and send CONNECT; ``status`` holds the answer."""
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname=None), timeout)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    conn.initiate_connection()
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, [(":method", "CONNECT"), (":authority", authority)])
+    writer.write(conn.data_to_send())
+    stream = HboneStream(reader, writer, conn, sid)
+
+    async def answer() -> None:
+        while not stream.status:
+            data = await reader.read(READ_CHUNK)
+            if not data:
+                raise ConnectionResetError("HBONE peer closed before answering CONNECT")
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    stream.status = int(_headers(event.headers).get(":status", "0"))
+                else:
+                    stream.handle(event)
+            stream._flush()
+
+    try:
+        await asyncio.wait_for(answer(), timeout)
+    except BaseException:
+        writer.close()
+        raise
+    stream.start()
+    return stream
+
+
+#: decides a CONNECT: (stream, authority) -> status to answer; the handler then pipes on 200
+Decide = Callable[[HboneStream, str], Awaitable[int]]
+Serve = Callable[[HboneStream, str], Awaitable[None]]
+
+
+async def serve_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, decide: Decide,
+                       on_open: Serve) -> None:
+    """The server side of one HBONE connection: read the CONNECT, let ``decide`` answer it."""
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+    conn.initiate_connection()
+    writer.write(conn.data_to_send())
+    stream: HboneStream | None = None
+    authority = ""
+    try:
+        async def request() -> None:
+            nonlocal stream, authority
+            while stream is None:
+                data = await reader.read(READ_CHUNK)
+                if not data:
+                    raise ConnectionResetError("closed before CONNECT")
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.RequestReceived) and stream is None:
+                        headers = _headers(event.headers)
+                        stream = HboneStream(reader, writer, conn, event.stream_id)
+                        authority = str(headers.get(":authority", ""))
+                        if headers.get(":method") != "CONNECT":
+                            authority = ""
+                    elif stream is not None:
+                        stream.handle(event)
+                writer.write(conn.data_to_send())
+
+        await asyncio.wait_for(request(), HANDSHAKE_TIMEOUT_S)
+    except (TimeoutError, OSError, ssl.SSLError, h2.exceptions.ProtocolError):
+        writer.close()
+        return
+    assert stream is not None
+    status = await decide(stream, authority) if authority else 400
+    conn.send_headers(stream.stream_id, [(":status", str(status))], end_stream=status != 200)
+    stream._flush()
+    if status != 200:
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.drain()
+        writer.close()
+        return
+    stream.start()
+    try:
+        await on_open(stream, authority)
+    finally:
+        stream.close()
+
+
+def _headers(raw: object) -> dict[str, str]:
+    """h2 gives str pairs with a header_encoding set; typed loosely upstream."""
+    out: dict[str, str] = {}
+    for k, v in raw or []:  # type: ignore[attr-defined]
+        key = k.decode() if isinstance(k, bytes) else str(k)
+        out[key] = v.decode() if isinstance(v, bytes) else str(v)
+    return out
+
+
+def reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP RST, as ztunnel does to the app's connection on a denial (curl exit 56)."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()

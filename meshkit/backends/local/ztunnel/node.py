@@ -1,0 +1,531 @@
+"""The node's ztunnel: one process that carries every ambient pod's traffic on the local node.
+
+As ztunnel does in its in-pod mode, it opens listeners for each enrolled pod, as if inside the pod's
+network namespace: the pod's outbound capture (15001), its plaintext inbound (15006) and its HBONE
+inbound (15008). It holds a certificate for each enrolled workload's identity (its key made here,
+signed by the mesh CA for that pod only), sends each outbound connection over HBONE (HTTP/2 CONNECT
+over mutual TLS) to the destination pod's 15008 with the *source* workload's certificate, picks the
+destination pod round-robin per connection (L4), and enforces L4 AuthorizationPolicy and
+PeerAuthentication STRICT at the destination. Denials reset the caller's connection.
+
+The local stand-in for ``SO_ORIGINAL_DST``: the pod's capture sends the address the app dialed as
+the first line of the redirected connection (``preference:8080\\n``), since loopback redirection
+here cannot keep it in the socket as iptables does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import secrets
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from meshkit.backends.local.ca import WorkloadCert, csr_for, peer_spiffe_id, spiffe_id_for
+from meshkit.backends.local.peerauth import effective_mtls_mode
+from meshkit.backends.local.pod import Pod
+from meshkit.backends.local.probes import PATH as PROBE_PATH
+from meshkit.backends.local.tls import client_context, server_context
+from meshkit.backends.local.trust import owner_only
+from meshkit.backends.local.ztunnel import hbone
+from meshkit.backends.local.ztunnel.policy import L4Policy, Peer, compile_policies, evaluate
+from meshkit.backends.local.ztunnel.telemetry import Connection, Side, ZtunnelTelemetry
+from meshkit.http1 import Request, Response, serve
+
+NODE = "meshkit-control-plane"  # the single node, named as kind names a one-node cluster's node
+TARGET_PORT = 8080  # the sample's containerPort: what policies and the HBONE authority name
+CHUNK = 65536
+Handler = Callable[[str, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@dataclass
+class Enrolled:
+    """One ambient pod as this ztunnel serves it."""
+
+    info: dict[str, Any]
+    cert: WorkloadCert
+    server_ctx: ssl.SSLContext
+    client_ctx: ssl.SSLContext
+    servers: list[asyncio.base_events.Server] = field(default_factory=list)
+    ports: dict[str, int] = field(default_factory=dict)
+
+    def side(self, addr: str) -> Side:
+        i = self.info
+        return Side(addr, i["workload"], i["namespace"], self.cert.spiffe_id, i["labels"].get("app", ""),
+                    i["labels"].get("version", ""))
+
+    def close(self) -> None:
+        for s in self.servers:
+            s.close()
+
+
+def workload_side(w: dict[str, Any], addr: str, service: str = "") -> Side:
+    identity = spiffe_id_for(w["namespace"], w["service_account"]) if w.get("dataplane") != "none" else ""
+    return Side(addr, w["workload"], w["namespace"], identity, w["labels"].get("app", ""),
+                w["labels"].get("version", ""), service)
+
+
+class Ztunnel(Pod):
+    def __init__(self, args: dict[str, Any]) -> None:
+        super().__init__(args)
+        self.enrolled: dict[str, Enrolled] = {}
+        self.config: dict[str, Any] = {"version": 0, "workloads": [], "services": [], "resources": []}
+        self.policies: list[L4Policy] = []
+        self.telemetry = ZtunnelTelemetry()
+        self.rr: dict[str, itertools.count[int]] = {}
+        self.config_version = 0
+        self.connections: dict[int, dict[str, str]] = {}
+        self._announced: dict[str, dict[str, int]] = {}
+
+    # lifecycle ----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        admin = await serve(owner_only(self.admin, self.owner), "127.0.0.1", 0)
+        self.ports["admin"] = admin.sockets[0].getsockname()[1]
+        await self._post("/register", {"pod": self.name, "ports": self.ports})
+        self.log("info", "ztunnel::app", f"ztunnel started on node {NODE}")
+
+    async def run(self) -> None:
+        await self.start()
+        task = asyncio.ensure_future(self._wds_loop())
+        await self.stop_event.wait()
+        task.cancel()
+        for e in self.enrolled.values():
+            e.close()
+
+    def log(self, level: str, target: str, message: str) -> None:
+        stamp = datetime.now().astimezone().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        self.telemetry.write(f"{stamp}\t{level}\t{target}\t{message}")
+
+    async def _wds_loop(self) -> None:
+        while True:
+            try:
+                resp = await self.poller.request(
+                    "GET", f"/xds?pod={self.name}&version={self.config_version}", dict(self.control_headers))
+                if resp.status == 200:
+                    self.config = json.loads(resp.body)
+                    self.policies = compile_policies(self.config.get("resources", []))
+                    await self._reconcile()
+                    self.config_version = int(self.config.get("version", 0))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.log("warn", "xds::client", f"XDS client connection error: {type(exc).__name__}: {exc}")
+                await asyncio.sleep(0.2)
+                self._follow_control_plane()
+
+    async def _reconcile(self) -> None:
+        want = {w["pod"]: w for w in self.config["workloads"] if w.get("dataplane") == "ambient"}
+        for name in [n for n in self.enrolled if n not in want]:
+            self.enrolled.pop(name).close()
+            self.log("info", "inpod::statemanager", f"pod delete request, shutting down proxy pod={name}")
+        for name, w in want.items():
+            if name in self.enrolled:
+                self.enrolled[name].info = w
+                continue
+            try:
+                self.enrolled[name] = await self._enroll(w)
+                self.log("info", "inpod::statemanager", f"pod received, starting proxy pod={name}")
+            except Exception as exc:
+                self.log("error", "inpod::statemanager", f"failed to enroll pod={name}: {exc}")
+        ports = {n: e.ports for n, e in self.enrolled.items()}
+        if ports != self._announced:
+            resp = await self._post("/ztunnel/ports", {"pod": self.name, "workloads": ports})
+            if resp.status == 200:
+                self._announced = ports
+
+    async def _enroll(self, w: dict[str, Any]) -> Enrolled:
+        cert = await self._workload_cert(w)
+        e = Enrolled(w, cert, hbone.hbone_context(server_context(cert)), hbone.hbone_context(client_context(cert)))
+        name = w["pod"]
+        out = await asyncio.start_server(self._guard(self._outbound, name), "127.0.0.1", 0)
+        plain = await asyncio.start_server(self._guard(self._inbound_plain, name), "127.0.0.1", 0)
+        tunnel = await asyncio.start_server(self._guard(self._inbound_hbone, name), "127.0.0.1", 0,
+                                            ssl=e.server_ctx)
+        # a sidecar (the ingress gateway) calling an ambient pod: Istio mTLS, ended here (Istio's sidecars
+        # send HBONE to ambient pods; the local sidecar speaks its own mTLS, the identity checks are the same)
+        mtls = await asyncio.start_server(self._guard(self._inbound_mtls, name), "127.0.0.1", 0,
+                                          ssl=server_context(cert))
+        e.servers = [out, plain, tunnel, mtls]
+        e.ports = {"outbound": out.sockets[0].getsockname()[1], "inbound": plain.sockets[0].getsockname()[1],
+                   "hbone": tunnel.sockets[0].getsockname()[1], "mtls": mtls.sockets[0].getsockname()[1]}
+        return e
+
+    def _guard(self, handler: Handler, pod: str) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                                             Awaitable[None]]:
+        """A connection handler that ends quietly: a failure is a log line and a reset, never a traceback."""
+
+        async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await handler(pod, reader, writer)
+            except asyncio.CancelledError:
+                writer.transport.abort()  # the process is stopping
+            except Exception as exc:
+                self.log("error", "proxy", f"connection failed: {type(exc).__name__}: {exc}")
+                hbone.reset(writer)
+
+        return run
+
+    async def _workload_cert(self, w: dict[str, Any]) -> WorkloadCert:
+        """A certificate for a pod on this node: ztunnel's key, the pod's identity, the CA's signature.
+        Pods of one service account share it, as ztunnel keeps one certificate per identity."""
+        spiffe = spiffe_id_for(w["namespace"], w["service_account"])
+        for e in self.enrolled.values():
+            if e.cert.spiffe_id == spiffe and e.cert.is_valid(time.time()):
+                return e.cert
+        key = ec.generate_private_key(ec.SECP256R1())
+        resp = await self._post("/certs", {"pod": w["pod"],
+                                           "csr": csr_for(key, spiffe_id_for(w["namespace"], w["service_account"]))})
+        if resp.status != 200:
+            raise RuntimeError(f"the CA refused the CSR: {resp.status} {resp.body[:200]!r}")
+        d = json.loads(resp.body)
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+        return WorkloadCert(d["spiffe_id"], datetime.fromisoformat(d["not_before"]),
+                            datetime.fromisoformat(d["not_after"]), int(d["serial_number"]), d["issuer"],
+                            d["cert_pem"], d["root_pem"], pem)
+
+    # registry -----------------------------------------------------------------------------------
+    def _resolve(self, host: str, namespace: str) -> dict[str, Any] | None:
+        parts = host.split(".")
+        ns = parts[1] if len(parts) > 1 and parts[1] != "svc" else namespace
+        for svc in self.config["services"]:
+            if svc["name"] == parts[0] and svc.get("namespace", "tutorial") == ns:
+                return dict(svc)
+        return None
+
+    def _endpoints(self, svc: dict[str, Any]) -> list[dict[str, Any]]:
+        selector = svc.get("selector") or {}
+        return [w for w in self.config["workloads"]
+                if w["namespace"] == svc.get("namespace", "tutorial") and w.get("ready") and selector
+                and all(w["labels"].get(k) == v for k, v in selector.items())]
+
+    # outbound: the source pod's capture ------------------------------------------------------------
+    async def _outbound(self, pod: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        src_addr = "127.0.0.1:{}".format(writer.get_extra_info("peername")[1])
+        e = self.enrolled.get(pod)
+        try:
+            line = await asyncio.wait_for(reader.readline(), 5.0)
+        except (TimeoutError, OSError, ValueError):
+            hbone.reset(writer)
+            return
+        target = line.decode(errors="replace").strip()
+        host, _, _port_text = target.rpartition(":")
+        if e is None or not host:
+            hbone.reset(writer)
+            return
+        svc = self._resolve(host, e.info["namespace"])
+        if svc is None:
+            self.log("warn", "access", f'connection failed\tsrc.addr={src_addr} dst.addr={target} '
+                     'error="unknown service"')
+            hbone.reset(writer)
+            return
+        fqdn = f"{svc['name']}.{svc.get('namespace', 'tutorial')}.svc.cluster.local"
+        eps = self._endpoints(svc)
+        if not eps:
+            self.log("warn", "access", f'connection failed\tsrc.addr={src_addr} dst.service="{fqdn}" '
+                     'error="no healthy upstream"')
+            hbone.reset(writer)
+            return
+        counter = self.rr.setdefault(fqdn, itertools.count())
+        dst = eps[next(counter) % len(eps)]  # L4 round-robin, one pick per connection
+        if dst.get("dataplane") == "ambient" and dst.get("hbone_port"):
+            await self._outbound_hbone(e, src_addr, reader, writer, dst, fqdn)
+        else:
+            await self._outbound_plain(e, src_addr, reader, writer, dst, fqdn)
+
+    async def _outbound_hbone(self, e: Enrolled, src_addr: str, reader: asyncio.StreamReader,
+                              writer: asyncio.StreamWriter, dst: dict[str, Any], fqdn: str) -> None:
+        authority = f"127.0.0.1:{dst['app_port']}"
+        c = Connection("outbound", e.side(src_addr), workload_side(dst, f"127.0.0.1:{dst['hbone_port']}", fqdn),
+                       "mutual_tls", authority)
+        try:
+            stream = await hbone.open_stream(int(dst["hbone_port"]), e.client_ctx, authority)
+        except Exception as exc:
+            self.telemetry.opened(c, "CONNECT")
+            self.telemetry.closed(c, 0, 0, "CONNECT", f"connection failed: {type(exc).__name__}: {exc}")
+            hbone.reset(writer)
+            return
+        peer = peer_spiffe_id(stream.ssl_object)
+        if peer != c.dst.identity:
+            stream.close()
+            self.telemetry.opened(c, "IDENTITY_ERROR")
+            self.telemetry.closed(c, 0, 0, "IDENTITY_ERROR", f"identity verification error: peer is {peer}")
+            hbone.reset(writer)
+            return
+        if stream.status != 200:
+            stream.close()
+            self.telemetry.opened(c, "DENY")
+            reason = "Unauthorized" if stream.status == 401 else "error"
+            self.telemetry.closed(c, 0, 0, "DENY", f"http status: {stream.status} {reason}")
+            hbone.reset(writer)  # the app sees a reset, never an HTTP status
+            return
+        self.telemetry.opened(c)
+        sent, received = await self._pipe_stream(reader, writer, stream, c)
+        self.telemetry.closed(c, sent, received)
+
+    async def _outbound_plain(self, e: Enrolled, src_addr: str, reader: asyncio.StreamReader,
+                              writer: asyncio.StreamWriter, dst: dict[str, Any], fqdn: str) -> None:
+        """To a pod ztunnel cannot tunnel to (a sidecar pod, or one outside the mesh): plain TCP."""
+        c = Connection("outbound", e.side(src_addr), workload_side(dst, f"127.0.0.1:{dst['port']}", fqdn), "unknown")
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", int(dst["port"]))
+        except OSError as exc:
+            self.telemetry.opened(c, "CONNECT")
+            self.telemetry.closed(c, 0, 0, "CONNECT", f"connection failed: {exc}")
+            hbone.reset(writer)
+            return
+        self.telemetry.opened(c)
+        sent, received = await _pipe_tcp(reader, writer, up_r, up_w)
+        self.telemetry.closed(c, sent, received)
+
+    # inbound: the destination pod's 15008 and 15006 ------------------------------------------------
+    async def _inbound_hbone(self, pod: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        e = self.enrolled.get(pod)
+        if e is None:
+            writer.close()
+            return
+        ssl_object = writer.get_extra_info("ssl_object")
+        identity = peer_spiffe_id(ssl_object) or ""
+        src_addr = "127.0.0.1:{}".format(writer.get_extra_info("peername")[1])
+        src = self._side_of_identity(identity, src_addr)
+        c = Connection("inbound", src, e.side(f"127.0.0.1:{e.ports['hbone']}"), "mutual_tls")
+
+        async def decide(stream: hbone.HboneStream, authority: str) -> int:
+            c.hbone_addr = authority
+            if not e.info.get("app_port") or authority != f"127.0.0.1:{e.info['app_port']}":
+                self.telemetry.opened(c, "CONNECT")
+                self.telemetry.closed(c, 0, 0, "CONNECT", f"unknown destination {authority}")
+                return 400
+            decision = evaluate(self.policies, self._peer(e), identity, "127.0.0.1")
+            if not decision.allowed:
+                self.telemetry.opened(c, "DENY")
+                self.telemetry.closed(c, 0, 0, "DENY", f"connection closed due to policy rejection: {decision.reason}")
+                return 401
+            return 200
+
+        async def on_open(stream: hbone.HboneStream, authority: str) -> None:
+            try:
+                up_r, up_w = await asyncio.open_connection("127.0.0.1", int(e.info["app_port"]))
+            except OSError as exc:
+                self.telemetry.closed(c, 0, 0, "CONNECT", f"connection failed: {exc}")
+                return
+            self.telemetry.opened(c)
+            sent, received = await self._pipe_stream(up_r, up_w, stream, c, inbound=True)
+            self.telemetry.closed(c, sent, received)
+
+        await hbone.serve_stream(reader, writer, decide, on_open)
+
+    async def _inbound_plain(self, pod: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A caller outside the mesh reaching the pod directly: only STRICT and L4 policy stop it."""
+        e = self.enrolled.get(pod)
+        src_addr = "127.0.0.1:{}".format(writer.get_extra_info("peername")[1])
+        if e is None:
+            hbone.reset(writer)
+            return
+        c = Connection("inbound", Side(src_addr), e.side(f"127.0.0.1:{e.info['app_port']}"), "unknown")
+        mode = effective_mtls_mode(self.config.get("resources", []), e.info["namespace"], e.info["labels"],
+                                   TARGET_PORT)
+        if mode == "STRICT":
+            self.telemetry.opened(c, "DENY")
+            self.telemetry.closed(c, 0, 0, "DENY", "connection closed due to policy rejection: "
+                                  "explicitly denied by: istio-system/istio_converted_static_strict")
+            hbone.reset(writer)
+            return
+        decision = evaluate(self.policies, self._peer(e), None, "127.0.0.1")
+        if not decision.allowed:
+            self.telemetry.opened(c, "DENY")
+            self.telemetry.closed(c, 0, 0, "DENY", f"connection closed due to policy rejection: {decision.reason}")
+            hbone.reset(writer)
+            return
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", int(e.info["app_port"]))
+        except OSError:
+            hbone.reset(writer)
+            return
+        self.telemetry.opened(c)
+        received, sent = await _pipe_tcp(reader, writer, up_r, up_w)
+        self.telemetry.closed(c, sent, received)
+
+    async def _inbound_mtls(self, pod: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        e = self.enrolled.get(pod)
+        if e is None:
+            hbone.reset(writer)
+            return
+        identity = peer_spiffe_id(writer.get_extra_info("ssl_object")) or ""
+        src = self._side_of_identity(identity, "127.0.0.1:{}".format(writer.get_extra_info("peername")[1]))
+        c = Connection("inbound", src, e.side(f"127.0.0.1:{e.ports['mtls']}"), "mutual_tls")
+        decision = evaluate(self.policies, self._peer(e), identity, "127.0.0.1")
+        if not decision.allowed:
+            self.telemetry.opened(c, "DENY")
+            self.telemetry.closed(c, 0, 0, "DENY", f"connection closed due to policy rejection: {decision.reason}")
+            hbone.reset(writer)
+            return
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", int(e.info["app_port"]))
+        except OSError:
+            hbone.reset(writer)
+            return
+        self.telemetry.opened(c)
+        received, sent = await _pipe_tcp(reader, writer, up_r, up_w)
+        self.telemetry.closed(c, sent, received)
+
+    def _peer(self, e: Enrolled) -> Peer:
+        return Peer(e.info["namespace"], e.info["labels"], TARGET_PORT)
+
+    def _side_of_identity(self, identity: str, addr: str) -> Side:
+        for w in self.config["workloads"]:
+            if w.get("dataplane") == "ambient" and spiffe_id_for(w["namespace"], w["service_account"]) == identity:
+                return workload_side(w, addr)
+        ns = identity.split("/ns/", 1)[-1].split("/", 1)[0] if "/ns/" in identity else ""
+        return Side(addr, namespace=ns, identity=identity)
+
+    async def _pipe_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                           stream: hbone.HboneStream, c: Connection, inbound: bool = False) -> tuple[int, int]:
+        """Bytes between a local socket and an HBONE stream. Returns (sent, received) as the
+        reporting side counts them: outbound, what the source sent; inbound, what the pod sent back."""
+        to_stream = 0
+        from_stream = 0
+        key = id(c)
+        self.connections[key] = {"workload": c.src.workload if not inbound else c.dst.workload,
+                                 "direction": c.direction, "local": c.src.addr if not inbound else c.dst.addr,
+                                 "remote": c.dst.addr if not inbound else c.src.addr,
+                                 "target": c.hbone_addr, "protocol": "HBONE"}
+
+        async def up() -> None:
+            nonlocal to_stream
+            try:
+                while data := await reader.read(CHUNK):
+                    await stream.send(data)
+                    to_stream += len(data)
+            except (OSError, ConnectionError):
+                pass
+            stream.end()
+
+        async def down() -> None:
+            nonlocal from_stream
+            try:
+                while (data := await stream.recv()) is not None:
+                    writer.write(data)
+                    from_stream += len(data)
+                    await writer.drain()
+            except (OSError, ConnectionError):
+                pass
+            if stream.reset:
+                hbone.reset(writer)
+            else:
+                with contextlib.suppress(OSError):
+                    if writer.can_write_eof():
+                        writer.write_eof()
+
+        try:
+            await asyncio.gather(up(), down())
+        finally:
+            self.connections.pop(key, None)
+            stream.close()
+            writer.close()
+        # outbound the socket is the source app's, inbound the destination pod's: either way what went into
+        # the stream was sent by the reporting side and what came out of it was received
+        return to_stream, from_stream
+
+    # admin (the pod's localhost:15000 and :15020/metrics) ------------------------------------------
+    async def admin(self, req: Request) -> Response:
+        path = req.path.split("?", 1)[0]
+        if path in ("/stats/prometheus", "/metrics"):
+            return Response(200, {"content-type": "text/plain; version=0.0.4"}, self.telemetry.exposition().encode())
+        if path == "/config_dump":
+            return Response(200, {"content-type": "application/json"}, json.dumps(self.config_dump()).encode())
+        if path in ("/app_log", "/access_log"):
+            lines = list(self.telemetry.log)
+            since = req.path.partition("since=")[2]
+            if since.isdigit():
+                lines = lines[max(0, len(lines) - (self.telemetry.logged - int(since))):]
+            text = ("\n".join(lines) + "\n") if lines else ""
+            return Response(200, {"content-type": "text/plain", "x-log-lines": str(self.telemetry.logged)},
+                            text.encode())
+        if path in ("/ready", "/healthz/ready"):
+            return Response(200, {"content-type": "text/plain"}, b"ready\n")
+        if path == PROBE_PATH:
+            body = json.dumps({"ready": True, "live": True, "detail": "", "config_version": self.config_version})
+            return Response(200, {"content-type": "application/json"}, body.encode())
+        if path == "/flush" and req.method == "POST":
+            return Response(200, {"content-type": "application/json"}, b'{"shipped": 0}')
+        return Response(404, {"content-type": "text/plain"}, b"unknown admin path\n")
+
+    def config_dump(self) -> dict[str, Any]:
+        """What ``istioctl ztunnel-config all -o json`` reads: workloads, services, policies, certificates."""
+        now = time.time()
+        certs = []
+        for c in {e.cert.spiffe_id: e.cert for e in self.enrolled.values()}.values():
+            certs.append({"identity": c.spiffe_id, "state": "Available" if c.is_valid(now) else "Unavailable",
+                          "certChain": [
+                              {"type": "Leaf", "serialNumber": format(c.serial_number, "x"),
+                               "validFrom": c.not_before.isoformat(), "expirationTime": c.not_after.isoformat(),
+                               "valid": c.is_valid(now)},
+                              {"type": "Root", "serialNumber": "", "validFrom": "", "expirationTime": "",
+                               "valid": True}]})
+        workloads = []
+        for w in self.config["workloads"]:
+            protocol = "HBONE" if w.get("dataplane") == "ambient" else "TCP"
+            workloads.append({"name": w["pod"], "namespace": w["namespace"], "workloadIps": ["127.0.0.1"],
+                              "node": NODE, "protocol": protocol, "serviceAccount": w["service_account"],
+                              "workloadName": w["workload"], "canonicalName": w["labels"].get("app", ""),
+                              "status": "Healthy" if w.get("ready") else "Unhealthy", "waypoint": None,
+                              "ports": {k: v for k, v in self.enrolled[w["pod"]].ports.items()}
+                              if w["pod"] in self.enrolled else {}})
+        services = []
+        for svc in self.config["services"]:
+            eps = [w for w in self.config["workloads"]
+                   if w["namespace"] == svc.get("namespace", "tutorial") and svc.get("selector")
+                   and all(w["labels"].get(k) == v for k, v in svc["selector"].items())]
+            services.append({"name": svc["name"], "namespace": svc.get("namespace", "tutorial"),
+                             "hostname": f"{svc['name']}.{svc.get('namespace', 'tutorial')}.svc.cluster.local",
+                             "vips": [svc.get("vip", "")], "ports": {str(svc.get("port", 8080)): 8080},
+                             "endpoints": {w["pod"]: {"status": "Healthy" if w.get("ready") else "Unhealthy"}
+                                           for w in eps}, "waypoint": None})
+        policies = [{"name": p.name, "namespace": p.namespace, "action": p.action, "scope": p.scope,
+                     "rules": p.rules} for p in self.policies]
+        return {"workloads": workloads, "services": services, "policies": policies, "certificates": certs,
+                "connections": list(self.connections.values())}
+
+
+async def _pipe_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    up_r: asyncio.StreamReader, up_w: asyncio.StreamWriter) -> tuple[int, int]:
+    """Plain TCP both ways. Returns (bytes from ``reader`` to upstream, bytes back)."""
+    counts = [0, 0]
+
+    async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter, i: int) -> None:
+        try:
+            while data := await src.read(CHUNK):
+                dst.write(data)
+                counts[i] += len(data)
+                await dst.drain()
+            if dst.can_write_eof():
+                dst.write_eof()
+        except (OSError, ConnectionError):
+            hbone.reset(dst)
+
+    try:
+        await asyncio.gather(copy(reader, up_w, 0), copy(up_r, writer, 1))
+    finally:
+        writer.close()
+        up_w.close()
+    return counts[0], counts[1]
+
+
+def daemon_pod_name() -> str:
+    """``ztunnel-xxxxx``: a DaemonSet's pod name (no template hash, five random characters)."""
+    alphabet = "bcdfghjklmnpqrstvwxz2456789"
+    return "ztunnel-" + "".join(secrets.choice(alphabet) for _ in range(5))
+
+
+__all__ = ["NODE", "Ztunnel", "daemon_pod_name"]
+

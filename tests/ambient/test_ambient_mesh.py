@@ -1,0 +1,157 @@
+"""Ambient mode on a real local mesh: enrollment, HBONE mTLS through ztunnel, L4 policy, telemetry.
+
+One mesh (``up --dataplane ambient``) for the module; each test leaves it as it found it.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+import meshkit
+from meshkit.mesh import Mesh
+from tests.local.conftest import stop_mesh
+
+STRICT = {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+          "metadata": {"name": "default", "namespace": "tutorial"}, "spec": {"mtls": {"mode": "STRICT"}}}
+RESET = "curl: (56) Recv failure: Connection reset by peer"
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    m = meshkit.up(home=str(tmp_path_factory.mktemp("ambient")), dataplane="ambient")
+    m.deploy("curl", "v1", sidecar=False)
+    yield m
+    stop_mesh(m)
+
+
+@pytest.fixture
+def clean(mesh: Mesh) -> Iterator[Mesh]:
+    yield mesh
+    mesh.reset()
+    mesh.backend.wait_synced()  # type: ignore[attr-defined]
+
+
+def _pod(mesh: Mesh, app: str) -> meshkit.backends.base.Pod:  # type: ignore[name-defined]
+    return next(p for p in mesh.pods() if p.app == app)
+
+
+def _apply(mesh: Mesh, tmp_path: Path, *docs: dict) -> None:
+    path = tmp_path / "res.yaml"
+    path.write_text(yaml.safe_dump_all(docs))
+    mesh.apply(str(path))
+    mesh.backend.wait_synced()  # type: ignore[attr-defined]
+
+
+def _ztunnel_log(mesh: Mesh) -> list[str]:
+    return mesh.backend.app_log(_pod(mesh, "ztunnel").name).splitlines()  # type: ignore[attr-defined]
+
+
+def _curl(mesh: Mesh, url: str) -> tuple[int, str]:
+    return mesh.exec(_pod(mesh, "curl").name, url)
+
+
+def test_up_ambient_enrolls_the_sample_without_sidecars(mesh: Mesh) -> None:
+    pods = {p.app: p for p in mesh.pods()}
+    assert re.fullmatch(r"ztunnel-[a-z0-9]{5}", pods["ztunnel"].name)  # a DaemonSet's pod, one per node
+    assert pods["ztunnel"].namespace == "istio-system"
+    for app in ("customer", "preference", "recommendation", "curl"):
+        assert not pods[app].sidecar and pods[app].extra["dataplane"] == "ambient"
+    assert pods["istio-ingressgateway"].extra["dataplane"] == "sidecar"
+    rows = mesh.ztunnel_config("workloads")
+    assert rows[0] == ("NAMESPACE", "POD NAME", "ADDRESS", "NODE", "WAYPOINT", "PROTOCOL")
+    by_pod = {r[1]: r for r in rows[1:]}
+    assert by_pod[pods["preference"].name][3:] == ("meshkit-control-plane", "None", "HBONE")
+    status, body = _curl(mesh, "http://customer:8080/")
+    assert status == 200 and body.startswith("customer => preference => recommendation v"), body
+
+
+def test_opt_out_and_back_without_restarting_the_app(mesh: Mesh) -> None:
+    pod = next(p for p in mesh.pods() if p.deployment == "recommendation-v2")
+    pid = pod.extra["pid"]
+    mesh.label("Pod", pod.name, {"istio.io/dataplane-mode": "none"})
+    mesh.backend.wait_synced()  # type: ignore[attr-defined]
+    moved = next(p for p in mesh.pods() if p.name == pod.name)
+    assert moved.extra["dataplane"] == "none" and moved.extra["pid"] == pid and not moved.extra["ztunnel_ports"]
+    assert dict((r[1], r[5]) for r in mesh.ztunnel_config("workloads")[1:])[pod.name] == "TCP"
+    # still reachable, but no longer over HBONE: the caller's ztunnel sends it plain TCP
+    bodies = {_curl(mesh, "http://recommendation:8080/")[1].split(" from ")[0] for _ in range(2)}
+    assert bodies == {"recommendation v1", "recommendation v2"}
+    out = [line for line in _ztunnel_log(mesh) if 'dst.workload="recommendation-v2"' in line][-1]
+    assert 'direction="outbound"' in out and "src.identity" not in out and "dst.identity" not in out
+    mesh.label("Pod", pod.name, {"istio.io/dataplane-mode": None})
+    mesh.backend.wait_synced()  # type: ignore[attr-defined]
+    back = next(p for p in mesh.pods() if p.name == pod.name)
+    assert back.extra["dataplane"] == "ambient" and back.extra["pid"] == pid and back.extra["ztunnel_ports"]
+    before = len(_ztunnel_log(mesh))
+    for _ in range(2):
+        assert _curl(mesh, "http://recommendation:8080/")[0] == 200
+    assert any('dst.workload="recommendation-v2"' in line and 'direction="inbound"' in line
+               and 'src.identity="spiffe://cluster.local/ns/tutorial/sa/curl"' in line
+               for line in _ztunnel_log(mesh)[before:])
+
+
+def test_sidecar_pods_never_enroll(mesh: Mesh) -> None:
+    name = mesh.deploy("recommendation", "v9", sidecar=True)
+    try:
+        pod = next(p for p in mesh.pods() if p.deployment == name)
+        assert pod.sidecar and pod.extra["dataplane"] == "sidecar" and not pod.extra["ztunnel_ports"]
+        assert pod.name not in {r[1] for r in mesh.ztunnel_config("workloads")[1:] if r[5] == "HBONE"}
+    finally:
+        mesh.backend.undeploy(name)  # type: ignore[attr-defined]
+
+
+def test_mtls_between_ambient_pods_identity_from_the_certificate(mesh: Mesh) -> None:
+    status, _ = _curl(mesh, "http://preference:8080/")
+    assert status == 200
+    inbound = [line for line in _ztunnel_log(mesh) if 'direction="inbound"' in line
+               and 'dst.workload="preference-v1"' in line][-1]
+    # the source identity is the one the client's certificate carries (verified by the mesh root)
+    assert 'src.identity="spiffe://cluster.local/ns/tutorial/sa/curl"' in inbound
+    assert 'dst.identity="spiffe://cluster.local/ns/tutorial/sa/preference"' in inbound
+    assert re.search(r'dst.hbone_addr="127\.0\.0\.1:\d+"', inbound)
+    certs = mesh.ztunnel_config("certificates")
+    assert ("spiffe://cluster.local/ns/tutorial/sa/curl", "Leaf", "Available", "true") in {r[:4] for r in certs}
+    # the HBONE port refuses a client without a mesh certificate
+    hbone = _pod(mesh, "preference").extra["ztunnel_ports"]["hbone"]
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2"])
+    with socket.create_connection(("127.0.0.1", hbone), timeout=5) as raw, \
+            pytest.raises((ssl.SSLError, ConnectionError)), ctx.wrap_socket(raw) as tls:
+        tls.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        if not tls.recv(1024):
+            raise ConnectionResetError("closed")
+
+
+def test_l4_round_robin_per_connection(mesh: Mesh) -> None:
+    seen = [_curl(mesh, "http://recommendation:8080/")[1].split(" from ")[0] for _ in range(4)]
+    # one pick per connection, in turn: v1 and v2 alternate
+    assert set(seen) == {"recommendation v1", "recommendation v2"}
+    assert seen[0] != seen[1] and seen[1] != seen[2]
+
+
+def test_non_mesh_client_reaches_the_pod_directly_and_strict_refuses_it(clean: Mesh, tmp_path: Path) -> None:
+    mesh = clean
+    curl = _pod(mesh, "curl")
+    mesh.label("Pod", curl.name, {"istio.io/dataplane-mode": "none"})
+    try:
+        mesh.backend.wait_synced()  # type: ignore[attr-defined]
+        assert _curl(mesh, "http://preference:8080/")[0] == 200
+        line = _ztunnel_log(mesh)[-1]
+        assert 'direction="inbound"' in line and "src.identity" not in line  # plaintext: no identity
+        _apply(mesh, tmp_path, STRICT)
+        assert _curl(mesh, "http://preference:8080/") == (0, RESET)
+        assert 'error="connection closed due to policy rejection' in _ztunnel_log(mesh)[-1]
+    finally:
+        mesh.label("Pod", curl.name, {"istio.io/dataplane-mode": None})
+        mesh.backend.wait_synced()  # type: ignore[attr-defined]
+    # ambient to ambient is mutual TLS: STRICT lets it through, and so the gateway (mTLS from its sidecar)
+    assert _curl(mesh, "http://preference:8080/")[0] == 200
+    assert mesh.backend.exec_request(curl.name, "http://customer:8080/")[0] == 200  # type: ignore[attr-defined]
