@@ -15,6 +15,11 @@
 #
 # A **DestinationRule** names *subsets* of a service's pods (by label); a **VirtualService** says
 # which subset gets which request. Routing happens in the *caller's* sidecar: here, preference's.
+#
+# Every step also exists in the **Kubernetes Gateway API** form istio.io now teaches first: set
+# `API = "gateway"` below and the lab applies **HTTPRoutes** bound to the recommendation Service
+# instead. An HTTPRoute has no subsets; it splits traffic between Services, one per version
+# (`recommendation-v1`, `recommendation-v2`, like Istio's `bookinfo-versions.yaml`).
 
 # %% tags=["parameters"]
 BACKEND = None      # None: $MESHKIT_BACKEND, else what this mesh home last ran, else "local"
@@ -22,24 +27,32 @@ BACKEND = None      # None: $MESHKIT_BACKEND, else what this mesh home last ran,
 CONTEXT = None      # kube: the kubectl context (None: $MESHKIT_CONTEXT)
 NAMESPACE = None    # kube: your own namespace (None: $MESHKIT_NAMESPACE)
 FAST = False        # True scales delays and request counts down (CI, quick demos)
+API = "istio"       # "istio": VirtualService + DestinationRule; "gateway": Kubernetes Gateway API HTTPRoute
 
 # %%
+from functools import partial
+
 from meshkit import lab
 from meshkit.lab import check
 
 mesh = lab.setup(backend=BACKEND, context=CONTEXT, namespace=NAMESPACE)
 FAST = FAST or lab.fast()          # MESHKIT_LAB_FAST=1 (CI, a quick demo) scales every lab down
 T = 0.1 if FAST else 1.0          # time scale: delays and timeouts of the tutorial × T
+GATEWAY_API = API == "gateway"
+rule = partial(lab.pick, API)      # rule(istio_file, gateway_file): the step's file in this lab's API
 
 # %% [markdown]
 # ## 1 · All traffic to v1
 
 # %%
-lab.show("virtual-service-recommendation-v1.yaml")
+lab.show(rule("virtual-service-recommendation-v1.yaml", "httproute-recommendation-v1.yaml"))
 
 # %%
-print(*mesh.apply(lab.istiofile("destination-rule-recommendation-v1-v2.yaml"),
-                  lab.istiofile("virtual-service-recommendation-v1.yaml")), sep="\n")
+if GATEWAY_API:
+    print(*mesh.apply(lab.istiofile("httproute-recommendation-v1.yaml")), sep="\n")
+else:
+    print(*mesh.apply(lab.istiofile("destination-rule-recommendation-v1-v2.yaml"),
+                      lab.istiofile("virtual-service-recommendation-v1.yaml")), sep="\n")
 check.all_to(mesh, "v1")
 
 # %% [markdown]
@@ -49,10 +62,11 @@ check.all_to(mesh, "v1")
 # statistical: over 1,000 requests v2 answers about 10 % of them.
 
 # %%
-lab.show("virtual-service-recommendation-v1_and_v2.yaml")
+lab.show(rule("virtual-service-recommendation-v1_and_v2.yaml", "httproute-recommendation-v1_and_v2.yaml"))
 
 # %%
-mesh.apply(lab.istiofile("virtual-service-recommendation-v1_and_v2.yaml"))
+mesh.apply(lab.istiofile(rule("virtual-service-recommendation-v1_and_v2.yaml",
+                              "httproute-recommendation-v1_and_v2.yaml")))
 check.canary(mesh, v2=10)
 
 # %% [markdown]
@@ -63,7 +77,7 @@ check.canary(mesh, v2=10)
 # %%
 from meshkit.widgets import traffic_panel, weights_panel
 
-weights = weights_panel(mesh, weights={"v1": 90, "v2": 10}, with_subsets=True)
+weights = weights_panel(mesh, weights={"v1": 90, "v2": 10}, with_subsets=True, api=API)
 weights
 
 # %%
@@ -89,10 +103,11 @@ traffic.stop()
 # rule on recommendation can match it with a regex. Everyone else goes to v1.
 
 # %%
-lab.show("virtual-service-recommendation-safari-v2.yaml")
+lab.show(rule("virtual-service-recommendation-safari-v2.yaml", "httproute-recommendation-safari-v2.yaml"))
 
 # %%
-mesh.apply(lab.istiofile("virtual-service-recommendation-safari-v2.yaml"))
+mesh.apply(lab.istiofile(rule("virtual-service-recommendation-safari-v2.yaml",
+                              "httproute-recommendation-safari-v2.yaml")))
 safari = {"user-agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) Version/17.0 Safari/605.1.15"}
 check.header_routing(mesh, safari, "v2", otherwise="v1")
 
@@ -118,10 +133,11 @@ print(json.dumps([{"match": r["match"], "cluster": r["route"]["cluster"]} for r 
 # thrown away. v2's log shows it working on real traffic no user sees.
 
 # %%
-lab.show("virtual-service-recommendation-v1-mirror-v2.yaml")
+lab.show(rule("virtual-service-recommendation-v1-mirror-v2.yaml", "httproute-recommendation-v1-mirror-v2.yaml"))
 
 # %%
-mesh.apply(lab.istiofile("virtual-service-recommendation-v1-mirror-v2.yaml"))
+mesh.apply(lab.istiofile(rule("virtual-service-recommendation-v1-mirror-v2.yaml",
+                              "httproute-recommendation-v1-mirror-v2.yaml")))
 check.mirroring(mesh, served="v1", mirror="v2")
 
 # %% [markdown]
@@ -144,8 +160,11 @@ print(lab.logs(mesh, "recommendation-v2", tail=3))
 
 # %%
 mesh.deploy("recommendation", "v3")
-mesh.apply(lab.istiofile("destination-rule-recommendation-v1-v2-v3.yaml"),
-           lab.istiofile("virtual-service-recommendation-v3.yaml"))
+if GATEWAY_API:
+    mesh.apply(lab.istiofile("httproute-recommendation-v3.yaml"))
+else:
+    mesh.apply(lab.istiofile("destination-rule-recommendation-v1-v2-v3.yaml"),
+               lab.istiofile("virtual-service-recommendation-v3.yaml"))
 check.egress_blocked(mesh)
 
 # %% [markdown]
@@ -174,9 +193,25 @@ check.egress_open(mesh)
 with lab.solution():
     from meshkit.widgets import header_panel
 
-    panel = header_panel(mesh, value=".*Firefox.*")
+    panel = header_panel(mesh, value=".*Firefox.*", api=API)
     panel.apply()
     check.header_routing(mesh, {"user-agent": "Mozilla/5.0 Firefox/120.0"}, "v2", otherwise="v1")
+
+# %% [markdown]
+# ## What has no Gateway API form
+#
+# The Gateway API covers routing — matches, weights, header edits, redirects, rewrites, mirroring,
+# timeouts (and retries in its experimental channel) — but not the rest of the book:
+#
+# * **Fault injection** (delays and aborts): no HTTPRoute field; istio.io's request-timeouts task
+#   injects its delay with a VirtualService even in its Gateway API tab.
+# * **Subsets**: an HTTPRoute names Services, so versions need a Service each; a DestinationRule still
+#   defines subsets for VirtualServices.
+# * **Circuit breakers, outlier detection, load-balancer choice, connection pools, TLS to the
+#   upstream**: traffic *policy* is a DestinationRule's job in either form.
+#
+# And mind the overlap: when a VirtualService and an HTTPRoute both route the same host, sidecars do
+# not merge them — the older one applies and the other is ignored. `meshkit analyze` says so (IST0109).
 
 # %% [markdown]
 # ## Clean up

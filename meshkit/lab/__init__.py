@@ -170,6 +170,19 @@ def tidy(mesh: Mesh) -> None:
 
 
 # -- files, logs and the CLI -----------------------------------------------------------------------
+def pick(api: str, istio_file: str, gateway_file: str) -> str:
+    """The file of a step in the API a lab runs with: ``"istio"`` (VirtualService) or ``"gateway"`` (HTTPRoute).
+
+    Example::
+
+        pick("gateway", "virtual-service-recommendation-v1.yaml", "httproute-recommendation-v1.yaml")
+        # 'httproute-recommendation-v1.yaml'
+    """
+    if api not in ("istio", "gateway"):
+        raise MeshkitError(f'API must be "istio" or "gateway", got {api!r}')
+    return gateway_file if api == "gateway" else istio_file
+
+
 def istiofile(name: str, time_scale: float = 1.0) -> str:
     """The YAML of ``cluster/istiofiles/<name>``, every duration multiplied by ``time_scale``.
 
@@ -282,6 +295,7 @@ __all__ = [
     "logs",
     "metrics",
     "overflows",
+    "pick",
     "pod_of",
     "poll",
     "setup",

@@ -19,6 +19,8 @@ import ipywidgets as widgets
 
 from meshkit.errors import InvalidConfig
 from meshkit.widgets import builders as b
+from meshkit.widgets import httproute
+from meshkit.widgets.httproute import check_api
 from meshkit.widgets.panel import UNSET, ApplyTarget, Choice, PolicyPanel
 from meshkit.widgets.traffic import TrafficPanel, traffic_panel
 
@@ -48,18 +50,24 @@ def weights_panel(
     versions: Sequence[str] = ("v1", "v2"),
     weights: Mapping[str, int] | None = None,
     with_subsets: bool = False,
+    api: str = "istio",
 ) -> PolicyPanel:
     """A weight slider per version (canary 90/10, 75/25...). ``with_subsets`` also sends the DR.
+
+    ``api="gateway"`` generates an HTTPRoute over the per-version Services instead (no subsets).
 
     Example::
 
         p = weights_panel(mesh, weights={"v1": 90, "v2": 10})
         p.controls["v2"].value = 25
     """
+    check_api(api)
     start = dict(weights or {v: 100 if i == 0 else 0 for i, v in enumerate(versions)})
     controls = {v: _slider(v, start.get(v, 0), 0, 100) for v in versions}
 
     def build(values: dict[str, Any]) -> list[b.Resource]:
+        if api == "gateway":
+            return [httproute.weights_route(service, {v: values[v] for v in versions})]
         docs = [b.subsets_rule(service, versions)] if with_subsets else []
         return [*docs, b.weights_rule(service, {v: values[v] for v in versions})]
 
@@ -80,8 +88,13 @@ def header_panel(
     versions: Sequence[str] = ("v1", "v2"),
     header: str = "baggage-user-agent",
     value: str = ".*Safari.*",
+    api: str = "istio",
 ) -> PolicyPanel:
-    """Route requests whose header matches to one version, the rest to another (Safari → v2)."""
+    """Route requests whose header matches to one version, the rest to another (Safari → v2).
+
+    ``api="gateway"`` generates an HTTPRoute (exact or regex header matches) instead.
+    """
+    check_api(api)
     controls = {
         "header": widgets.Text(value=header, description="header", style=_STYLE, layout=_wide()),
         "match_type": widgets.ToggleButtons(
@@ -93,6 +106,10 @@ def header_panel(
     }
 
     def build(values: dict[str, Any]) -> list[b.Resource]:
+        if api == "gateway":
+            default = values["default_version"]
+            return [httproute.header_route(service, values["header"], values["match_type"], values["value"],
+                                           values["version"], None if default is UNSET else default)]
         return [
             b.header_rule(
                 service,

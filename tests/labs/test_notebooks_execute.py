@@ -74,3 +74,21 @@ def test_lab_executes_and_its_checks_pass(path: Path, strict_home: Path, tmp_pat
     results[path.stem] = {"seconds": round(elapsed, 1), "peak_rss_mb": round(memory.peak / 2**20),
                           "checks": len(checks)}
     assert elapsed < BUDGET_S, results[path.stem]  # lab 00 took 99 s under nbval on a busy 2-core box
+
+
+def test_lab_01_in_gateway_api_form(strict_home: Path, tmp_path: Path) -> None:
+    """Lab 01 with API="gateway": every traffic step as HTTPRoutes, the same checks pass."""
+    path = next(p for p in NOTEBOOKS if p.stem.startswith("01_"))
+    out = tmp_path / path.name
+    pm.execute_notebook(
+        str(path), str(out), parameters={"BACKEND": "local", "FAST": True, "API": "gateway"},
+        kernel_name="python3", cwd=str(LABS), progress_bar=False, store_widget_state=False, execution_timeout=180,
+    )
+    nb = nbformat.read(out, as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, errors
+    checks = check_lines(nb)
+    assert checks and all(line.startswith("✓") for line in checks), "\n".join(checks)
+    text = "\n".join(t for c in nb.cells if c.cell_type == "code" for t in _texts(c))
+    assert "httproute.gateway.networking.k8s.io/recommendation" in text  # HTTPRoutes were applied
+    assert "virtualservice.networking.istio.io/recommendation" not in text
