@@ -359,3 +359,21 @@ def test_north_south_gateway_deploys_its_pod_and_routes(clean: Mesh) -> None:
     while any(p.deployment == "tutorial-gateway-istio" for p in clean.pods()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(p.deployment == "tutorial-gateway-istio" for p in clean.pods())
+
+
+def test_proxy_config_routes_shows_the_generated_names(clean: Mesh) -> None:
+    import subprocess
+    import sys
+
+    clean.apply(str(ISTIOFILES / "httproute-recommendation-safari-v2.yaml"))
+    pod = next(p.name for p in clean.pods() if p.app == "preference")
+    env = {**os.environ, "MESHKIT_HOME": str(clean.backend.home)}  # type: ignore[attr-defined]
+    out = subprocess.run([sys.executable, "-m", "meshkit.cli", "proxy-config", "routes", pod, "--name", "8080",
+                          "-o", "json"], env=env, capture_output=True, text=True, check=True).stdout
+    import json
+
+    vhost = next(v for rc in json.loads(out) for v in rc["virtualHosts"] if v["name"].startswith("recommendation."))
+    assert [r["name"] for r in vhost["routes"]] == ["tutorial.recommendation.0", "tutorial.recommendation.1"]
+    table = subprocess.run([sys.executable, "-m", "meshkit.cli", "proxy-config", "routes", pod, "--name", "8080"],
+                           env=env, capture_output=True, text=True, check=True).stdout
+    assert "tutorial~8080~recommendation.tutorial.svc.cluster.local.tutorial" in table

@@ -360,8 +360,9 @@ def compile_view(snapshot: Mapping[str, Any], me: ProxyIdentity) -> ProxyView:
         semantics = (vs["metadata"].get("annotations") or {}).get(ROUTE_SEMANTICS) == "gateway"
         if semantics:
             parents = (vs["metadata"].get("annotations") or {}).get(ROUTE_PARENTS, "")
-            kind, _, owner = parents.partition("/")
-            origin = f"{kind or 'HTTPRoute'} {owner} (generated {vs['metadata']['name']})"
+            kind, _, owner = parents.split(",")[0].partition("/")  # "HTTPRoute/<name>.<namespace>"
+            name, _, owner_ns = owner.rpartition(".")
+            origin = f"{kind or 'HTTPRoute'} {owner_ns or vs_ns}/{name or owner} (generated {vs['metadata']['name']})"
         for h in spec.get("hosts", []):
             routes = tuple(
                 _route(r, i, vs_ns, profile, services, externals, origin, semantics)
