@@ -78,9 +78,14 @@ def test_lab_after_run_all(path: Path, server: tuple[str, Path], browser: Any) -
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
-        page.goto(f"{url}/lab/tree/labs/{path.name}")
+        # a workspace of its own, reset: only this lab is open (not the previous labs restored beside it)
+        page.goto(f"{url}/lab/workspaces/{path.stem}/tree/labs/{path.name}?reset")
         page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=90_000)
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
+        dialogs = []
+        if page.locator(".jp-Dialog").count():  # say what JupyterLab asked, then go on without it
+            dialogs.append(page.locator(".jp-Dialog").first.inner_text())
+            page.keyboard.press("Escape")
         run_all(page)
         page.wait_for_function(RUN_ALL_DONE, timeout=600_000)
         page.wait_for_timeout(1500)  # the last figures draw
@@ -98,5 +103,18 @@ def test_lab_after_run_all(path: Path, server: tuple[str, Path], browser: Any) -
             plot.scroll_into_view_if_needed()
             found.extend(problems(page.evaluate(TEXT_BOXES_JS, plot)))
         assert found == [], found
+        assert not dialogs, dialogs
     finally:
         page.close()
+        _shut_kernels(url)  # one lab's kernel at a time, as a learner's session holds
+
+
+def _shut_kernels(url: str) -> None:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/api/kernels", timeout=30) as resp:
+        kernels = json.loads(resp.read())
+    for kernel in kernels:
+        req = urllib.request.Request(f"{url}/api/kernels/{kernel['id']}", method="DELETE")
+        urllib.request.urlopen(req, timeout=30).close()

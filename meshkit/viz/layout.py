@@ -41,7 +41,8 @@ def time_layout(fig: go.Figure, title: str, y_title: str, t_range: tuple[float, 
         uirevision=UIREVISION,
         legend={"traceorder": "normal"},
         yaxis={"title": y_title, "rangemode": "tozero", "ticklabelstandoff": TICK_STANDOFF},
-        xaxis={"title": "time", "type": "date", "tickformat": "%H:%M:%S"},  # one line: the date is today
+        xaxis={"title": "time", "type": "date", "tickformat": "%H:%M:%S",  # one line: the date is today
+               "ticklabelstandoff": TICK_STANDOFF},
     )
     if t_range is not None:
         fig.update_xaxes(range=[datetime.fromtimestamp(t_range[0]), datetime.fromtimestamp(t_range[1])])
@@ -50,3 +51,6 @@ def time_layout(fig: go.Figure, title: str, y_title: str, t_range: tuple[float, 
 def waiting_note(fig: go.Figure, text: str = "waiting for traffic…") -> None:
     """A centred note for a figure that has no data yet."""
     fig.add_annotation(text=text, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
+    # an empty figure's default axes both start at −1: keep the y label clear of the x label
+    fig.update_yaxes(ticklabelstandoff=TICK_STANDOFF)
+    fig.update_xaxes(ticklabelstandoff=TICK_STANDOFF)

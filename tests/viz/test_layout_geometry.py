@@ -65,6 +65,8 @@ FIGURES: dict[str, Callable[[], go.Figure]] = {
     "graph three versions": lambda: service_graph(three_versions_graph()),
     "trace": lambda: trace_waterfall(syn.chain_trace()),
     "pods": lambda: pods_table(syn.pods()),
+    "waiting": lambda: split_over_time([]),  # a live figure before the traffic: default axes from −1
+    "waiting codes": lambda: codes_over_time([]),
     "config push": lambda: config_push_timeline(
         [{"t": syn.T0 + i, "pods": syn.pods(config_version=3 + i // 2)} for i in range(6)]),
 }
