@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 
 import meshkit
@@ -188,3 +189,47 @@ def test_lab_00_runs_in_jupyterlab_with_its_checks_and_the_push_diff(jupyter: st
             page.screenshot(path=str(artifacts / "browser-lab00.png"))
         finally:
             browser.close()
+
+
+def test_the_weights_widget_in_gateway_api_form_moves_the_split(jupyter: str, lab_home: Path, tmp_path: Path) -> None:
+    """The weights panel with api="gateway", driven in the browser: Apply sends an HTTPRoute the mesh routes by."""
+    from playwright.sync_api import sync_playwright
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "from meshkit import lab\nfrom meshkit.widgets import weights_panel\n"
+        "mesh = lab.setup(backend='local')\n"
+        "panel = weights_panel(mesh, weights={'v1': 75, 'v2': 25}, api='gateway')\npanel")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(nb, tmp_path / "labs" / "gateway_widget.ipynb")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{jupyter}/lab/tree/gateway_widget.ipynb")
+            page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=60_000)
+            page.wait_for_selector(".jp-Toolbar-kernelName:has-text('Python 3')", timeout=60_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+            run_all(page)
+            page.wait_for_function(RUN_ALL_DONE, timeout=120_000)
+            panel = page.locator(f".widget-vbox:has(> .widget-html:has-text('{PANEL_TITLE}'))").first
+            panel.wait_for(timeout=30_000)
+            assert "gateway.networking.k8s.io/v1" in panel.inner_text()  # the YAML preview is an HTTPRoute
+            sliders = panel.locator(".widget-slider")
+            handle = sliders.nth(1).locator(".noUi-handle")
+            handle.focus()
+            for _ in range(5):
+                handle.press("ArrowRight")
+            panel.locator("button:has-text('Apply')").click()
+            page.wait_for_function(
+                "el => el.innerText.includes('httproute.gateway.networking.k8s.io/recommendation')",
+                arg=panel.element_handle(), timeout=30_000,
+            )
+        finally:
+            browser.close()
+    mesh = meshkit.connect(home=str(lab_home))
+    refs = mesh.get("httproute", "recommendation")[0]["spec"]["rules"][0]["backendRefs"]
+    assert {r["name"]: r["weight"] for r in refs} == {"recommendation-v1": 75, "recommendation-v2": 30}
+    share = 100 * mesh.load(n=2000, concurrency=8, flags=False).share("v2")
+    assert abs(share - 30) <= 4, share
+    mesh.reset()
