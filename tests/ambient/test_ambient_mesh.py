@@ -155,3 +155,85 @@ def test_non_mesh_client_reaches_the_pod_directly_and_strict_refuses_it(clean: M
     # ambient to ambient is mutual TLS: STRICT lets it through, and so the gateway (mTLS from its sidecar)
     assert _curl(mesh, "http://preference:8080/")[0] == 200
     assert mesh.backend.exec_request(curl.name, "http://customer:8080/")[0] == 200  # type: ignore[attr-defined]
+
+
+def _policy(name: str, spec: dict) -> dict:
+    return {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": name, "namespace": "tutorial"}, "spec": spec}
+
+
+def _condition(mesh: Mesh, name: str) -> dict:
+    [ap] = [r for r in mesh.get("AuthorizationPolicy") if r["metadata"]["name"] == name]
+    [cond] = ap["status"]["conditions"]
+    return dict(cond)
+
+
+def test_l4_allow_by_principal_denies_others_with_a_reset(clean: Mesh, tmp_path: Path) -> None:
+    mesh = clean
+    _apply(mesh, tmp_path, _policy("preference-from-curl", {
+        "selector": {"matchLabels": {"app": "preference"}},
+        "action": "ALLOW", "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/tutorial/sa/curl"]}}]}]}))
+    assert _condition(mesh, "preference-from-curl") == {
+        "type": "ZtunnelAccepted", "status": "True", "reason": "Accepted", "message": "attached to ztunnel",
+        "observedGeneration": "1"}
+    assert _curl(mesh, "http://preference:8080/")[0] == 200
+    # customer is not allowed: its ztunnel resets customer's connection, the app sees no HTTP status
+    status, body = _curl(mesh, "http://customer:8080/")
+    assert (status, body) == (503, "customer => IOException: Connection reset by peer\n")
+    log = _ztunnel_log(mesh)
+    inbound = [line for line in log if "policy rejection" in line][-1]
+    assert inbound.split("\t")[1:4] == ["error", "access", "connection complete"]
+    assert 'src.identity="spiffe://cluster.local/ns/tutorial/sa/customer"' in inbound
+    assert 'direction="inbound"' in inbound
+    assert 'error="connection closed due to policy rejection: allow policies exist, but none allowed"' in inbound
+    outbound = [line for line in log if 'error="http status: 401 Unauthorized"' in line][-1]
+    assert 'direction="outbound"' in outbound and 'src.workload="customer"' in outbound
+    metrics = mesh.metrics()
+    denied = [line for line in metrics.splitlines() if line.startswith("istio_tcp_connections_opened_total{")
+              and 'response_flags="DENY"' in line and 'reporter="destination"' in line]
+    assert denied and all(k in denied[0] for k in (
+        'source_principal="spiffe://cluster.local/ns/tutorial/sa/customer"', 'source_workload="customer"',
+        'destination_workload="preference-v1"', 'destination_canonical_service="preference"',
+        'request_protocol="tcp"', 'connection_security_policy="mutual_tls"'))
+    assert any('reporter="source"' in line and 'response_flags="DENY"' in line
+               and 'destination_service="preference.tutorial.svc.cluster.local"' in line
+               for line in metrics.splitlines() if line.startswith("istio_tcp_connections_opened_total{"))
+    received = [line for line in metrics.splitlines() if line.startswith("istio_tcp_received_bytes_total{")
+                and 'reporter="destination"' in line and 'source_workload="curl"' in line
+                and 'response_flags="-"' in line and 'destination_service="preference.tutorial.svc.cluster.local"'
+                in line]
+    assert received and float(received[0].rsplit(" ", 1)[1]) > 0
+
+
+def test_explicit_l4_deny_resets_and_names_the_policy(clean: Mesh, tmp_path: Path) -> None:
+    mesh = clean
+    _apply(mesh, tmp_path, _policy("deny-curl", {
+        "action": "DENY", "rules": [{"from": [{"source": {"serviceAccounts": ["tutorial/curl"]}}],
+                                     "to": [{"operation": {"ports": ["8080"]}}]}]}))
+    assert _curl(mesh, "http://recommendation:8080/") == (0, RESET)
+    assert 'error="connection closed due to policy rejection: explicitly denied by: tutorial/deny-curl"' in \
+        [line for line in _ztunnel_log(mesh) if "policy rejection" in line][-1]
+    assert ("tutorial", "tutorial/deny-curl", "Deny", "Namespace") in mesh.ztunnel_config("policies")
+
+
+def test_l7_fields_without_a_waypoint(clean: Mesh, tmp_path: Path) -> None:
+    mesh = clean
+    # ALLOW with an HTTP field: the rule is dropped, the policy allows nothing (fails safe)
+    _apply(mesh, tmp_path, _policy("get-only", {
+        "selector": {"matchLabels": {"app": "recommendation"}},
+        "action": "ALLOW", "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}))
+    assert _curl(mesh, "http://recommendation:8080/") == (0, RESET)
+    assert _condition(mesh, "get-only") == {
+        "type": "ZtunnelAccepted", "status": "True", "reason": "UnsupportedValue", "observedGeneration": "1",
+        "message": "ztunnel does not support HTTP attributes (found: methods). In ambient mode you must use a "
+                   "waypoint proxy to enforce HTTP rules. Within an ALLOW policy, rules matching HTTP attributes "
+                   "are omitted. This will be more restrictive than requested."}
+    mesh.delete("AuthorizationPolicy", "get-only")
+    # DENY with only HTTP fields: Istio 1.30 turns it into an empty match, which denies nothing
+    _apply(mesh, tmp_path, _policy("no-get", {
+        "selector": {"matchLabels": {"app": "recommendation"}},
+        "action": "DENY", "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}))
+    assert _curl(mesh, "http://recommendation:8080/")[0] == 200
+    assert _condition(mesh, "no-get")["message"].endswith(
+        "DENY policy with HTTP attributes is enforced without the HTTP rules. "
+        "This will be more restrictive than requested.")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import secrets
@@ -61,7 +62,7 @@ class Enrolled:
     def side(self, addr: str) -> Side:
         i = self.info
         return Side(addr, i["workload"], i["namespace"], self.cert.spiffe_id, i["labels"].get("app", ""),
-                    i["labels"].get("version", ""))
+                    i["labels"].get("version", ""), i.get("service", ""))
 
     def close(self) -> None:
         for s in self.servers:
@@ -85,6 +86,8 @@ class Ztunnel(Pod):
         self.config_version = 0
         self.connections: dict[int, dict[str, str]] = {}
         self._announced: dict[str, dict[str, int]] = {}
+        # open inbound connections: (pod, source identity, abort) — a policy change re-checks them
+        self.inbound_open: dict[int, tuple[str, str | None, Callable[[], None]]] = {}
 
     # lifecycle ----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -113,6 +116,7 @@ class Ztunnel(Pod):
                 if resp.status == 200:
                     self.config = json.loads(resp.body)
                     self.policies = compile_policies(self.config.get("resources", []))
+                    self._recheck_open_connections()
                     await self._reconcile()
                     self.config_version = int(self.config.get("version", 0))
             except asyncio.CancelledError:
@@ -122,12 +126,22 @@ class Ztunnel(Pod):
                 await asyncio.sleep(0.2)
                 self._follow_control_plane()
 
+    def _recheck_open_connections(self) -> None:
+        """ztunnel closes a connection a new policy no longer allows (``connection closed due to policy change``)."""
+        for key, (pod, identity, abort) in list(self.inbound_open.items()):
+            e = self.enrolled.get(pod)
+            if e is None or not evaluate(self.policies, self._peer(e), identity, "127.0.0.1").allowed:
+                self.inbound_open.pop(key, None)
+                self.log("info", "proxy::inbound", f"connection closed due to policy change pod={pod}")
+                abort()
+
     async def _reconcile(self) -> None:
         want = {w["pod"]: w for w in self.config["workloads"] if w.get("dataplane") == "ambient"}
         for name in [n for n in self.enrolled if n not in want]:
             self.enrolled.pop(name).close()
             self.log("info", "inpod::statemanager", f"pod delete request, shutting down proxy pod={name}")
         for name, w in want.items():
+            w["service"] = self._service_of(w)
             if name in self.enrolled:
                 self.enrolled[name].info = w
                 continue
@@ -201,6 +215,15 @@ class Ztunnel(Pod):
             if svc["name"] == parts[0] and svc.get("namespace", "tutorial") == ns:
                 return dict(svc)
         return None
+
+    def _service_of(self, w: dict[str, Any]) -> str:
+        """The FQDN of the (first) Service selecting a workload: the inbound side's destination_service."""
+        for svc in self.config["services"]:
+            selector = svc.get("selector") or {}
+            if selector and svc.get("namespace", "tutorial") == w["namespace"] and \
+                    all(w["labels"].get(k) == v for k, v in selector.items()):
+                return f"{svc['name']}.{w['namespace']}.svc.cluster.local"
+        return ""
 
     def _endpoints(self, svc: dict[str, Any]) -> list[dict[str, Any]]:
         selector = svc.get("selector") or {}
@@ -284,7 +307,7 @@ class Ztunnel(Pod):
             hbone.reset(writer)
             return
         self.telemetry.opened(c)
-        sent, received = await _pipe_tcp(reader, writer, up_r, up_w)
+        sent, received = await _pipe_tcp(reader, writer, up_r, up_w, self._counter(c))
         self.telemetry.closed(c, sent, received)
 
     # inbound: the destination pod's 15008 and 15006 ------------------------------------------------
@@ -319,7 +342,16 @@ class Ztunnel(Pod):
                 self.telemetry.closed(c, 0, 0, "CONNECT", f"connection failed: {exc}")
                 return
             self.telemetry.opened(c)
-            sent, received = await self._pipe_stream(up_r, up_w, stream, c, inbound=True)
+
+            def abort() -> None:
+                hbone.reset(up_w)
+                stream.writer.transport.abort()
+
+            self.inbound_open[id(c)] = (pod, identity, abort)
+            try:
+                sent, received = await self._pipe_stream(up_r, up_w, stream, c, inbound=True)
+            finally:
+                self.inbound_open.pop(id(c), None)
             self.telemetry.closed(c, sent, received)
 
         await hbone.serve_stream(reader, writer, decide, on_open)
@@ -331,6 +363,7 @@ class Ztunnel(Pod):
         if e is None:
             hbone.reset(writer)
             return
+        identity = ""  # plaintext: no peer identity
         c = Connection("inbound", Side(src_addr), e.side(f"127.0.0.1:{e.info['app_port']}"), "unknown")
         mode = effective_mtls_mode(self.config.get("resources", []), e.info["namespace"], e.info["labels"],
                                    TARGET_PORT)
@@ -352,7 +385,11 @@ class Ztunnel(Pod):
             hbone.reset(writer)
             return
         self.telemetry.opened(c)
-        received, sent = await _pipe_tcp(reader, writer, up_r, up_w)
+        self.inbound_open[id(c)] = (pod, identity or None, functools.partial(_abort, writer, up_w))
+        try:
+            received, sent = await _pipe_tcp(reader, writer, up_r, up_w, self._counter(c, inbound=True))
+        finally:
+            self.inbound_open.pop(id(c), None)
         self.telemetry.closed(c, sent, received)
 
     async def _inbound_mtls(self, pod: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -375,8 +412,21 @@ class Ztunnel(Pod):
             hbone.reset(writer)
             return
         self.telemetry.opened(c)
-        received, sent = await _pipe_tcp(reader, writer, up_r, up_w)
+        self.inbound_open[id(c)] = (pod, identity or None, functools.partial(_abort, writer, up_w))
+        try:
+            received, sent = await _pipe_tcp(reader, writer, up_r, up_w, self._counter(c, inbound=True))
+        finally:
+            self.inbound_open.pop(id(c), None)
         self.telemetry.closed(c, sent, received)
+
+    def _counter(self, c: Connection, inbound: bool = False) -> Callable[[int, int], None]:
+        """Live byte counts for a plain TCP pipe: direction 0 is caller→upstream."""
+
+        def count(direction: int, n: int) -> None:
+            sent_by_reporter = (direction == 0) != inbound
+            self.telemetry.flow(c, sent=n if sent_by_reporter else 0, received=0 if sent_by_reporter else n)
+
+        return count
 
     def _peer(self, e: Enrolled) -> Peer:
         return Peer(e.info["namespace"], e.info["labels"], TARGET_PORT)
@@ -406,6 +456,7 @@ class Ztunnel(Pod):
                 while data := await reader.read(CHUNK):
                     await stream.send(data)
                     to_stream += len(data)
+                    self.telemetry.flow(c, sent=len(data))
             except (OSError, ConnectionError):
                 pass
             stream.end()
@@ -416,6 +467,7 @@ class Ztunnel(Pod):
                 while (data := await stream.recv()) is not None:
                     writer.write(data)
                     from_stream += len(data)
+                    self.telemetry.flow(c, received=len(data))
                     await writer.drain()
             except (OSError, ConnectionError):
                 pass
@@ -498,7 +550,8 @@ class Ztunnel(Pod):
 
 
 async def _pipe_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    up_r: asyncio.StreamReader, up_w: asyncio.StreamWriter) -> tuple[int, int]:
+                    up_r: asyncio.StreamReader, up_w: asyncio.StreamWriter,
+                    count: Callable[[int, int], None] | None = None) -> tuple[int, int]:
     """Plain TCP both ways. Returns (bytes from ``reader`` to upstream, bytes back)."""
     counts = [0, 0]
 
@@ -507,6 +560,8 @@ async def _pipe_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
             while data := await src.read(CHUNK):
                 dst.write(data)
                 counts[i] += len(data)
+                if count is not None:
+                    count(i, len(data))
                 await dst.drain()
             if dst.can_write_eof():
                 dst.write_eof()
@@ -519,6 +574,11 @@ async def _pipe_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
         writer.close()
         up_w.close()
     return counts[0], counts[1]
+
+
+def _abort(*writers: asyncio.StreamWriter) -> None:
+    for w in writers:
+        hbone.reset(w)
 
 
 def daemon_pod_name() -> str:

@@ -79,12 +79,16 @@ class ZtunnelTelemetry:
 
     def closed(self, c: Connection, sent: int, received: int, flags: str = "-", error: str = "") -> None:
         """Count the connection's end and write its ``connection complete`` line."""
-        key = self.labels(c, flags)
-        self._add("istio_tcp_connections_closed_total", key, 1)
-        # from the reporting workload's side: bytes it received from the peer and sent to it
-        self._add("istio_tcp_received_bytes_total", key, received)
-        self._add("istio_tcp_sent_bytes_total", key, sent)
+        self._add("istio_tcp_connections_closed_total", self.labels(c, flags), 1)
         self.access(c, sent, received, error)
+
+    def flow(self, c: Connection, sent: int = 0, received: int = 0) -> None:
+        """Bytes as they pass (ztunnel counts them live): from the reporting workload's side."""
+        key = self.labels(c, "-")
+        if received:
+            self._add("istio_tcp_received_bytes_total", key, received)
+        if sent:
+            self._add("istio_tcp_sent_bytes_total", key, sent)
 
     def _add(self, name: str, key: tuple[str, ...], n: int) -> None:
         self.counters[(name, key)] = self.counters.get((name, key), 0) + n
