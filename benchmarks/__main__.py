@@ -248,6 +248,11 @@ def main(argv: list[str] | None = None) -> None:
 
     telemetry.main(["--seconds", str(args.seconds), "--rounds", "2", "--long", str(args.long)])
 
+    print()
+    from benchmarks import ambient
+
+    ambient.main(["--seconds", str(args.seconds)])
+
 
 if __name__ == "__main__":
     main()

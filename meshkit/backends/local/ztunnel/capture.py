@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import deque
 
 from meshkit.http1 import ClientProtocol, ConnectFailure, Connection, Request, Response, UpstreamReset
@@ -31,6 +32,9 @@ class Capture:
         except (TimeoutError, OSError) as exc:
             raise ConnectFailure(f"{type(exc).__name__}: {exc}") from exc
         assert proto.transport is not None
+        sock = proto.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         proto.transport.write(f"{target}\n".encode())
         return Connection(proto, ("127.0.0.1", self.port))
 

@@ -125,6 +125,7 @@ async def open_stream(port: int, ctx: ssl.SSLContext, authority: str,
     """Connect to an HBONE listener on 127.0.0.1 and send CONNECT; ``status`` holds the answer."""
     reader, writer = await asyncio.wait_for(
         asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname=None), timeout)
+    nodelay(writer)
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
     conn.initiate_connection()
     sid = conn.get_next_available_stream_id()
@@ -211,6 +212,14 @@ def _headers(raw: object) -> dict[str, str]:
         key = k.decode() if isinstance(k, bytes) else str(k)
         out[key] = v.decode() if isinstance(v, bytes) else str(v)
     return out
+
+
+def nodelay(writer: asyncio.StreamWriter | asyncio.BaseTransport) -> None:
+    """No Nagle delay on a tunnel's sockets: small HTTP messages go out at once."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def reset(writer: asyncio.StreamWriter) -> None:

@@ -178,6 +178,7 @@ class Ztunnel(Pod):
         """A connection handler that ends quietly: a failure is a log line and a reset, never a traceback."""
 
         async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            hbone.nodelay(writer)
             try:
                 await handler(pod, reader, writer)
             except asyncio.CancelledError:
@@ -300,7 +301,7 @@ class Ztunnel(Pod):
         """To a pod ztunnel cannot tunnel to (a sidecar pod, or one outside the mesh): plain TCP."""
         c = Connection("outbound", e.side(src_addr), workload_side(dst, f"127.0.0.1:{dst['port']}", fqdn), "unknown")
         try:
-            up_r, up_w = await asyncio.open_connection("127.0.0.1", int(dst["port"]))
+            up_r, up_w = await _dial(int(dst["port"]))
         except OSError as exc:
             self.telemetry.opened(c, "CONNECT")
             self.telemetry.closed(c, 0, 0, "CONNECT", f"connection failed: {exc}")
@@ -337,7 +338,7 @@ class Ztunnel(Pod):
 
         async def on_open(stream: hbone.HboneStream, authority: str) -> None:
             try:
-                up_r, up_w = await asyncio.open_connection("127.0.0.1", int(e.info["app_port"]))
+                up_r, up_w = await _dial(int(e.info["app_port"]))
             except OSError as exc:
                 self.telemetry.closed(c, 0, 0, "CONNECT", f"connection failed: {exc}")
                 return
@@ -380,7 +381,7 @@ class Ztunnel(Pod):
             hbone.reset(writer)
             return
         try:
-            up_r, up_w = await asyncio.open_connection("127.0.0.1", int(e.info["app_port"]))
+            up_r, up_w = await _dial(int(e.info["app_port"]))
         except OSError:
             hbone.reset(writer)
             return
@@ -407,7 +408,7 @@ class Ztunnel(Pod):
             hbone.reset(writer)
             return
         try:
-            up_r, up_w = await asyncio.open_connection("127.0.0.1", int(e.info["app_port"]))
+            up_r, up_w = await _dial(int(e.info["app_port"]))
         except OSError:
             hbone.reset(writer)
             return
@@ -574,6 +575,12 @@ async def _pipe_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
         writer.close()
         up_w.close()
     return counts[0], counts[1]
+
+
+async def _dial(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    hbone.nodelay(writer)
+    return reader, writer
 
 
 def _abort(*writers: asyncio.StreamWriter) -> None:
