@@ -237,3 +237,23 @@ def test_l7_fields_without_a_waypoint(clean: Mesh, tmp_path: Path) -> None:
     assert _condition(mesh, "no-get")["message"].endswith(
         "DENY policy with HTTP attributes is enforced without the HTTP rules. "
         "This will be more restrictive than requested.")
+
+
+def test_target_refs_policy_without_a_waypoint_is_not_enforced_and_says_so(
+        clean: Mesh, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from meshkit.cli import main
+
+    mesh = clean
+    _apply(mesh, tmp_path, _policy("pref-l7", {
+        "targetRefs": [{"kind": "Service", "group": "", "name": "preference"}],
+        "action": "ALLOW", "rules": [{"to": [{"operation": {"methods": ["POST"]}}]}]}))
+    assert _curl(mesh, "http://preference:8080/")[0] == 200  # nothing enforces it: no waypoint
+    assert _condition(mesh, "pref-l7") == {
+        "type": "WaypointAccepted", "status": "False", "reason": "AncestorNotBound",
+        "message": "Service tutorial/preference is not bound to a waypoint", "observedGeneration": "1"}
+    assert "pref-l7" not in {r[1].split("/")[-1] for r in mesh.ztunnel_config("policies")[1:]}
+    capsys.readouterr()
+    main(["--backend", "local", "--home", str(mesh.backend.home), "analyze"])  # type: ignore[attr-defined]
+    assert ("Warning [IST0171] (AuthorizationPolicy tutorial/pref-l7) A condition with a negative status is "
+            "present: type=WaypointAccepted, reason=AncestorNotBound, message=Service tutorial/preference is "
+            "not bound to a waypoint.") in capsys.readouterr().out

@@ -57,12 +57,27 @@ def ztunnel_workloads(pods: list[PodState], ns_labels: Mapping[str, Mapping[str,
     return out
 
 
-def authorization_status(resource: Mapping[str, Any]) -> dict[str, Any]:
-    """The status istiod writes on an AuthorizationPolicy when ztunnel runs (``ZtunnelAccepted``)."""
+def authorization_status(resource: Mapping[str, Any], services: set[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """The status istiod writes on an AuthorizationPolicy when ambient is on: ``ZtunnelAccepted`` for
+    the policies ztunnel enforces; for ``targetRefs`` to a Service, ``WaypointAccepted`` (no waypoint
+    here, so the Service is not bound and nothing enforces the policy)."""
     from meshkit.backends.local.ztunnel.policy import condition
 
+    meta, spec = resource.get("metadata") or {}, resource.get("spec") or {}
+    generation = str(meta.get("generation", 1))
     cond = condition(resource)
-    if cond is None:
-        return {}
-    generation = (resource.get("metadata") or {}).get("generation", 1)
-    return {"conditions": [{**cond, "observedGeneration": str(generation)}]}
+    if cond is not None:
+        return {"conditions": [{**cond, "observedGeneration": generation}]}
+    namespace = str(meta.get("namespace") or "default")
+    refs = spec.get("targetRefs") or ([spec["targetRef"]] if spec.get("targetRef") else [])
+    for ref in refs:
+        if not isinstance(ref, dict) or ref.get("kind") != "Service" or ref.get("group", "") not in ("", "core"):
+            continue
+        name = f"{namespace}/{ref.get('name')}"
+        if services is not None and (namespace, str(ref.get("name"))) not in services:
+            reason, message = "TargetNotFound", f"Service {name} was not found"
+        else:
+            reason, message = "AncestorNotBound", f"Service {name} is not bound to a waypoint"
+        return {"conditions": [{"type": "WaypointAccepted", "status": "False", "reason": reason,
+                                "message": message, "observedGeneration": generation}]}
+    return {}

@@ -169,7 +169,7 @@ class ControlPlane:
         out = []
         for r in items:
             if r.get("kind") == "AuthorizationPolicy" and self.has_ztunnel():
-                status = ambient.authorization_status(r)
+                status = ambient.authorization_status(r, {(s["namespace"], s["name"]) for s in self.kube.services()})
                 if status:
                     r = {**r, "status": status}
             if is_gateway_api(r):
