@@ -223,11 +223,12 @@ class Mesh:
         """Traces in Jaeger's query-API shape (``{"data": [{"traceID", "spans", "processes"}]}``)."""
         return self.backend.traces(service, limit)
 
-    def graph(self, window_s: float = 60.0) -> dict[str, Any]:
-        """The versioned-app service graph of the last ``window_s`` seconds, as Kiali derives it."""
+    def graph(self, window_s: float = 60.0, now: float | None = None) -> dict[str, Any]:
+        """The versioned-app service graph of the ``window_s`` seconds up to ``now`` (default: the
+        time of the call), as Kiali derives it."""
         from meshkit.telemetry.graph import graph
 
-        now = time.time()
+        now = time.time() if now is None else now
         return graph(self.settled_request_log(now - window_s), window_s, now=now)
 
     def settled_request_log(self, since: float = 0.0, timeout: float = 5.0) -> list[dict[str, Any]]:
@@ -264,11 +265,15 @@ class Mesh:
         return explain(self.settled_request_log(since), limit)
 
     def rates(self, field: str = "destination_version", window_s: float = 60.0,
-              service: str | None = "recommendation") -> list[dict[str, Any]]:
-        """Requests per second by ``field`` (version, response_code, response_flags) as tidy rows."""
+              service: str | None = "recommendation", now: float | None = None) -> list[dict[str, Any]]:
+        """Requests per second by ``field`` (version, response_code, response_flags) as tidy rows.
+
+        The window ends at ``now`` (default: the time of the call), so a caller that computed the
+        window from its own clock reading can pass that reading and count exactly the same requests.
+        """
         from meshkit.telemetry.queries import rate_by
 
-        now = time.time()
+        now = time.time() if now is None else now
         records = self.settled_request_log(now - window_s)
         return rate_by(records, field, window_s, service=service, now=now)
 

@@ -90,10 +90,11 @@ def test_ninety_ten_split_label_values(clean: Mesh) -> None:
     got = delta(before[REQUESTS], after[REQUESTS])
 
     # the server side of recommendation counted every request once, split 90/10 (1000 draws from the
-    # sidecar's unseeded rng: one standard deviation is 0.95 points, so ±3 points is > 3 sigma)
+    # sidecar's unseeded rng: one standard deviation is 0.95 points, so ±4 points is > 4 sigma, a false
+    # failure once in ~30,000 runs)
     versions = by_label(got, "destination_version", reporter="destination", destination_service_name="recommendation")
     assert sum(versions.values()) == 1000
-    assert abs(versions["v1"] / 10 - 90) <= 3 and abs(versions["v2"] / 10 - 10) <= 3, versions
+    assert abs(versions["v1"] / 10 - 90) <= 4 and abs(versions["v2"] / 10 - 10) <= 4, versions
     # the load generator saw the same split the metrics report
     assert dict(versions) == result.summary()["versions"]
 
@@ -157,8 +158,11 @@ def test_ninety_ten_split_label_values(clean: Mesh) -> None:
         assert set(counts) == set(got)
         assert all(counts[k] == got[k] for k in got)
     # the Python query API answers the same question from the records
-    window = time.time() - result.records[0]["t"] + 1
-    rows = clean.rates("destination_version", window)  # the proxies' reports of every answered request
+    # one clock reading for both ends of the window: read twice, a descheduled test would lose the
+    # first requests from a window that slid forward between the two readings
+    now = time.time()
+    window = now - result.records[0]["t"] + 1
+    rows = clean.rates("destination_version", window, now=now)  # the proxies' reports of every answered request
     assert {r["destination_version"]: r["count"] for r in rows} == dict(versions)
 
 
@@ -238,7 +242,8 @@ def security_policies(mesh: Mesh, since: float) -> tuple[set[str], set[str], dic
     assert {r["connection_security_policy"] for r in records} == dst
     # the graph of exactly these records (mesh.graph's window is relative to now, and earlier phases ran
     # a moment ago), built by the function mesh.graph uses
-    g = graph([r for r in mesh.request_log(since)], window_s=time.time() - since + 1)
+    now = time.time()  # one clock reading for both ends of the window
+    g = graph([r for r in mesh.request_log(since)], window_s=now - since + 1, now=now)
     # edges out of the gateway are left out: its server-side reports carry source_version "" where its
     # client-side reports say "unknown", so the graph cannot join them (a sidecar bug, see the report)
     shares = {e["data"]["id"]: e["data"]["mtlsShare"] for e in g["elements"]["edges"]

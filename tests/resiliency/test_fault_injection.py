@@ -1,9 +1,11 @@
 """Fault injection in preference's sidecar (the caller of recommendation), before routing.
 
 Tutorial values: abort 503 at 50 %, delay 7 s at 50 %. Scaled down: the delay is 0.3 s.
-Statistics: the proxies draw with their own unseeded rng, so the tolerances are stated for the
-sample sizes (abort: 1,000 requests, sd 1.6 points, ±5 points; delay: 400 requests, sd 2.5
-points, ±7 points). "Slowed" means a latency of at least the delay.
+Statistics: the proxies draw with their own unseeded rng (Envoy's per-million draw), so the
+tolerances are four binomial standard deviations for the sample sizes (abort: 1,000 requests, sd
+1.6 points, ±6.5 points; delay: 400 requests, sd 2.5 points, ±10 points): a false failure once in
+~16,000 runs. A delayed request is one the caller's proxy flagged DI (the cause), never one that
+merely took long: on a busy machine undelayed requests take longer than the delay too.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ def test_abort_half_of_the_requests(mesh: Mesh) -> None:
     summary = result.summary()
     aborted = [r for r in result.records if r["code"] != 200]
     share = 100.0 * len(aborted) / len(result.records)
-    assert abs(share - 50.0) <= 5.0, summary
+    assert abs(share - 50.0) <= 6.5, summary
     assert {r["body"] for r in aborted} == {ABORT_LINE}
     assert summary["flags"].get("FI") == len(aborted) and summary["flags"].get("-") == 1000 - len(aborted)
     assert all(r["version"] in ("v1", "v2") for r in result.records if r["code"] == 200)
@@ -35,16 +37,15 @@ def test_delay_half_of_the_requests(mesh: Mesh) -> None:
     result = load(mesh, n=400, concurrency=40)
     summary = result.summary()
     assert summary["codes"] == {"200": 400}, summary
-    slowed = [r for r in result.records if r["latency_ms"] >= DELAY * 1000]
-    share = 100.0 * len(slowed) / 400
-    assert abs(share - 50.0) <= 7.0, summary
     flagged = [r for r in result.records if r["flags"] == "DI"]
+    assert summary["flags"] == {"DI": len(flagged), "-": 400 - len(flagged)}, summary  # every request classified
+    share = 100.0 * len(flagged) / 400
+    assert abs(share - 50.0) <= 10.0, summary
     assert all(r["latency_ms"] >= DELAY * 1000 for r in flagged)  # the delay really held them
-    assert abs(100.0 * len(flagged) / 400 - 50.0) <= 7.0
     fast = sorted(r["latency_ms"] for r in result.records if r["flags"] != "DI")
-    summary_line("delay 50%", requests=400, slowed=len(slowed), share_pct=round(share, 1), di=len(flagged),
-                 undelayed_ms_median=round(fast[len(fast) // 2], 1), undelayed_slow=len(slowed) - len(flagged))
-
+    summary_line("delay 50%", requests=400, di=len(flagged), share_pct=round(share, 1),
+                 undelayed_ms_median=round(fast[len(fast) // 2], 1),
+                 undelayed_over_delay=sum(1 for ms in fast if ms >= DELAY * 1000))
 
 def test_the_deprecated_integer_percent_still_delays(mesh: Mesh) -> None:
     fault = {"delay": {"fixedDelay": "50ms", "percent": 100}}

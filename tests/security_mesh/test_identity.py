@@ -97,11 +97,17 @@ def rotation(mesh: Mesh) -> dict[str, Any]:
 
 def test_rotation_drops_no_request(rotation: dict[str, Any]) -> None:
     requests = rotation["requests"]
-    assert len(requests) >= 0.8 * 50 * LOAD_S
     failed = [(r["code"], r["body"]) for r in requests if r["code"] != 200]
     assert failed == []
-    serials = list(dict.fromkeys(s["serial_number"] for _, s in rotation["samples"]))
-    assert len(serials) >= 2, "customer's certificate was never rotated during the load"
+    first_seen: dict[str, float] = {}
+    for seen_at, cert in rotation["samples"]:
+        first_seen.setdefault(cert["serial_number"], seen_at)
+    assert len(first_seen) >= 2, "customer's certificate was never rotated during the load"
+    # the claim needs requests on both sides of every rotation, not a throughput: count the requests
+    # sent while each certificate was the one presented (how many fit depends on the machine's load)
+    starts = [*sorted(first_seen.values()), float("inf")]
+    sent_under = [sum(1 for r in requests if a <= r["t"] < b) for a, b in pairwise(starts)]
+    assert all(n > 0 for n in sent_under), f"requests sent under each certificate: {sent_under}"
     for seen_at, cert in rotation["samples"]:
         # the certificate a proxy presents is never expired, even with a 4 s lifetime
         assert cert["valid_cert"] is True
