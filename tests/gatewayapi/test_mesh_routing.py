@@ -297,8 +297,10 @@ def test_timeouts_request_and_backend_request(clean: Mesh) -> None:
 """))
         start = time.monotonic()
         status, _, body = send(clean)
+        # a 504 while the pod holds every reply 1 s: the 300 ms timeout fired, not a longer one (that would
+        # have seen the 200); and not before its 300 ms (a lower bound, which load cannot break)
         assert (status, body) == (504, b"upstream request timeout")
-        assert time.monotonic() - start < 0.9
+        assert time.monotonic() - start >= 0.3
 
 
 def test_retry_codes_from_the_experimental_channel(clean: Mesh) -> None:

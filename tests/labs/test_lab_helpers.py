@@ -196,7 +196,7 @@ def test_lab_reset_restores_replicas_and_behaviour(mesh: Mesh) -> None:
 
     mesh.scale("recommendation-v2", 3)
     mesh.misbehave("recommendation-v1")
-    mesh.delay("preference-v1", 1.0)
+    mesh.delay("preference-v1", LEFTOVER_DELAY_S)
     mesh.deploy("recommendation", "v3")
     mesh.apply(lab.istiofile("virtual-service-recommendation-v2.yaml"),
                lab.istiofile("destination-rule-recommendation-v1-v2.yaml"))

@@ -85,7 +85,9 @@ def test_a_start_up_crash_fails_up_fast_with_the_pods_log(tmp_path: Path, monkey
     home = tmp_path / "home"
     code, took, err = _up(home)
     print(f"start-up crash: up failed in {took:.2f}s")
-    assert code != 0 and took < 15  # not the 30 s readiness timeout
+    # the crash report, not the readiness timeout: the message names the crash, and up returned before
+    # the 30 s it would have waited (start-up of the whole mesh takes 10-20 s on a saturated 2-core box)
+    assert code != 0 and took < 30 and "did not become ready within" not in err
     assert "pod recommendation-v2-" in err and "before it became ready" in err
     assert "RuntimeError: recommendation-v2 cannot start: injected start-up crash" in err
     assert mesh_processes(home) == []  # a mesh that fails to come up leaves nothing running
