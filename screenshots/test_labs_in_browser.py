@@ -44,7 +44,8 @@ def server() -> Iterator[tuple[str, Path]]:
     env.pop("MESHKIT_LAB_STRICT", None)
     port = _free_port()
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.token=", "--ServerApp.password=",
-           f"--port={port}", "--allow-root", *jupyterlab_args(root.parent)]
+           f"--port={port}", "--allow-root", "--ServerApp.disable_check_xsrf=True",  # the kernel clean-up's DELETE
+           *jupyterlab_args(root.parent)]
     log = (tmp / "jupyter.log").open("wb")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
