@@ -75,13 +75,13 @@ def test_collector_and_proxies_stay_within_capacity(mesh: Mesh) -> None:
         assert (records, traces, lines, series_after) == (RECORDS, TRACES, ACCESS_LOG, series)
         assert spans <= SPANS
         growth.append(pss_kb(control_plane) - before)
-    # Measured on a 2-core machine with both cores busy (load average 17-19, four runs): each round
-    # grew by 3.0-7.6 MB, 14-36 % of kept_kb (the allocator keeps arenas of the replaced records and of
-    # the reads above). Records kept instead of replaced grow every round by all of kept_kb, so each
-    # round must stay under 60 % of it: 1.7 times the largest growth measured, still far from a leak.
+    # Measured on a 2-core machine with both cores busy (load average 9-24, 18 runs): each round grew
+    # by 2.5-10.1 MB, 12-48 % of kept_kb (the allocator keeps arenas of the replaced records and of the
+    # reads above). Records kept instead of replaced grow every round by all of kept_kb or more, so each
+    # round must stay under 80 % of it: 1.7 times the largest growth measured, still short of a leak.
     artifacts = Path(__file__).resolve().parents[2] / "artifacts"
     artifacts.mkdir(exist_ok=True)
     with (artifacts / "bounded-memory.jsonl").open("a") as fh:  # the spread, run after run
         line = {"empty_kb": empty, "full_kb": full, "growth_kb": growth, "kept_kb": round(kept_kb)}
         fh.write(json.dumps(line) + "\n")
-    assert max(growth) < 0.6 * kept_kb, (empty, full, growth, kept_kb)
+    assert max(growth) < 0.8 * kept_kb, (empty, full, growth, kept_kb)
