@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,6 +54,18 @@ def _ztunnel_log(mesh: Mesh) -> list[str]:
     return mesh.backend.app_log(_pod(mesh, "ztunnel").name).splitlines()  # type: ignore[attr-defined]
 
 
+def _log_line(mesh: Mesh, *needles: str, since: int = 0, timeout: float = 10.0) -> str:
+    """The last ztunnel log line (after the ``since``-th) holding every needle, waiting for it: a
+    connection's ``connection complete`` line is written when it closes, after the client has its answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [line for line in _ztunnel_log(mesh)[since:] if all(n in line for n in needles)]
+        if found or time.monotonic() > deadline:
+            assert found, f"no ztunnel log line with {needles}"
+            return found[-1]
+        time.sleep(0.05)
+
+
 def _curl(mesh: Mesh, url: str) -> tuple[int, str]:
     return mesh.exec(_pod(mesh, "curl").name, url)
 
@@ -81,9 +94,10 @@ def test_opt_out_and_back_without_restarting_the_app(mesh: Mesh) -> None:
     assert moved.extra["dataplane"] == "none" and moved.extra["pid"] == pid and not moved.extra["ztunnel_ports"]
     assert dict((r[1], r[5]) for r in mesh.ztunnel_config("workloads")[1:])[pod.name] == "TCP"
     # still reachable, but no longer over HBONE: the caller's ztunnel sends it plain TCP
+    before = len(_ztunnel_log(mesh))
     bodies = {_curl(mesh, "http://recommendation:8080/")[1].split(" from ")[0] for _ in range(2)}
     assert bodies == {"recommendation v1", "recommendation v2"}
-    out = [line for line in _ztunnel_log(mesh) if 'dst.workload="recommendation-v2"' in line][-1]
+    out = _log_line(mesh, 'dst.workload="recommendation-v2"', since=before)
     assert 'direction="outbound"' in out and "src.identity" not in out and "dst.identity" not in out
     mesh.label("Pod", pod.name, {"istio.io/dataplane-mode": None})
     mesh.backend.wait_synced()  # type: ignore[attr-defined]
@@ -92,9 +106,8 @@ def test_opt_out_and_back_without_restarting_the_app(mesh: Mesh) -> None:
     before = len(_ztunnel_log(mesh))
     for _ in range(2):
         assert _curl(mesh, "http://recommendation:8080/")[0] == 200
-    assert any('dst.workload="recommendation-v2"' in line and 'direction="inbound"' in line
-               and 'src.identity="spiffe://cluster.local/ns/tutorial/sa/curl"' in line
-               for line in _ztunnel_log(mesh)[before:])
+    _log_line(mesh, 'dst.workload="recommendation-v2"', 'direction="inbound"',
+              'src.identity="spiffe://cluster.local/ns/tutorial/sa/curl"', since=before)
 
 
 def test_sidecar_pods_never_enroll(mesh: Mesh) -> None:
@@ -108,10 +121,11 @@ def test_sidecar_pods_never_enroll(mesh: Mesh) -> None:
 
 
 def test_mtls_between_ambient_pods_identity_from_the_certificate(mesh: Mesh) -> None:
+    before = len(_ztunnel_log(mesh))
     status, _ = _curl(mesh, "http://preference:8080/")
     assert status == 200
-    inbound = [line for line in _ztunnel_log(mesh) if 'direction="inbound"' in line
-               and 'dst.workload="preference-v1"' in line][-1]
+    inbound = _log_line(mesh, 'direction="inbound"', 'dst.workload="preference-v1"', 'src.workload="curl"',
+                        since=before)
     # the source identity is the one the client's certificate carries (verified by the mesh root)
     assert 'src.identity="spiffe://cluster.local/ns/tutorial/sa/curl"' in inbound
     assert 'dst.identity="spiffe://cluster.local/ns/tutorial/sa/preference"' in inbound
@@ -143,12 +157,13 @@ def test_non_mesh_client_reaches_the_pod_directly_and_strict_refuses_it(clean: M
     mesh.label("Pod", curl.name, {"istio.io/dataplane-mode": "none"})
     try:
         mesh.backend.wait_synced()  # type: ignore[attr-defined]
+        before = len(_ztunnel_log(mesh))
         assert _curl(mesh, "http://preference:8080/")[0] == 200
-        line = _ztunnel_log(mesh)[-1]
-        assert 'direction="inbound"' in line and "src.identity" not in line  # plaintext: no identity
+        line = _log_line(mesh, 'direction="inbound"', 'dst.workload="preference-v1"', since=before)
+        assert "src.identity" not in line and "src.workload" not in line  # plaintext: no identity
         _apply(mesh, tmp_path, STRICT)
         assert _curl(mesh, "http://preference:8080/") == (0, RESET)
-        assert 'error="connection closed due to policy rejection' in _ztunnel_log(mesh)[-1]
+        _log_line(mesh, 'error="connection closed due to policy rejection', 'dst.workload="preference-v1"')
     finally:
         mesh.label("Pod", curl.name, {"istio.io/dataplane-mode": None})
         mesh.backend.wait_synced()  # type: ignore[attr-defined]
@@ -180,13 +195,12 @@ def test_l4_allow_by_principal_denies_others_with_a_reset(clean: Mesh, tmp_path:
     # customer is not allowed: its ztunnel resets customer's connection, the app sees no HTTP status
     status, body = _curl(mesh, "http://customer:8080/")
     assert (status, body) == (503, "customer => IOException: Connection reset by peer\n")
-    log = _ztunnel_log(mesh)
-    inbound = [line for line in log if "policy rejection" in line][-1]
+    inbound = _log_line(mesh, "policy rejection", 'src.workload="customer"')
     assert inbound.split("\t")[1:4] == ["error", "access", "connection complete"]
     assert 'src.identity="spiffe://cluster.local/ns/tutorial/sa/customer"' in inbound
     assert 'direction="inbound"' in inbound
     assert 'error="connection closed due to policy rejection: allow policies exist, but none allowed"' in inbound
-    outbound = [line for line in log if 'error="http status: 401 Unauthorized"' in line][-1]
+    outbound = _log_line(mesh, 'error="http status: 401 Unauthorized"')
     assert 'direction="outbound"' in outbound and 'src.workload="customer"' in outbound
     metrics = mesh.metrics()
     denied = [line for line in metrics.splitlines() if line.startswith("istio_tcp_connections_opened_total{")
@@ -211,8 +225,7 @@ def test_explicit_l4_deny_resets_and_names_the_policy(clean: Mesh, tmp_path: Pat
         "action": "DENY", "rules": [{"from": [{"source": {"serviceAccounts": ["tutorial/curl"]}}],
                                      "to": [{"operation": {"ports": ["8080"]}}]}]}))
     assert _curl(mesh, "http://recommendation:8080/") == (0, RESET)
-    assert 'error="connection closed due to policy rejection: explicitly denied by: tutorial/deny-curl"' in \
-        [line for line in _ztunnel_log(mesh) if "policy rejection" in line][-1]
+    _log_line(mesh, 'error="connection closed due to policy rejection: explicitly denied by: tutorial/deny-curl"')
     assert ("tutorial", "tutorial/deny-curl", "Deny", "Namespace") in mesh.ztunnel_config("policies")
 
 
