@@ -270,3 +270,23 @@ def test_target_refs_policy_without_a_waypoint_is_not_enforced_and_says_so(
     assert ("Warning [IST0171] (AuthorizationPolicy tutorial/pref-l7) A condition with a negative status is "
             "present: type=WaypointAccepted, reason=AncestorNotBound, message=Service tutorial/preference is "
             "not bound to a waypoint.") in capsys.readouterr().out
+
+
+def test_cli_tables_and_a_control_plane_restart_keep_ambient(mesh: Mesh, capsys: pytest.CaptureFixture[str]) -> None:
+    from meshkit.cli import main
+
+    home = str(mesh.backend.home)  # type: ignore[attr-defined]
+    capsys.readouterr()
+    assert main(["--backend", "local", "--home", home, "status"]) == 0
+    status = capsys.readouterr().out.splitlines()
+    assert status[0].split()[-1] == "DATAPLANE"
+    assert any(line.startswith("customer-") and line.split()[-1] == "ambient" for line in status)
+    assert main(["--backend", "local", "--home", home, "zc", "policies"]) == 0
+    assert capsys.readouterr().out.split() == ["NAMESPACE", "POLICY", "NAME", "ACTION", "SCOPE"]
+    assert main(["--backend", "local", "--home", home, "zc", "nonsense"]) == 1
+    assert 'unknown ztunnel-config type "nonsense"' in capsys.readouterr().err
+    before = {p.name: (p.extra["pid"], p.extra["ztunnel_ports"]) for p in mesh.pods()}
+    mesh.restart_control_plane()  # the new control plane adopts ztunnel and the enrolled pods as they are
+    assert {p.name: (p.extra["pid"], p.extra["ztunnel_ports"]) for p in mesh.pods()} == before
+    assert mesh.curl()[0] == 200
+    assert _curl(mesh, "http://preference:8080/")[0] == 200
