@@ -290,3 +290,19 @@ def test_cli_tables_and_a_control_plane_restart_keep_ambient(mesh: Mesh, capsys:
     assert {p.name: (p.extra["pid"], p.extra["ztunnel_ports"]) for p in mesh.pods()} == before
     assert mesh.curl()[0] == 200
     assert _curl(mesh, "http://preference:8080/")[0] == 200
+
+
+@pytest.mark.parametrize(("kind", "name", "labels", "wanted"), [
+    ("Namespace", "nowhere", {"a": "b"}, 'namespaces "nowhere" not found'),
+    ("Pod", "no-such-pod", {"a": "b"}, 'pods "no-such-pod" not found'),
+    ("Service", "customer", {"a": "b"}, 'kind: Unsupported value: "Service"'),
+    ("Namespace", "tutorial", {"bad key!": "b"}, "labels: Invalid value"),
+    ("Namespace", "tutorial", {"a": 3}, "labels: Invalid value"),
+    ("Namespace", "tutorial", {"a": "x" * 64}, "labels.a"),
+])
+def test_label_refuses_bad_input_with_the_field_named(mesh: Mesh, kind: str, name: str, labels: dict,
+                                                       wanted: str) -> None:
+    from meshkit.errors import MeshkitError
+
+    with pytest.raises(MeshkitError, match=re.escape(wanted)):
+        mesh.label(kind, name, labels)

@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -73,6 +74,8 @@ DEFAULT_DEPLOYMENTS = (
     DeploymentSpec("recommendation", "v2"),
 )
 JSON = {"content-type": "application/json"}
+# kubectl label's key: an optional DNS-subdomain prefix and a name of at most 63 characters
+LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 DEPLOYABLE = ("customer", "preference", "recommendation", "curl")
 POD_PORTS = frozenset({"app", "outbound", "inbound", "inbound_tls", "admin", "https"})
 # where RequestAuthentication can fetch the local issuer's keys (jwks inline works as well)
@@ -573,6 +576,9 @@ class ControlPlane:
             raise apiinput.BadInput(f"kind: Unsupported value: {json.dumps(kind)[:60]}: supported values: "
                                     '"Namespace", "Pod"')
         for key, value in raw.items():
+            if not isinstance(key, str) or not LABEL_KEY.fullmatch(key):
+                raise apiinput.BadInput(f"labels: Invalid value: {json.dumps(key)[:80]}: a label key is an optional "
+                                        "DNS-subdomain prefix and a name of at most 63 characters")
             if value is None:
                 labels.pop(key, None)
             else:
