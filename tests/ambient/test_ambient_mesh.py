@@ -81,6 +81,8 @@ def test_up_ambient_enrolls_the_sample_without_sidecars(mesh: Mesh) -> None:
     assert rows[0] == ("NAMESPACE", "POD NAME", "ADDRESS", "NODE", "WAYPOINT", "PROTOCOL")
     by_pod = {r[1]: r for r in rows[1:]}
     assert by_pod[pods["preference"].name][3:] == ("meshkit-control-plane", "None", "HBONE")
+    [pod] = mesh.get("pods", pods["preference"].name, namespace="tutorial")
+    assert pod["metadata"]["annotations"]["ambient.istio.io/redirection"] == "enabled"
     status, body = _curl(mesh, "http://customer:8080/")
     assert status == 200 and body.startswith("customer => preference => recommendation v"), body
 
@@ -92,6 +94,9 @@ def test_opt_out_and_back_without_restarting_the_app(mesh: Mesh) -> None:
     mesh.backend.wait_synced()  # type: ignore[attr-defined]
     moved = next(p for p in mesh.pods() if p.name == pod.name)
     assert moved.extra["dataplane"] == "none" and moved.extra["pid"] == pid and not moved.extra["ztunnel_ports"]
+    [obj] = mesh.get("pods", pod.name, namespace="tutorial")
+    assert obj["metadata"]["labels"]["istio.io/dataplane-mode"] == "none"
+    assert "ambient.istio.io/redirection" not in obj["metadata"]["annotations"]
     assert dict((r[1], r[5]) for r in mesh.ztunnel_config("workloads")[1:])[pod.name] == "TCP"
     # still reachable, but no longer over HBONE: the caller's ztunnel sends it plain TCP
     before = len(_ztunnel_log(mesh))

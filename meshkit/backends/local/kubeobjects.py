@@ -227,14 +227,17 @@ class KubeObjects:
         return out
 
     def _pod(self, pod: PodState) -> dict[str, Any]:
-        labels = {k: v for k, v in pod.spec.labels().items() if k != "workload"}
+        labels = {k: v for k, v in pod.labels().items() if k != "workload"}
         labels["pod-template-hash"] = pod.spec.template_hash()
         containers = 1 if pod.spec.gateway or not pod.spec.sidecar else 2
+        annotations = {} if pod.spec.sidecar else {INJECT: "false"}
+        if pod.ztunnel_ports:  # istio-cni's mark on a pod it handed to ztunnel
+            annotations["ambient.istio.io/redirection"] = "enabled"
         return {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": pod.name, "namespace": pod.namespace, "labels": labels,
-                         "annotations": {} if pod.spec.sidecar else {INJECT: "false"},
+                         "annotations": annotations,
                          "ownerReferences": [{"kind": "ReplicaSet", "name": f"{pod.deployment}-"
                                               f"{pod.spec.template_hash()}"}]},
             "spec": {"containers": [{"name": pod.spec.service}] * (not pod.spec.gateway)
