@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -19,7 +20,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from meshkit.viz.data import InvalidData, version_key
-from meshkit.viz.layout import UIREVISION, waiting_note
+from meshkit.viz.layout import TICK_STANDOFF, UIREVISION, nice_step, waiting_note
 from meshkit.viz.palette import service_color, version_color
 
 POD_FIELDS = ("name", "app", "version", "ready", "sidecar", "config_version", "synced")
@@ -137,10 +138,20 @@ def config_push_timeline(snapshots: Sequence[Any]) -> go.Figure:
     fig.update_layout(
         title=title,
         uirevision=UIREVISION,
-        xaxis={"title": "time", "type": "date"},
-        yaxis={"title": "config version", "tickformat": "d", "rangemode": "tozero"},
+        # one-line time labels as on the other time figures: the default puts the date under the first
+        # tick, wide enough to run into the y axis's "0"
+        xaxis={"title": "time", "type": "date", "tickformat": "%H:%M:%S", "ticklabelstandoff": TICK_STANDOFF},
+        # whole-number steps: versions are integers, and "d" on a 0.5 step prints 1, 1, 2, 2, …
+        yaxis={"title": "config version", "tickformat": "d", "rangemode": "tozero",
+               "dtick": _version_step(max((v for pts in series.values() for _, v, _ in pts), default=1)),
+               "ticklabelstandoff": TICK_STANDOFF},
         hovermode="x unified",
     )
     if not series:
         waiting_note(fig, "no proxies yet")
     return fig
+
+
+def _version_step(top: int) -> int:
+    """A whole tick step giving at most about six ticks from 0 to ``top``."""
+    return max(1, math.ceil(nice_step(float(top), 6)))

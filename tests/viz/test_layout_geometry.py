@@ -8,6 +8,7 @@ the timeout variant's axis from −200 ms, the service graph's edge labels on to
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -69,7 +70,14 @@ FIGURES: dict[str, Callable[[], go.Figure]] = {
     "waiting codes": lambda: codes_over_time([]),
     "config push": lambda: config_push_timeline(
         [{"t": syn.T0 + i, "pods": syn.pods(config_version=3 + i // 2)} for i in range(6)]),
+    "config push live": lambda: live_push_samples(),
 }
+
+
+def live_push_samples() -> go.Figure:
+    """Lab 00's live figure: samples every 0.5 s from a moment between seconds, one push after 2 s."""
+    return config_push_timeline(
+        [{"t": syn.T0 + 0.37 + i * 0.5, "pods": syn.pods(config_version=1 + i // 4)} for i in range(12)])
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +109,13 @@ def test_latency_axis_starts_at_zero(figure_page: FigurePage, name: str) -> None
 @pytest.mark.parametrize("width", [600, 1200])
 def test_graph_labels_stay_apart_at_other_widths(figure_page: FigurePage, width: int) -> None:
     assert problems(figure_page.measure(service_graph(three_versions_graph()), width=width)) == []
+
+
+def test_config_push_ticks_are_distinct_and_one_line(figure_page: FigurePage) -> None:
+    """Lab 00 in the browser: the date under the first time tick ran into the y axis's "0", and
+    whole-number versions on a 0.5 step read 0, 1, 1, 2, 2."""
+    texts = [b["text"] for b in figure_page.measure(live_push_samples())["boxes"]]
+    versions = [t for t in texts if t.isdigit()]
+    assert len(versions) >= 2 and len(versions) == len(set(versions)), versions
+    times = [t for t in texts if t[:2].isdigit() and ":" in t]
+    assert times and all(re.fullmatch(r"\d\d:\d\d:\d\d", t) for t in times), times
