@@ -77,6 +77,8 @@ KINDS: Mapping[str, KindInfo] = {
         KindInfo("HTTPRoute", _GW, "httproutes", (), ("v1", "v1beta1")),
         KindInfo("GRPCRoute", _GW, "grpcroutes", (), ("v1",)),
         KindInfo("ReferenceGrant", _GW, "referencegrants", ("refgrant",), ("v1beta1", "v1")),
+        KindInfo("TCPRoute", _GW, "tcproutes", (), ("v1alpha2",)),
+        KindInfo("TLSRoute", _GW, "tlsroutes", (), ("v1",)),  # v1alpha2 is experimental-only since v1.5
     )
 }
 

@@ -22,6 +22,8 @@ _KINDS = {
     "WorkloadGroup": "auto-registration of VMs from a template",
     "ProxyConfig": "per-workload proxy settings (concurrency, image, environment)",
     "WasmPlugin": "WebAssembly filters in the proxy",
+    "TCPRoute": "Gateway API TCP routing (its Gateways have HTTP listeners only)",
+    "TLSRoute": "Gateway API TLS passthrough routing (its Gateways have HTTP listeners only)",
 }
 #: Telemetry fields the local proxies honour, per section
 _TELEMETRY_HONOURED = {

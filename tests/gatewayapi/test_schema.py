@@ -97,6 +97,35 @@ spec:
     assert any("tls must not be specified for protocols ['HTTP', 'TCP', 'UDP']" in e for e in found)
     istio_gw = gw.replace("gateway.networking.k8s.io/v1", "networking.istio.io/v1")
     assert any('unknown field "gatewayClassName"' in e for e in errors(istio_gw))  # the group picks the kind
-    tls = gw.replace("kind: Gateway", "kind: TLSRoute")
-    assert any('kind "TLSRoute" (gateway.networking.k8s.io/v1) is a Gateway API kind the local mesh does not model'
-               in e for e in errors(tls))
+    udp = gw.replace("kind: Gateway", "kind: UDPRoute")
+    assert any('kind "UDPRoute" (gateway.networking.k8s.io/v1) is a Gateway API kind the local mesh does not model'
+               in e for e in errors(udp))
+
+
+TCP_ROUTE = """apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata:
+  name: tcp-echo
+spec:
+  parentRefs:
+  - {name: tcp-echo-gateway, sectionName: tcp-31400}
+  rules:
+  - backendRefs: [{name: tcp-echo, port: 9000}]
+"""
+
+
+def test_tcp_routes_need_the_experimental_channel_and_tls_routes_are_standard(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(EXPERIMENTAL_ENV, raising=False)
+    (line,) = errors(TCP_ROUTE)
+    assert 'no matches for kind "TCPRoute" in version "gateway.networking.k8s.io/v1alpha2"' in line
+    monkeypatch.setenv(EXPERIMENTAL_ENV, "experimental")
+    assert errors(TCP_ROUTE) == []
+    warnings = [p.format() for p in validate_documents(parse_text(TCP_ROUTE, "r.yaml")).warnings]
+    assert any("TCPRoute is accepted and stored; the local mesh does not simulate" in w for w in warnings), warnings
+    empty = errors(TCP_ROUTE.replace("[{name: tcp-echo, port: 9000}]", "[]"))
+    assert len(empty) == 1 and "spec.rules[0].backendRefs" in empty[0], empty
+    monkeypatch.delenv(EXPERIMENTAL_ENV, raising=False)
+    tls = TCP_ROUTE.replace("v1alpha2", "v1").replace("TCPRoute", "TLSRoute")
+    tls = tls.replace("  parentRefs:", "  hostnames: [echo.example.com]\n  parentRefs:")
+    assert errors(tls) == []
+    assert errors(tls.replace("echo.example.com", "Not_A_Host"))

@@ -20,6 +20,8 @@ from meshkit.resources.gatewayapi.schema import (
     GRPC_ROUTE,
     HTTP_ROUTE,
     REFERENCE_GRANT,
+    TCP_ROUTE,
+    TLS_ROUTE,
     experimental_channel,
 )
 from meshkit.resources.schema import Schema
@@ -34,6 +36,8 @@ GATEWAY_API_SPECS: Mapping[str, Schema] = {
     f"HTTPRoute.{GROUP}": HTTP_ROUTE,
     f"GRPCRoute.{GROUP}": GRPC_ROUTE,
     f"ReferenceGrant.{GROUP}": REFERENCE_GRANT,
+    f"TCPRoute.{GROUP}": TCP_ROUTE,
+    f"TLSRoute.{GROUP}": TLS_ROUTE,
 }
 
 

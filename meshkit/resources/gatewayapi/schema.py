@@ -606,6 +606,37 @@ HTTP_ROUTE = KObj(
 )
 
 
+
+def _experimental_kind(kind: str, version: str) -> Callable[[dict[str, Any], Path, Checker], None]:
+    """Without the experimental CRDs the API server does not serve ``kind`` at all (kubectl's wording)."""
+
+    def rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
+        if not experimental_channel():
+            ck.error(
+                ("kind",),
+                f'no matches for kind "{kind}" in version "gateway.networking.k8s.io/{version}": ensure CRDs are '
+                f"installed first ({kind} is in the Gateway API experimental channel: {EXPERIMENTAL_ENV}=experimental)",
+            )
+
+    return rule
+
+
+def _l4_route(kind: str, version: str | None, *, hostnames: bool) -> KObj:
+    """TCPRoute (experimental channel) and TLSRoute (standard since v1.5): parents and weighted backends."""
+    backend = KObj({**_backend_object_ref(), "weight": KInt(0, 1_000_000)}, required=("name",),
+                   rules=[_port_for_service])
+    rule = KObj({"name": KStr(SECTION_NAME, min_len=1, max_len=253),
+                 "backendRefs": KList(backend, min_items=1, max_items=16)}, required=("backendRefs",))
+    fields: dict[str, Schema] = {"parentRefs": ParentRefs(), "rules": KList(rule, min_items=1, max_items=16)}
+    if hostnames:
+        fields["hostnames"] = LIST_HOSTNAMES
+    return KObj(fields, required=("rules",), rules=[_experimental_kind(kind, version)] if version else [])
+
+
+#: stored and shown, not routed by the local mesh (it has no TCP or TLS passthrough listeners)
+TCP_ROUTE = _l4_route("TCPRoute", "v1alpha2", hostnames=False)
+TLS_ROUTE = _l4_route("TLSRoute", None, hostnames=True)
+
 def _grpc_method_rule(value: dict[str, Any], path: Path, ck: Checker) -> None:
     if "service" not in value and "method" not in value:
         cel(ck, path, "One or both of 'service' or 'method' must be specified")
