@@ -81,7 +81,9 @@ def test_canary_check_measures_the_split(mesh: Mesh) -> None:
 def test_fault_checks_on_a_real_abort(mesh: Mesh) -> None:
     mesh.apply(lab.istiofile("destination-rule-recommendation-app.yaml"),
                lab.istiofile("virtual-service-recommendation-503.yaml"))
-    assert check.fault_abort(mesh, 50).ok
+    # 1000 unseeded draws at 50 %: sd 1.6 points; ±6.5 is four of them (the learner's default ±5 is 3.2,
+    # a false ✗ in one run of ~600, seen once at 44.5 % under load)
+    assert check.fault_abort(mesh, 50, tolerance=6.5).ok
     assert not check.succeeds(mesh, n=40).ok
     assert check.fails(mesh, n=40, body="fault filter abort").ok
     mesh.reset()
