@@ -55,7 +55,7 @@ def latency_stats(records: Iterable[Record]) -> list[dict[str, object]]:
 _MARGIN = {"t": 60, "b": 10, "l": 60, "r": 20}
 _PLOT_PX = 260          # the histogram
 _AXIS_PX = 64           # under it: tick labels and the axis title
-_HEADER_PX, _ROW_PX = 28, 24
+_HEADER_PX, _ROW_PX = 44, 24   # a two-line header: unit under the name
 
 
 def latency_figure(records: Iterable[Record]) -> go.Figure:
@@ -117,7 +117,9 @@ def latency_figure(records: Iterable[Record]) -> go.Figure:
 
 def _table(stats: list[dict[str, object]]) -> go.Table:
     cols = ["version", "requests", "p50", "p90", "p99", "max", "errors_pct"]
-    header = ["version", "requests", "p50 ms", "p90 ms", "p99 ms", "max ms", "non-2xx %"]
+    # the unit on its own line: at a notebook's width plotly wrapped "p50 ms" anyway, and the taller
+    # header pushed the last row out of the table's area
+    header = ["version", "requests", "p50<br>ms", "p90<br>ms", "p99<br>ms", "max<br>ms", "non-2xx<br>%"]
     values: list[list[object]] = []
     for c in cols:
         column = [row[c] for row in stats]
@@ -128,7 +130,7 @@ def _table(stats: list[dict[str, object]]) -> go.Table:
         version_color("" if row["version"] == NO_VERSION_LABEL else str(row["version"])) for row in stats
     ]
     return go.Table(
-        columnwidth=[2.2, 1, 1, 1, 1, 1, 1.1],  # "no version (error)" on one line
+        columnwidth=[3, 1.2, 1, 1, 1, 1, 1.2],  # "no version (error)" on one line at a notebook's 700 px
         header={"values": header, "align": "left", "fill": {"color": "#eeeeee"}, "height": _HEADER_PX},
         cells={
             "values": values,

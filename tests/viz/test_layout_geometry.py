@@ -119,3 +119,11 @@ def test_config_push_ticks_are_distinct_and_one_line(figure_page: FigurePage) ->
     assert len(versions) >= 2 and len(versions) == len(set(versions)), versions
     times = [t for t in texts if t[:2].isdigit() and ":" in t]
     assert times and all(re.fullmatch(r"\d\d:\d\d:\d\d", t) for t in times), times
+
+
+def test_latency_table_with_errors_fits_at_notebook_width(figure_page: FigurePage) -> None:
+    """Lab 04 in the browser (a 700 px figure): the header wrapped "p50 ms" to two lines and the
+    row of failed requests ("no version (error)") fell out of the table's area."""
+    recs = syn.canary_records(n=200, v2_share=0.5) + [
+        syn.error(syn.T0 + i, 503, "UF", "upstream connect error") for i in range(9)]
+    assert problems(figure_page.measure(latency_figure(recs), width=700)) == []
