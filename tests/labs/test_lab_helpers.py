@@ -14,6 +14,7 @@ import yaml
 from meshkit import lab
 from meshkit.errors import MeshkitError, NotFound
 from meshkit.lab import CheckResult, check
+from meshkit.traffic import LoadResult
 from meshkit.mesh import Mesh
 from tests.labs.conftest import stop_mesh
 
@@ -244,3 +245,28 @@ def test_a_culled_server_loses_nothing_the_first_cell_brings_the_mesh_back(mesh:
     back = lab.setup(home=home)  # the labs' first cell
     assert back.curl()[0] == 200
     assert progress.read(home / progress.FILE)[-1]["check"] == "timeout"  # the learner's progress is kept
+
+
+class _Replies:
+    """Stands in for a mesh whose traffic gave these client-side records (the classification is under test)."""
+
+    class backend:  # noqa: N801 - mirrors Mesh.backend.name
+        name = "local"
+
+    def __init__(self, records: list[dict]) -> None:
+        self._records = records
+
+    def load(self, n: int, flags: bool) -> LoadResult:
+        return LoadResult(records=self._records[:n], duration_s=1.0)
+
+
+def test_rate_limit_check_counts_refusals_not_a_429_in_a_counter() -> None:
+    ok = {"code": 200, "flags": "-", "body": "customer => preference => recommendation v1 from 'r-1': 4291\n"}
+    refused_here = {"code": 429, "flags": "RL", "body": "local_rate_limited"}
+    refused_down = {"code": 503, "flags": "-", "body": "customer => Error: 503 - preference => Error: 429 - "
+                    "local_rate_limited\n"}
+    result = check.rate_limited(_Replies([ok] * 3 + [refused_here, refused_down, refused_down]), allowed=3,
+                                strict=False)
+    assert result.ok, result
+    assert result.seen == "3 passed, 3 refused with 429 of 6"
+    assert not check.rate_limited(_Replies([ok] * 4 + [refused_here] * 2), allowed=3, strict=False).ok
