@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,16 @@ def jupyter(lab_home: Path, tmp_path: Path) -> Iterator[str]:
         log.close()
 
 
+
+def wait_for_kernel_preview(page: Any, panel: Any, text: str) -> None:
+    """Wait until the kernel has rebuilt the panel's YAML preview from the slider's last step.
+
+    The browser moves the slider at once; the kernel learns each step over the comm, and Apply reads
+    the kernel's value, so clicking Apply before the preview shows ``text`` can apply a step short.
+    """
+    page.wait_for_function("([el, t]) => el.innerText.includes(t)", arg=[panel.element_handle(), text],
+                           timeout=30_000)
+
 def test_lab_runs_in_jupyterlab_and_the_slider_moves_the_split(jupyter: str, lab_home: Path,
                                                                artifacts: Path) -> None:
     from playwright.sync_api import sync_playwright
@@ -146,6 +157,7 @@ def test_lab_runs_in_jupyterlab_and_the_slider_moves_the_split(jupyter: str, lab
                 handle.press("ArrowRight")
             readouts = [int(sliders.nth(i).locator(".widget-readout").inner_text()) for i in range(2)]
             assert readouts == [75, 30]  # the lab left 75/25; five steps right
+            wait_for_kernel_preview(page, panel, "weight: 30")
             panel.locator("button:has-text('Apply')").click()
             page.wait_for_function(
                 "el => el.innerText.includes('virtualservice.networking.istio.io/recommendation')",
@@ -220,6 +232,7 @@ def test_the_weights_widget_in_gateway_api_form_moves_the_split(jupyter: str, la
             handle.focus()
             for _ in range(5):
                 handle.press("ArrowRight")
+            wait_for_kernel_preview(page, panel, "weight: 30")
             panel.locator("button:has-text('Apply')").click()
             page.wait_for_function(
                 "el => el.innerText.includes('httproute.gateway.networking.k8s.io/recommendation')",
