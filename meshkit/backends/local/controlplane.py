@@ -57,7 +57,17 @@ from meshkit.backends.local.workloads import (
     service_account,
 )
 from meshkit.errors import MeshkitError, NotFound
-from meshkit.http1 import Limits, Request, Response, SimpleClient, serve
+from meshkit.http1 import (
+    BodyError,
+    ConnectFailure,
+    Limits,
+    Request,
+    ResetConnection,
+    Response,
+    SimpleClient,
+    UpstreamReset,
+    serve,
+)
 from meshkit.resources.gatewayapi import GROUP as GATEWAY_API_GROUP
 from meshkit.resources.gatewayapi import is_gateway_api
 from meshkit.resources.gatewayapi.translate import Translation, builtin_gateway_classes, translate
@@ -548,7 +558,7 @@ class ControlPlane:
             body = json.dumps({"outbound": pod.ztunnel_ports.get("outbound", 0)}).encode()
             await client.request("POST", "/capture", {"host": "localhost", OWNER_HEADER: self.credential,
                                                       "content-type": "application/json"}, body)
-        except Exception:
+        except (OSError, TimeoutError, ConnectFailure, ResetConnection, UpstreamReset, BodyError):
             pass  # a pod that just died is captured no more
         finally:
             client.close()
