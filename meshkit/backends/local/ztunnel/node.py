@@ -374,24 +374,7 @@ class Ztunnel(Pod):
                                   "explicitly denied by: istio-system/istio_converted_static_strict")
             hbone.reset(writer)
             return
-        decision = evaluate(self.policies, self._peer(e), None, "127.0.0.1")
-        if not decision.allowed:
-            self.telemetry.opened(c, "DENY")
-            self.telemetry.closed(c, 0, 0, "DENY", f"connection closed due to policy rejection: {decision.reason}")
-            hbone.reset(writer)
-            return
-        try:
-            up_r, up_w = await _dial(int(e.info["app_port"]))
-        except OSError:
-            hbone.reset(writer)
-            return
-        self.telemetry.opened(c)
-        self.inbound_open[id(c)] = (pod, identity or None, functools.partial(_abort, writer, up_w))
-        try:
-            received, sent = await _pipe_tcp(reader, writer, up_r, up_w, self._counter(c, inbound=True))
-        finally:
-            self.inbound_open.pop(id(c), None)
-        self.telemetry.closed(c, sent, received)
+        await self._admit_and_pipe(pod, e, c, None, identity, reader, writer)
 
     async def _inbound_mtls(self, pod: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         e = self.enrolled.get(pod)
@@ -401,7 +384,12 @@ class Ztunnel(Pod):
         identity = peer_spiffe_id(writer.get_extra_info("ssl_object")) or ""
         src = self._side_of_identity(identity, "127.0.0.1:{}".format(writer.get_extra_info("peername")[1]))
         c = Connection("inbound", src, e.side(f"127.0.0.1:{e.ports['mtls']}"), "mutual_tls")
-        decision = evaluate(self.policies, self._peer(e), identity, "127.0.0.1")
+        await self._admit_and_pipe(pod, e, c, identity, identity, reader, writer)
+
+    async def _admit_and_pipe(self, pod: str, e: Any, c: Connection, principal: str | None, identity: str,
+                              reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Authorize an inbound connection (``principal`` None for plaintext), then pipe it to the app."""
+        decision = evaluate(self.policies, self._peer(e), principal, "127.0.0.1")
         if not decision.allowed:
             self.telemetry.opened(c, "DENY")
             self.telemetry.closed(c, 0, 0, "DENY", f"connection closed due to policy rejection: {decision.reason}")
