@@ -102,7 +102,7 @@ def test_opt_out_and_back_without_restarting_the_app(mesh: Mesh) -> None:
     before = len(_ztunnel_log(mesh))
     bodies = {_curl(mesh, "http://recommendation:8080/")[1].split(" from ")[0] for _ in range(2)}
     assert bodies == {"recommendation v1", "recommendation v2"}
-    out = _log_line(mesh, 'dst.workload="recommendation-v2"', since=before)
+    out = _log_line(mesh, f'dst.workload="{pod.name}"', since=before)  # ztunnel's log names the pod
     assert 'direction="outbound"' in out and "src.identity" not in out and "dst.identity" not in out
     mesh.label("Pod", pod.name, {"istio.io/dataplane-mode": None})
     mesh.backend.wait_synced()  # type: ignore[attr-defined]
@@ -111,7 +111,7 @@ def test_opt_out_and_back_without_restarting_the_app(mesh: Mesh) -> None:
     before = len(_ztunnel_log(mesh))
     for _ in range(2):
         assert _curl(mesh, "http://recommendation:8080/")[0] == 200
-    _log_line(mesh, 'dst.workload="recommendation-v2"', 'direction="inbound"',
+    _log_line(mesh, f'dst.workload="{pod.name}"', 'direction="inbound"',
               'src.identity="spiffe://cluster.local/ns/tutorial/sa/curl"', since=before)
 
 
@@ -129,8 +129,8 @@ def test_mtls_between_ambient_pods_identity_from_the_certificate(mesh: Mesh) -> 
     before = len(_ztunnel_log(mesh))
     status, _ = _curl(mesh, "http://preference:8080/")
     assert status == 200
-    inbound = _log_line(mesh, 'direction="inbound"', 'dst.workload="preference-v1"', 'src.workload="curl"',
-                        since=before)
+    inbound = _log_line(mesh, 'direction="inbound"', f'dst.workload="{_pod(mesh, "preference").name}"',
+                        f'src.workload="{_pod(mesh, "curl").name}"', since=before)
     # the source identity is the one the client's certificate carries (verified by the mesh root)
     assert 'src.identity="spiffe://cluster.local/ns/tutorial/sa/curl"' in inbound
     assert 'dst.identity="spiffe://cluster.local/ns/tutorial/sa/preference"' in inbound
@@ -164,11 +164,13 @@ def test_non_mesh_client_reaches_the_pod_directly_and_strict_refuses_it(clean: M
         mesh.backend.wait_synced()  # type: ignore[attr-defined]
         before = len(_ztunnel_log(mesh))
         assert _curl(mesh, "http://preference:8080/")[0] == 200
-        line = _log_line(mesh, 'direction="inbound"', 'dst.workload="preference-v1"', since=before)
+        line = _log_line(mesh, 'direction="inbound"', f'dst.workload="{_pod(mesh, "preference").name}"',
+                         since=before)
         assert "src.identity" not in line and "src.workload" not in line  # plaintext: no identity
         _apply(mesh, tmp_path, STRICT)
         assert _curl(mesh, "http://preference:8080/") == (0, RESET)
-        _log_line(mesh, 'error="connection closed due to policy rejection', 'dst.workload="preference-v1"')
+        _log_line(mesh, 'error="connection closed due to policy rejection',
+                  f'dst.workload="{_pod(mesh, "preference").name}"')
     finally:
         mesh.label("Pod", curl.name, {"istio.io/dataplane-mode": None})
         mesh.backend.wait_synced()  # type: ignore[attr-defined]
@@ -200,23 +202,27 @@ def test_l4_allow_by_principal_denies_others_with_a_reset(clean: Mesh, tmp_path:
     # customer is not allowed: its ztunnel resets customer's connection, the app sees no HTTP status
     status, body = _curl(mesh, "http://customer:8080/")
     assert (status, body) == (503, "customer => IOException: Connection reset by peer\n")
-    inbound = _log_line(mesh, "policy rejection", 'src.workload="customer"')
+    inbound = _log_line(mesh, "policy rejection", f'src.workload="{_pod(mesh, "customer").name}"')
     assert inbound.split("\t")[1:4] == ["error", "access", "connection complete"]
     assert 'src.identity="spiffe://cluster.local/ns/tutorial/sa/customer"' in inbound
     assert 'direction="inbound"' in inbound
     assert 'error="connection closed due to policy rejection: allow policies exist, but none allowed"' in inbound
     outbound = _log_line(mesh, 'error="http status: 401 Unauthorized"')
-    assert 'direction="outbound"' in outbound and 'src.workload="customer"' in outbound
+    assert 'direction="outbound"' in outbound and f'src.workload="{_pod(mesh, "customer").name}"' in outbound
     metrics = mesh.metrics()
-    denied = [line for line in metrics.splitlines() if line.startswith("istio_tcp_connections_opened_total{")
+    # ztunnel counts a connection opened with no flag, and its close (and failure) with the flag
+    denied = [line for line in metrics.splitlines() if line.startswith("istio_tcp_connections_failed_total{")
               and 'response_flags="DENY"' in line and 'reporter="destination"' in line]
     assert denied and all(k in denied[0] for k in (
         'source_principal="spiffe://cluster.local/ns/tutorial/sa/customer"', 'source_workload="customer"',
         'destination_workload="preference-v1"', 'destination_canonical_service="preference"',
         'request_protocol="tcp"', 'connection_security_policy="mutual_tls"'))
-    assert any('reporter="source"' in line and 'response_flags="DENY"' in line
+    # the source side sees the CONNECT refused (401): ztunnel flags that a connection failure
+    assert any('reporter="source"' in line and 'response_flags="CONNECT"' in line
                and 'destination_service="preference.tutorial.svc.cluster.local"' in line
-               for line in metrics.splitlines() if line.startswith("istio_tcp_connections_opened_total{"))
+               for line in metrics.splitlines() if line.startswith("istio_tcp_connections_closed_total{"))
+    assert not any('response_flags="DENY"' in line for line in metrics.splitlines()
+                   if line.startswith("istio_tcp_connections_opened_total{"))
     received = [line for line in metrics.splitlines() if line.startswith("istio_tcp_received_bytes_total{")
                 and 'reporter="destination"' in line and 'source_workload="curl"' in line
                 and 'response_flags="-"' in line and 'destination_service="preference.tutorial.svc.cluster.local"'

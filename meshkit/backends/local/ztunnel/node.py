@@ -25,7 +25,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -39,7 +39,7 @@ from meshkit.backends.local.tls import client_context, server_context
 from meshkit.backends.local.trust import owner_only
 from meshkit.backends.local.ztunnel import hbone
 from meshkit.backends.local.ztunnel.policy import L4Policy, Peer, compile_policies, evaluate
-from meshkit.backends.local.ztunnel.telemetry import Connection, Side, ZtunnelTelemetry
+from meshkit.backends.local.ztunnel.telemetry import POLICY_CHANGE, Connection, Side, ZtunnelTelemetry
 from meshkit.http1 import Request, Response, serve
 
 NODE = "meshkit-control-plane"  # the single node, named as kind names a one-node cluster's node
@@ -62,7 +62,7 @@ class Enrolled:
     def side(self, addr: str) -> Side:
         i = self.info
         return Side(addr, i["workload"], i["namespace"], self.cert.spiffe_id, i["labels"].get("app", ""),
-                    i["labels"].get("version", ""), i.get("service", ""))
+                    i["labels"].get("version", ""), i.get("service", ""), i["pod"])
 
     def close(self) -> None:
         for s in self.servers:
@@ -72,7 +72,7 @@ class Enrolled:
 def workload_side(w: dict[str, Any], addr: str, service: str = "") -> Side:
     identity = spiffe_id_for(w["namespace"], w["service_account"]) if w.get("dataplane") != "none" else ""
     return Side(addr, w["workload"], w["namespace"], identity, w["labels"].get("app", ""),
-                w["labels"].get("version", ""), service)
+                w["labels"].get("version", ""), service, w["pod"])
 
 
 class Ztunnel(Pod):
@@ -86,8 +86,9 @@ class Ztunnel(Pod):
         self.config_version = 0
         self.connections: dict[int, dict[str, str]] = {}
         self._announced: dict[str, dict[str, int]] = {}
-        # open inbound connections: (pod, source identity, abort) — a policy change re-checks them
-        self.inbound_open: dict[int, tuple[str, str | None, Callable[[], None]]] = {}
+        # open inbound connections: (pod, source identity, abort, connection) — a policy change re-checks them
+        self.inbound_open: dict[int, tuple[str, str | None, Callable[[], None], Connection]] = {}
+        self.late_rejected: set[int] = set()  # closed by a policy change: their close is a DENY
 
     # lifecycle ----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -105,7 +106,7 @@ class Ztunnel(Pod):
             e.close()
 
     def log(self, level: str, target: str, message: str) -> None:
-        stamp = datetime.now().astimezone().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         self.telemetry.write(f"{stamp}\t{level}\t{target}\t{message}")
 
     async def _wds_loop(self) -> None:
@@ -128,11 +129,15 @@ class Ztunnel(Pod):
 
     def _recheck_open_connections(self) -> None:
         """ztunnel closes a connection a new policy no longer allows (``connection closed due to policy change``)."""
-        for key, (pod, identity, abort) in list(self.inbound_open.items()):
+        for key, (pod, identity, abort, c) in list(self.inbound_open.items()):
             e = self.enrolled.get(pod)
             if e is None or not evaluate(self.policies, self._peer(e), identity, "127.0.0.1").allowed:
                 self.inbound_open.pop(key, None)
-                self.log("info", "proxy::inbound", f"connection closed due to policy change pod={pod}")
+                self.late_rejected.add(key)
+                self.log("info", "proxy::connection_manager",
+                         f"connection {c.src.addr}({identity or 'None'})->{c.dst.addr} "
+                         f"(Kubernetes//Pod/{c.dst.namespace}/{pod}) closed because it's no longer allowed "
+                         "after a policy update")
                 abort()
 
     async def _reconcile(self) -> None:
@@ -176,9 +181,11 @@ class Ztunnel(Pod):
     def _guard(self, handler: Handler, pod: str) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter],
                                                              Awaitable[None]]:
         """A connection handler that ends quietly: a failure is a log line and a reset, never a traceback."""
+        reporter = "source" if handler == self._outbound else "destination"
 
         async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             hbone.nodelay(writer)
+            self.telemetry.socket(reporter, 1)
             try:
                 await handler(pod, reader, writer)
             except asyncio.CancelledError:
@@ -186,6 +193,8 @@ class Ztunnel(Pod):
             except Exception as exc:
                 self.log("error", "proxy", f"connection failed: {type(exc).__name__}: {exc}")
                 hbone.reset(writer)
+            finally:
+                self.telemetry.socket(reporter, -1)
 
         return run
 
@@ -248,15 +257,13 @@ class Ztunnel(Pod):
             return
         svc = self._resolve(host, e.info["namespace"])
         if svc is None:
-            self.log("warn", "access", f'connection failed\tsrc.addr={src_addr} dst.addr={target} '
-                     'error="unknown service"')
+            self.telemetry.failed(src_addr, target, "outbound", f"no service or workload for hostname: {host}")
             hbone.reset(writer)
             return
         fqdn = f"{svc['name']}.{svc.get('namespace', 'tutorial')}.svc.cluster.local"
         eps = self._endpoints(svc)
         if not eps:
-            self.log("warn", "access", f'connection failed\tsrc.addr={src_addr} dst.service="{fqdn}" '
-                     'error="no healthy upstream"')
+            self.telemetry.failed(src_addr, target, "outbound", f"no healthy upstream: {target}")
             hbone.reset(writer)
             return
         counter = self.rr.setdefault(fqdn, itertools.count())
@@ -273,23 +280,31 @@ class Ztunnel(Pod):
                        "mutual_tls", authority)
         try:
             stream = await hbone.open_stream(int(dst["hbone_port"]), e.client_ctx, authority)
+        except ssl.SSLError as exc:
+            self.telemetry.opened(c)
+            self.telemetry.closed(c, 0, 0, "TLS_FAILURE", f"tls error: {exc}")
+            hbone.reset(writer)
+            return
         except Exception as exc:
-            self.telemetry.opened(c, "CONNECT")
+            self.telemetry.opened(c)
             self.telemetry.closed(c, 0, 0, "CONNECT", f"connection failed: {type(exc).__name__}: {exc}")
             hbone.reset(writer)
             return
         peer = peer_spiffe_id(stream.ssl_object)
         if peer != c.dst.identity:
             stream.close()
-            self.telemetry.opened(c, "IDENTITY_ERROR")
-            self.telemetry.closed(c, 0, 0, "IDENTITY_ERROR", f"identity verification error: peer is {peer}")
+            self.telemetry.opened(c)
+            self.telemetry.closed(c, 0, 0, "IDENTITY_ERROR",
+                                  f"identity error: identity verification error: peer is {peer}, "
+                                  f"expected {c.dst.identity}")
             hbone.reset(writer)
             return
         if stream.status != 200:
             stream.close()
-            self.telemetry.opened(c, "DENY")
-            reason = "Unauthorized" if stream.status == 401 else "error"
-            self.telemetry.closed(c, 0, 0, "DENY", f"http status: {stream.status} {reason}")
+            self.telemetry.opened(c)
+            reason = {401: "Unauthorized", 400: "Bad Request", 503: "Service Unavailable"}.get(stream.status, "")
+            # ztunnel's source side flags a refused CONNECT as a connection failure (CONNECT), not DENY
+            self.telemetry.closed(c, 0, 0, "CONNECT", f"http status: {stream.status} {reason}".rstrip())
             hbone.reset(writer)  # the app sees a reset, never an HTTP status
             return
         self.telemetry.opened(c)
@@ -303,7 +318,7 @@ class Ztunnel(Pod):
         try:
             up_r, up_w = await _dial(int(dst["port"]))
         except OSError as exc:
-            self.telemetry.opened(c, "CONNECT")
+            self.telemetry.opened(c)
             self.telemetry.closed(c, 0, 0, "CONNECT", f"connection failed: {exc}")
             hbone.reset(writer)
             return
@@ -326,12 +341,12 @@ class Ztunnel(Pod):
         async def decide(stream: hbone.HboneStream, authority: str) -> int:
             c.hbone_addr = authority
             if not e.info.get("app_port") or authority != f"127.0.0.1:{e.info['app_port']}":
-                self.telemetry.opened(c, "CONNECT")
-                self.telemetry.closed(c, 0, 0, "CONNECT", f"unknown destination {authority}")
+                # too little known to report it: ztunnel's early deny, a log line and no metric
+                self.telemetry.failed(src_addr, c.dst.addr, "inbound", f"no valid routing destination: {authority}")
                 return 400
+            self.telemetry.opened(c)
             decision = evaluate(self.policies, self._peer(e), identity, "127.0.0.1")
             if not decision.allowed:
-                self.telemetry.opened(c, "DENY")
                 self.telemetry.closed(c, 0, 0, "DENY", f"connection closed due to policy rejection: {decision.reason}")
                 return 401
             return 200
@@ -342,18 +357,17 @@ class Ztunnel(Pod):
             except OSError as exc:
                 self.telemetry.closed(c, 0, 0, "CONNECT", f"connection failed: {exc}")
                 return
-            self.telemetry.opened(c)
 
             def abort() -> None:
                 hbone.reset(up_w)
                 stream.writer.transport.abort()
 
-            self.inbound_open[id(c)] = (pod, identity, abort)
+            self.inbound_open[id(c)] = (pod, identity, abort, c)
             try:
                 sent, received = await self._pipe_stream(up_r, up_w, stream, c, inbound=True)
             finally:
                 self.inbound_open.pop(id(c), None)
-            self.telemetry.closed(c, sent, received)
+            self._close(c, sent, received)
 
         await hbone.serve_stream(reader, writer, decide, on_open)
 
@@ -369,7 +383,7 @@ class Ztunnel(Pod):
         mode = effective_mtls_mode(self.config.get("resources", []), e.info["namespace"], e.info["labels"],
                                    TARGET_PORT)
         if mode == "STRICT":
-            self.telemetry.opened(c, "DENY")
+            self.telemetry.opened(c)
             self.telemetry.closed(c, 0, 0, "DENY", "connection closed due to policy rejection: "
                                   "explicitly denied by: istio-system/istio_converted_static_strict")
             hbone.reset(writer)
@@ -389,24 +403,32 @@ class Ztunnel(Pod):
     async def _admit_and_pipe(self, pod: str, e: Any, c: Connection, principal: str | None, identity: str,
                               reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Authorize an inbound connection (``principal`` None for plaintext), then pipe it to the app."""
+        self.telemetry.opened(c)
         decision = evaluate(self.policies, self._peer(e), principal, "127.0.0.1")
         if not decision.allowed:
-            self.telemetry.opened(c, "DENY")
             self.telemetry.closed(c, 0, 0, "DENY", f"connection closed due to policy rejection: {decision.reason}")
             hbone.reset(writer)
             return
         try:
             up_r, up_w = await _dial(int(e.info["app_port"]))
-        except OSError:
+        except OSError as exc:
+            self.telemetry.closed(c, 0, 0, "CONNECT", f"connection failed: {exc}")
             hbone.reset(writer)
             return
-        self.telemetry.opened(c)
-        self.inbound_open[id(c)] = (pod, identity or None, functools.partial(_abort, writer, up_w))
+        self.inbound_open[id(c)] = (pod, identity or None, functools.partial(_abort, writer, up_w), c)
         try:
             received, sent = await _pipe_tcp(reader, writer, up_r, up_w, self._counter(c, inbound=True))
         finally:
             self.inbound_open.pop(id(c), None)
-        self.telemetry.closed(c, sent, received)
+        self._close(c, sent, received)
+
+    def _close(self, c: Connection, sent: int, received: int) -> None:
+        """An inbound connection's end; one a policy change cut is a DENY with ztunnel's late-rejection error."""
+        if id(c) in self.late_rejected:
+            self.late_rejected.discard(id(c))
+            self.telemetry.closed(c, sent, received, "DENY", POLICY_CHANGE)
+        else:
+            self.telemetry.closed(c, sent, received)
 
     def _counter(self, c: Connection, inbound: bool = False) -> Callable[[int, int], None]:
         """Live byte counts for a plain TCP pipe: direction 0 is caller→upstream."""

@@ -1,10 +1,21 @@
 """ztunnel's telemetry: the ``istio_tcp_*`` counters with their labels and the access log lines.
 
+ztunnel's rules, as its source has them: a connection is counted opened (``response_flags="-"``) once
+it has enough context, and closed with its final flag; a failure flag (``CONNECT``, ``DENY``,
+``TLS_FAILURE``, ``H2_HANDSHAKE_FAILURE``, ``NETWORK_POLICY``, ``IDENTITY_ERROR``) also counts
+``istio_tcp_connections_failed_total``. Bytes count as Envoy's do at both reporters: received is what the
+client sent, sent is what came back (so the source's metric is the flip of its log line, whose
+``bytes_sent`` is what the source sent). ``istio_tcp_sockets_open`` counts accepted sockets per
+reporter. A connection refused before ztunnel knows enough about it logs one ``connection failed``
+line and counts nothing.
+
 Example::
 
     t = ZtunnelTelemetry()
-    t.record(Connection("outbound", src, dst, "mutual_tls"), sent=80, received=175, flags="-")
-    t.exposition()       # istio_tcp_connections_opened_total{reporter="source",...} 1
+    c = Connection("outbound", src, dst, "mutual_tls")
+    t.opened(c)
+    t.flow(c, sent=80, received=175)
+    t.closed(c, 80, 175)     # istio_tcp_connections_closed_total{reporter="source",...} 1
 """
 
 from __future__ import annotations
@@ -24,7 +35,11 @@ LABELS = (
     "destination_cluster", "request_protocol", "response_flags", "connection_security_policy",
 )
 COUNTERS = ("istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total",
-            "istio_tcp_received_bytes_total", "istio_tcp_sent_bytes_total")
+            "istio_tcp_connections_failed_total", "istio_tcp_received_bytes_total", "istio_tcp_sent_bytes_total")
+SOCKETS = "istio_tcp_sockets_open"
+FAILURE_FLAGS = frozenset({"CONNECT", "DENY", "TLS_FAILURE", "H2_HANDSHAKE_FAILURE", "NETWORK_POLICY",
+                           "IDENTITY_ERROR"})
+POLICY_CHANGE = "connection closed due to policy change"
 CLUSTER = "Kubernetes"
 
 
@@ -39,6 +54,7 @@ class Side:
     app: str = ""
     version: str = ""
     service: str = ""  # destination only: the Service's FQDN
+    pod: str = ""  # the log names the pod (ztunnel's workload name); the metrics its workload
 
 
 @dataclass
@@ -58,6 +74,7 @@ def _u(value: str) -> str:
 class ZtunnelTelemetry:
     def __init__(self, log_capacity: int = 2000) -> None:
         self.counters: dict[tuple[str, tuple[str, ...]], int] = {}
+        self.sockets: dict[str, int] = {"source": 0, "destination": 0}
         self.log: deque[str] = deque(maxlen=log_capacity)
         self.logged = 0
 
@@ -74,31 +91,44 @@ class ZtunnelTelemetry:
             "tcp", flags, c.security,
         )
 
-    def opened(self, c: Connection, flags: str = "-") -> None:
-        self._add("istio_tcp_connections_opened_total", self.labels(c, flags), 1)
+    def opened(self, c: Connection) -> None:
+        """The connection is known well enough to report: counted with ``response_flags="-"``."""
+        self._add("istio_tcp_connections_opened_total", self.labels(c, "-"), 1)
 
     def closed(self, c: Connection, sent: int, received: int, flags: str = "-", error: str = "") -> None:
-        """Count the connection's end and write its ``connection complete`` line."""
-        self._add("istio_tcp_connections_closed_total", self.labels(c, flags), 1)
+        """Count the connection's end (and its failure) and write its ``connection complete`` line.
+        ``sent``/``received`` are the log's: from the reporting side's point of view."""
+        key = self.labels(c, flags)
+        self._add("istio_tcp_connections_closed_total", key, 1)
+        if flags in FAILURE_FLAGS:
+            self._add("istio_tcp_connections_failed_total", key, 1)
         self.access(c, sent, received, error)
 
+    def socket(self, reporter: str, delta: int) -> None:
+        """An accepted socket (+1) or its end (-1): the ``istio_tcp_sockets_open`` gauge."""
+        self.sockets[reporter] = self.sockets.get(reporter, 0) + delta
+
     def flow(self, c: Connection, sent: int = 0, received: int = 0) -> None:
-        """Bytes as they pass (ztunnel counts them live): from the reporting workload's side."""
+        """Bytes as they pass (ztunnel counts them live), ``sent``/``received`` from the reporting side:
+        the source's request bytes are its received bytes in the metric, as Envoy counts them."""
         key = self.labels(c, "-")
-        if received:
-            self._add("istio_tcp_received_bytes_total", key, received)
-        if sent:
-            self._add("istio_tcp_sent_bytes_total", key, sent)
+        request, response = (sent, received) if c.direction == "outbound" else (received, sent)
+        if request:
+            self._add("istio_tcp_received_bytes_total", key, request)
+        if response:
+            self._add("istio_tcp_sent_bytes_total", key, response)
 
     def _add(self, name: str, key: tuple[str, ...], n: int) -> None:
         self.counters[(name, key)] = self.counters.get((name, key), 0) + n
 
     def access(self, c: Connection, sent: int, received: int, error: str = "") -> None:
-        """``<time>\\t<level>\\taccess\\tconnection complete\\t<fields>``, ztunnel's layout."""
-        ms = (time.monotonic() - c.opened) * 1000
+        """``<time>\\t<level>\\taccess\\tconnection complete\\t<fields>``, ztunnel's layout and order."""
+        ms = int((time.monotonic() - c.opened) * 1000)
         fields: list[tuple[str, Any, bool]] = [("src.addr", c.src.addr, False)]
-        if c.src.workload:
-            fields += [("src.workload", c.src.workload, True), ("src.namespace", c.src.namespace, True)]
+        if c.src.pod or c.src.workload:
+            fields.append(("src.workload", c.src.pod or c.src.workload, True))
+        if c.src.namespace:
+            fields.append(("src.namespace", c.src.namespace, True))
         if c.src.identity and c.security == "mutual_tls":
             fields.append(("src.identity", c.src.identity, True))
         fields.append(("dst.addr", c.dst.addr, False))
@@ -106,17 +136,27 @@ class ZtunnelTelemetry:
             fields.append(("dst.hbone_addr", c.hbone_addr, True))
         if c.dst.service:
             fields.append(("dst.service", c.dst.service, True))
-        if c.dst.workload:
-            fields += [("dst.workload", c.dst.workload, True), ("dst.namespace", c.dst.namespace, True)]
+        if c.dst.pod or c.dst.workload:
+            fields.append(("dst.workload", c.dst.pod or c.dst.workload, True))
+        if c.dst.namespace:
+            fields.append(("dst.namespace", c.dst.namespace, True))
         if c.dst.identity and c.security == "mutual_tls":
             fields.append(("dst.identity", c.dst.identity, True))
         fields += [("direction", c.direction, True), ("bytes_sent", sent, False), ("bytes_recv", received, False),
-                   ("duration", f"{ms:.0f}ms", True)]
+                   ("duration", f"{ms}ms", True)]
         if error:
             fields.append(("error", error, True))
+        self.event("error" if error else "info", "connection complete", fields)
+
+    def failed(self, src_addr: str, dst_addr: str, direction: str, error: str) -> None:
+        """ztunnel's early deny: refused before it knew enough to report, one ``warn`` line, no metric."""
+        self.event("warn", "connection failed", [("src.addr", src_addr, False), ("dst.addr", dst_addr, False),
+                                                 ("direction", direction, True), ("error", error, True)])
+
+    def event(self, level: str, message: str, fields: list[tuple[str, Any, bool]]) -> None:
         text = " ".join(f'{k}="{v}"' if quoted else f"{k}={v}" for k, v, quoted in fields)
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        self.write(f"{stamp}\t{'error' if error else 'info'}\taccess\tconnection complete\t{text}")
+        self.write(f"{stamp}\t{level}\taccess\t{message}\t{text}")
 
     def write(self, line: str) -> None:
         self.log.append(line)
@@ -132,4 +172,7 @@ class ZtunnelTelemetry:
             for key, n in sorted(rows):
                 labels = ",".join(f'{k}="{v}"' for k, v in zip(LABELS, key, strict=True))
                 out.append(f"{name}{{{labels}}} {n}")
+        out.append(f"# TYPE {SOCKETS} gauge")
+        for reporter, n in sorted(self.sockets.items()):
+            out.append(f'{SOCKETS}{{reporter="{reporter}"}} {n}')
         return "".join(f"{line}\n" for line in out)
