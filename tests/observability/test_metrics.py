@@ -90,8 +90,8 @@ def test_ninety_ten_split_label_values(clean: Mesh) -> None:
     got = delta(before[REQUESTS], after[REQUESTS])
 
     # the server side of recommendation counted every request once, split 90/10 (1000 draws from the
-    # sidecar's unseeded rng: one standard deviation is 0.95 points, so ±4 points is > 4 sigma, a false
-    # failure once in ~30,000 runs)
+    # sidecar's rng, seeded by the suite's MESHKIT_SEED: one standard deviation is 0.95 points, so ±4
+    # points is > 4 sigma, a false failure for one seed in ~30,000)
     versions = by_label(got, "destination_version", reporter="destination", destination_service_name="recommendation")
     assert sum(versions.values()) == 1000
     assert abs(versions["v1"] / 10 - 90) <= 4 and abs(versions["v2"] / 10 - 10) <= 4, versions

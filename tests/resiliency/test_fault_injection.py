@@ -1,10 +1,11 @@
 """Fault injection in preference's sidecar (the caller of recommendation), before routing.
 
 Tutorial values: abort 503 at 50 %, delay 7 s at 50 %. Scaled down: the delay is 0.3 s.
-Statistics: the proxies draw with their own unseeded rng (Envoy's per-million draw), so the
-tolerances are four binomial standard deviations for the sample sizes (abort: 1,000 requests, sd
-1.6 points, ±6.5 points; delay: 400 requests, sd 2.5 points, ±10 points): a false failure once in
-~16,000 runs. A delayed request is one the caller's proxy flagged DI (the cause), never one that
+Statistics: each proxy draws faults from its own stream (Envoy's per-million draw), seeded by the
+suite's MESHKIT_SEED so a run is reproducible; the tolerances are still four binomial standard
+deviations for the sample sizes, as they must hold for any seed (abort: 1,000 requests, sd 1.6
+points, ±6.5 points; delay: 400 requests, sd 2.5 points, ±10 points): a false failure for about one
+seed in ~16,000. A delayed request is one the caller's proxy flagged DI (the cause), never one that
 merely took long: on a busy machine undelayed requests take longer than the delay too.
 """
 

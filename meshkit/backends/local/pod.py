@@ -103,7 +103,8 @@ class Pod:
             self.ports["app"] = app_server.sockets[0].getsockname()[1]
         if a["sidecar"]:
             self.contexts = RotatingContexts(await self._while_control_plane_restarts(self._fetch_cert))
-            self.sidecar = Sidecar(identity, app_port=self.ports.get("app"), contexts=self.contexts)
+            self.sidecar = Sidecar(identity, app_port=self.ports.get("app"), contexts=self.contexts,
+                                   seed_name=f"{identity.workload}#{a.get('ordinal', 0)}")
             self.envoy_admin = EnvoyAdmin(self.sidecar, self.sidecar.dump_context)
             ports = await self._start_sidecar(a)
             self.ports.update(ports)

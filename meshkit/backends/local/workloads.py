@@ -188,6 +188,7 @@ class Deployments:
         self._watchers: set[asyncio.Future[None]] = set()
         # pods that exited on their own, newest last (``up`` fails fast on one that never got ready)
         self.crashes: list[dict[str, Any]] = []
+        self._started: dict[str, int] = {}  # pods started per deployment (their seeding ordinal)
 
     def load(self) -> list[DeploymentSpec]:
         from meshkit.backends.local.durable import CorruptState
@@ -263,6 +264,11 @@ class Deployments:
         self.specs = specs
         await self.converge(name)
 
+    def _ordinal(self, deployment: str) -> int:
+        n = self._started.get(deployment, 0)
+        self._started[deployment] = n + 1
+        return n
+
     async def start_pod(self, spec: DeploymentSpec, restarts: int = 0) -> PodState:
         pod = PodState(pod_name(spec), spec.name, spec, restarts=restarts)
         self.pods[pod.name] = pod
@@ -280,6 +286,9 @@ class Deployments:
             "gateway_port_strict": self.gateway_port_strict,
             "home": str(self.home),
             "delay": spec.delay,
+            # the how-manyth pod of its deployment this control plane starts: with the pod's workload, what
+            # seeds its proxy's random draws under MESHKIT_SEED (pod names end in a random suffix)
+            "ordinal": self._ordinal(spec.name),
         }
         log = open(self.home / "logs" / f"{spec.name}.log", "ab")  # noqa: SIM115 - owned by the child
         pod.log_offset = log.tell()

@@ -40,6 +40,7 @@ from meshkit.backends.local.proxy.matching import qualify_gateway
 from meshkit.backends.local.proxy.router import Router
 from meshkit.backends.local.proxy.routing import RouteFilter
 from meshkit.backends.local.proxy.security import CompiledSecurity, WorkloadSecurity
+from meshkit.backends.local.proxy.seeding import proxy_rng
 from meshkit.backends.local.proxy.telemetry import Telemetry
 from meshkit.backends.local.tls import RotatingContexts, gateway_server_context
 from meshkit.errors import InvalidConfig
@@ -61,10 +62,14 @@ class Sidecar:
         sleep: Sleep = asyncio.sleep,
         inbound_filters: Callable[[Sidecar], list[Filter]] | None = None,
         contexts: RotatingContexts | None = None,
+        seed_name: str = "",
     ) -> None:
         self.identity = identity
         self.app_port = app_port
-        self.rng = rng or random.Random()
+        # the proxy's own streams (seedable with MESHKIT_SEED: see seeding.py); faults draw apart
+        stable = seed_name or identity.workload
+        self.rng = rng or proxy_rng(stable)
+        self.fault_rng = rng if rng is not None else proxy_rng(stable, "fault")
         self.sleep = sleep
         self.telemetry = telemetry or Telemetry(identity)
         self.view = ProxyView(0, identity, "current", "REGISTRY_ONLY", {}, {})
@@ -188,7 +193,7 @@ class Sidecar:
         router = Router(lambda: self.clusters, self.rng, self.sleep, self._upstream_request, self._shadow)
         return chain(
             [RouteFilter(lambda: self.view, gateway_name, server_port),
-             FaultFilter(self.rng, self.sleep, attribute=router.choose)],
+             FaultFilter(self.fault_rng, self.sleep, attribute=router.choose)],
             router,
         )
 
