@@ -195,6 +195,43 @@ def test_kubectl_style_names_namespaces_and_selectors(mesh: Mesh, tmp_path: Path
     assert run(mesh, "get", "svc", "-n", "tutorial").stdout.splitlines()[0].split()[:2] == ["NAME", "TYPE"]
 
 
+def test_a_scale_is_stored_and_survives_a_control_plane_restart(mesh: Mesh) -> None:
+    home = mesh.backend.home  # type: ignore[attr-defined]
+
+    def stored_replicas() -> int:
+        items = json.loads((home / "resources.json").read_text())
+        [dep] = [r for r in items if r["kind"] == "Deployment" and r["metadata"]["name"] == "preference-v1"]
+        return int(dep["spec"]["replicas"])
+
+    assert stored_replicas() == 1  # applied from the tutorial's Deployment.yml
+    generation = json.loads(run(mesh, "get", "deployment/preference-v1", "-o", "json").stdout)["metadata"]["generation"]
+    assert run(mesh, "scale", "deployment/preference-v1", "--replicas", "2").returncode == 0
+    assert stored_replicas() == 2  # on disk before the command returned
+    mesh.restart_control_plane()
+    dep = json.loads(run(mesh, "get", "deployment/preference-v1", "-o", "json").stdout)
+    assert dep["spec"]["replicas"] == 2 and dep["metadata"]["generation"] == generation + 1
+    assert len(mesh.get("pods", selector="app=preference,version=v1")) == 2
+    assert run(mesh, "scale", "deployment/preference-v1", "--replicas", "1").returncode == 0
+    assert stored_replicas() == 1
+
+
+def test_rbac_names_with_colons_are_read_and_deleted_and_no_name_climbs_out(mesh: Mesh, tmp_path: Path) -> None:
+    role = tmp_path / "role.yaml"
+    role.write_text("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\n"
+                    "metadata: {name: 'system:meshkit-reader'}\nrules: []\n")
+    assert run(mesh, "apply", "-f", str(role)).returncode == 0
+    assert [r["metadata"]["name"] for r in mesh.get("clusterroles", "system:meshkit-reader")] == \
+        ["system:meshkit-reader"]
+    out = run(mesh, "delete", "clusterrole", "system:meshkit-reader")
+    assert out.returncode == 0, out.stderr
+    assert mesh.get("clusterroles") == []
+    for kind, name, why in (("clusterrole", "..", "may not be '.' or '..'"),
+                            ("clusterrole", "a/../../x", "may not contain '/'"),
+                            ("virtualservice", "a:b", "RFC 1123 subdomain")):
+        out = run(mesh, "delete", kind, name)
+        assert out.returncode == 1 and why in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
 def test_invalid_and_unrunnable_deployments(mesh: Mesh, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yml"
     bad.write_text(deployment("x", "x", "v1", "nginx").replace("matchLabels: {app: x, version: v1}",

@@ -78,6 +78,35 @@ def dns_subdomain(value: Any, field: str) -> str:
     return value
 
 
+#: kinds whose names Kubernetes checks only as path segments (RBAC: ``system:auth-delegator``)
+PATH_SEGMENT_KINDS = frozenset({"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def object_name(value: Any, field: str, kind: str | None) -> str:
+    """An object's name as the API server takes it for ``kind``: a DNS-1123 subdomain, or for the RBAC
+    kinds any path segment (not ``.`` or ``..``, no ``/`` or ``%``), so ``system:auth-delegator`` can be
+    read and deleted. Neither form can climb out of a directory; control characters are refused too.
+
+    >>> object_name("system:auth-delegator", "name", "ClusterRole")
+    'system:auth-delegator'
+    >>> object_name("..", "name", "ClusterRole")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    meshkit.backends.local.apiinput.BadInput: name: Invalid value: "..": may not be '.' or '..' and may not ...
+    """
+    if kind not in PATH_SEGMENT_KINDS:
+        return dns_subdomain(value, field)
+    if not isinstance(value, str):
+        raise BadInput(f"{field}: Invalid value: {_show(value)}: must be a string")
+    if len(value) > 253:
+        raise BadInput(f"{field}: Invalid value: {_show(value)}: must be no more than 253 characters")
+    if not value or value in (".", "..") or "/" in value or "%" in value or _CONTROL.search(value):
+        raise BadInput(f"{field}: Invalid value: {_show(value)}: may not be '.' or '..' and may not contain '/', "
+                       "'%' or control characters")
+    return value
+
+
 def kind(value: Any, field: str = "kind") -> str:
     """A resource kind as a word (``VirtualService``); which kinds exist is the store's business."""
     if not isinstance(value, str) or not _KIND.fullmatch(value):

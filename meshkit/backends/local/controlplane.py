@@ -382,9 +382,9 @@ class ControlPlane:
             return {"results": [{"kind": r["kind"], "namespace": k[1], "name": k[2], "action": a, "warnings": w}
                                 for r, (k, a, w) in zip(resources, results, strict=True)], "warnings": warnings}
         if route == "POST /delete":
-            key = (apiinput.kind(apiinput.required(body, "kind")),
-                   apiinput.dns_label(body.get("namespace", "tutorial"), "namespace"),
-                   apiinput.dns_subdomain(apiinput.required(body, "name"), "name"))
+            of_kind = apiinput.kind(apiinput.required(body, "kind"))
+            key = (of_kind, apiinput.dns_label(body.get("namespace", "tutorial"), "namespace"),
+                   apiinput.object_name(apiinput.required(body, "name"), "name", of_kind))
             found = await self.kube.delete(*key) if key[0] in KUBE_KINDS else self.store.delete(key) is not None
             if not found:
                 raise KeyError(f"{key[0]} {key[2]}")
@@ -393,7 +393,7 @@ class ControlPlane:
             return {"deleted": True}
         if route == "GET /resources":
             kind = apiinput.kind(q["kind"]) if "kind" in q else None
-            name = apiinput.dns_subdomain(q["name"], "name") if "name" in q else None
+            name = apiinput.object_name(q["name"], "name", kind) if "name" in q else None
             namespace = apiinput.dns_label(q["namespace"], "namespace") if "namespace" in q else None
             if kind is not None and (kind in KUBE_KINDS or kind == "Pod"):
                 selector = apiinput.text(q.get("selector", ""), "selector", 4096)
@@ -413,9 +413,8 @@ class ControlPlane:
         if route == "POST /scale":
             spec = self._deployment(body)
             replicas = apiinput.integer(apiinput.required(body, "replicas"), "replicas", 0, apiinput.MAX_REPLICAS)
+            self.kube.scaled(spec.name, replicas)  # stored first (both files), then the pods follow
             await deps.ensure(dataclasses.replace(spec, replicas=replicas))
-            self.kube.scaled(spec.name, replicas)
-            self.store.save()
             return {"ok": True}
         if route == "POST /undeploy":
             services = await self.kube.undeploy(self._deployment(body).name)

@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Mapping
@@ -193,8 +194,15 @@ class KubeObjects:
         return True
 
     def scaled(self, name: str, replicas: int) -> None:
+        """``kubectl scale``: the stored Deployment's ``spec.replicas`` (its generation moves on), written to
+        ``resources.json`` before anyone sees it, so a restarted control plane keeps the scale."""
+        changed = []
         for obj in self.store.list("Deployment", name):
-            obj.setdefault("spec", {})["replicas"] = replicas
+            copy = json.loads(json.dumps(obj))  # the stored object changes only once it is stored
+            copy.setdefault("spec", {})["replicas"] = replicas
+            changed.append(copy)
+        if changed:
+            self.store.put_all(changed)
 
     # reads --------------------------------------------------------------------------------------
     def objects(self, kind: str, name: str | None = None, namespace: str | None = None,
