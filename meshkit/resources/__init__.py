@@ -10,12 +10,27 @@ Example::
         print(problem.analyze_line())
 """
 
-from meshkit.resources.analysis import analyze
-from meshkit.resources.duration import parse_duration
-from meshkit.resources.kinds import KINDS, KindInfo, canonical_key, resolve_kind
-from meshkit.resources.loader import load_paths, parse_text
-from meshkit.resources.model import Document, Origin, Problem
-from meshkit.resources.validation import ValidationReport, validate_documents
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from meshkit.resources.analysis import analyze
+    from meshkit.resources.duration import parse_duration
+    from meshkit.resources.kinds import KINDS, KindInfo, canonical_key, resolve_kind
+    from meshkit.resources.loader import load_paths, parse_text
+    from meshkit.resources.model import Document, Origin, Problem
+    from meshkit.resources.validation import ValidationReport, validate_documents
+
+# Proxies import a few leaf modules of this package (regex, duration): validation, analysis and the
+# YAML loader load on first use, so a sidecar does not carry the admission webhook's code.
+_LAZY = {
+    "analyze": "analysis", "parse_duration": "duration", "KINDS": "kinds", "KindInfo": "kinds",
+    "canonical_key": "kinds", "resolve_kind": "kinds", "load_paths": "loader", "parse_text": "loader",
+    "Document": "model", "Origin": "model", "Problem": "model", "ValidationReport": "validation",
+    "validate_documents": "validation",
+}
 
 __all__ = [
     "KINDS",
@@ -32,3 +47,16 @@ __all__ = [
     "resolve_kind",
     "validate_documents",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'meshkit.resources' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"meshkit.resources.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
