@@ -83,14 +83,14 @@ def _check_state(home: Path) -> None:
 
 
 def _check_ca(home: Path) -> None:
-    from meshkit.backends.local.ca import ROOT_CERT_FILE, ROOT_KEY_FILE, CertificateAuthority
-
-    cert, key = home / "ca" / ROOT_CERT_FILE, home / "ca" / ROOT_KEY_FILE
+    cert, key = home / KEY_FILES[0], home / KEY_FILES[1]
     if cert.exists() != key.exists():
         missing = key if cert.exists() else cert
         raise CorruptState(missing, "missing: the CA needs its certificate and its key")
     if not cert.exists():
-        return
+        return  # a fresh home: nothing to check, and no reason to load the X.509 code on `up`'s path
+    from meshkit.backends.local.ca import CertificateAuthority
+
     try:
         CertificateAuthority.load_or_create(home / "ca")
     except InvalidConfig as exc:
@@ -98,11 +98,12 @@ def _check_ca(home: Path) -> None:
 
 
 def _check_jwt(home: Path) -> None:
-    from meshkit.backends.local.jwt import KEY_FILE, LocalIssuer
-
-    if not (home / "jwt" / KEY_FILE).exists():
+    path = home / KEY_FILES[2]
+    if not path.exists():
         return
+    from meshkit.backends.local.jwt import LocalIssuer
+
     try:
-        LocalIssuer.load_or_create(home / "jwt")
+        LocalIssuer.load_or_create(path.parent)
     except InvalidConfig as exc:
-        raise CorruptState(home / "jwt" / KEY_FILE, "; ".join(exc.problems)) from None
+        raise CorruptState(path, "; ".join(exc.problems)) from None
