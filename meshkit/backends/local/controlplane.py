@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -31,6 +32,7 @@ from meshkit.backends.local import ambient, apiinput
 from meshkit.backends.local.ca import CertificateAuthority, CsrRefused, spiffe_id_for
 from meshkit.backends.local.collector import Collector
 from meshkit.backends.local.durable import StateWriteError, read_json, write_atomic
+from meshkit.backends.local.jwt import KEY_FILE as JWT_KEY_FILE
 from meshkit.backends.local.jwt import LocalIssuer
 from meshkit.backends.local.kubeobjects import KubeObjects
 from meshkit.backends.local.probes import ProbeSettings
@@ -112,13 +114,18 @@ class ControlPlane:
         self.started = time.time()
         self.api_port = 0
         self.ca = CertificateAuthority.load_or_create(home / "ca")
-        self.issuer = LocalIssuer.load_or_create(home / "jwt")
+        self._issuer = _load_or_make_issuer(home / "jwt")
         self.cert_ttl = float(os.environ.get("MESHKIT_CERT_TTL", 24 * 3600))
         self.secrets: dict[str, dict[str, str]] = read_json(home / "secrets.json", default={}, expect=dict)
         self.probes = ProbeSettings.from_env()
         # SIGTERM ends this process only: the pods keep serving (``meshkit down`` ends them)
         self.keep_pods = True
         self.dataplane = "sidecar"  # `up --dataplane ambient`: the sample without sidecars, and a ztunnel
+
+    @property
+    def issuer(self) -> LocalIssuer:
+        """The local JWT issuer (``meshkit token``, the JWKS in every push)."""
+        return self._issuer.result()
 
     # config -------------------------------------------------------------------------------------
     def bump(self) -> None:
@@ -765,6 +772,7 @@ class ControlPlane:
             loop.add_signal_handler(sig, self.stop_event.set)
         self._write_state()
         await asyncio.gather(*(self.deployments.ensure(s) for s in specs))
+        await asyncio.wrap_future(self._issuer)  # made while the pods start; a failure stops the start here
         owner = {OWNER_HEADER: self.credential}  # a pod's admin port answers its owner only
         prober = asyncio.ensure_future(self.deployments.probe_loop(self.probes, owner.copy))
         await self.reconcile_gateways()
@@ -798,6 +806,21 @@ class ControlPlane:
             except OSError:
                 pass
         return await serve(self.handle, "127.0.0.1", 0, limits=API_LIMITS)
+
+
+def _load_or_make_issuer(state_dir: Path) -> concurrent.futures.Future[LocalIssuer]:
+    """The JWT issuer: an existing key is loaded now (a bad file stops the start with its name); a
+    fresh mesh makes its RSA key in a thread while the pods start. RSA-2048 key generation takes
+    about 0.2 s and OpenSSL runs it without the GIL; the first push, which carries the JWKS, waits for it.
+    """
+    if (state_dir / JWT_KEY_FILE).exists():
+        done: concurrent.futures.Future[LocalIssuer] = concurrent.futures.Future()
+        done.set_result(LocalIssuer.load_or_create(state_dir))
+        return done
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="jwt-key")
+    future = pool.submit(LocalIssuer.load_or_create, state_dir)
+    pool.shutdown(wait=False)
+    return future
 
 
 def _deployment_spec(body: dict[str, Any]) -> DeploymentSpec:
