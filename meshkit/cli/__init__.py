@@ -17,6 +17,7 @@ from meshkit.backends.base import registered_backends
 from meshkit.backends.choice import remember, resolve
 from meshkit.cli.ambient import add_ambient_verbs
 from meshkit.cli.config import cmd_analyze, cmd_apply, cmd_delete, cmd_get, cmd_reset
+from meshkit.cli.dashboard import add_dashboard_verb
 from meshkit.cli.lifecycle import (
     cmd_behave,
     cmd_delay,
@@ -174,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_workshop_verbs(sub)
     add_class_verb(sub)
     add_doctor_verb(sub)
+    add_dashboard_verb(sub)
     _accept_after_the_verb(sub)
     return p
 
