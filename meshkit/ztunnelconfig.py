@@ -8,6 +8,8 @@ Example::
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from typing import Any
 
 from meshkit.errors import MeshkitError
@@ -29,8 +31,10 @@ HEADERS = {
 }
 
 
-def ztunnel_table(dump: dict[str, Any], kind: str, namespace: str | None = None) -> list[tuple[str, ...]]:
-    """The rows ``istioctl zc KIND`` prints (header first); ``namespace`` filters like ``--namespace``."""
+def ztunnel_table(dump: dict[str, Any], kind: str, namespace: str | None = None,
+                  now: float | None = None) -> list[tuple[str, ...]]:
+    """The rows ``istioctl zc KIND`` prints (header first); ``namespace`` filters like ``--namespace``;
+    ``now`` is the clock VALID CERT is judged by (the current time by default)."""
     which = KINDS.get(kind)
     if which is None or which == "all":
         raise MeshkitError(f'unknown ztunnel-config type "{kind}": workloads, services, certificates, policies, '
@@ -49,16 +53,70 @@ def ztunnel_table(dump: dict[str, Any], kind: str, namespace: str | None = None)
                 rows.append((s["namespace"], s["name"], ",".join(v for v in s["vips"] if v),
                              s.get("waypoint") or "None", f"{healthy}/{len(eps)}"))
     elif which == "certificates":
-        for c in dump["certificates"]:
-            for i, link in enumerate(c["certChain"]):
-                rows.append((c["identity"], link["type"], c["state"] if i == 0 else "Available",
-                             str(link["valid"]).lower(), link["serialNumber"] or "NA",
-                             link["expirationTime"] or "NA", link["validFrom"] or "NA"))
+        rows += _certificate_rows(dump["certificates"], time.time() if now is None else now)
     elif which == "policies":
         for p in sorted(dump["policies"], key=lambda p: (p["namespace"], p["name"])):
             if namespace in (None, p["namespace"]):
                 rows.append((p["namespace"], f'{p["namespace"]}/{p["name"]}', p["action"], p["scope"]))
     else:
-        for c in dump["connections"]:
-            rows.append((c["workload"], c["direction"].title(), c["local"], c["remote"], c["target"], c["protocol"]))
+        rows += _connection_rows(dump, namespace)
+    return rows
+
+
+def _certificate_rows(certs: list[dict[str, Any]], now: float) -> list[tuple[str, ...]]:
+    """istioctl's rows: the leaf (then intermediates), then each root; serials in hex, NA for missing values,
+    VALID CERT from the times (false before NOT BEFORE and from NOT AFTER on)."""
+    rows: list[tuple[str, ...]] = []
+    for c in certs:
+        state = "Unavailable" if "Unavailable" in c["state"] else c["state"]
+        chain = c.get("certChain") or []
+        if not chain:
+            rows.append((c["identity"], "NA", state, "false", "NA", "NA", "NA"))
+            continue
+        links = [("Leaf" if i == 0 else "Intermediate", link) for i, link in enumerate(chain)]
+        links += [("Root", link) for link in c.get("rootCerts") or []]
+        for kind, link in links:
+            rows.append((c["identity"], kind, state, str(_not_expired(link, now)).lower(),
+                         format(int(link["serialNumber"] or 0), "x"), link["expirationTime"] or "NA",
+                         link["validFrom"] or "NA"))
+    return rows
+
+
+def _not_expired(link: dict[str, Any], now: float) -> bool:
+    try:
+        start = dt.datetime.fromisoformat(link["validFrom"].replace("Z", "+00:00")).timestamp()
+        end = dt.datetime.fromisoformat(link["expirationTime"].replace("Z", "+00:00")).timestamp()
+    except (ValueError, AttributeError):
+        return False
+    return start < now < end
+
+
+def _connection_rows(dump: dict[str, Any], namespace: str | None) -> list[tuple[str, ...]]:
+    """istioctl's connection rows: per workload (by namespace, then name) its inbound then outbound
+    connections. istioctl names an address by the Service or workload owning its IP; every local pod
+    shares 127.0.0.1, so here the port says whose it is (a pod's app or HBONE port, a Service's name)."""
+    owners: dict[str, str] = {}
+    for w in dump["workloads"]:
+        for port in (w.get("ports") or {}).values():
+            owners[f"127.0.0.1:{port}"] = f'{w["name"]}.{w["namespace"]}'
+        if w.get("appPort"):
+            owners[f'127.0.0.1:{w["appPort"]}'] = f'{w["name"]}.{w["namespace"]}'
+
+    def lookup(addr: str) -> str:
+        owner = owners.get(addr)
+        return f"{owner}:{addr.rsplit(':', 1)[1]}" if owner else addr
+
+    rows: list[tuple[str, ...]] = []
+    states = sorted(dump.get("workloadState", {}).values(), key=lambda s: (s["info"]["namespace"], s["info"]["name"]))
+    for state in states:
+        info = state["info"]
+        if namespace not in (None, info["namespace"]):
+            continue
+        name = f'{info["name"]}.{info["namespace"]}'
+        for c in state["connections"]["inbound"]:
+            rows.append((name, "Inbound", lookup(c["actualDst"]), lookup(c["src"]), c["originalDst"] or "",
+                         c["protocol"]))
+        for c in state["connections"]["outbound"]:
+            rows.append((name, "Outbound", lookup(c["src"]), lookup(c["actualDst"]), lookup(c["originalDst"]),
+                         c["protocol"]))
     return rows

@@ -86,6 +86,7 @@ DEFAULT_DEPLOYMENTS = (
     DeploymentSpec("recommendation", "v2"),
 )
 JSON = {"content-type": "application/json"}
+MAX_WORKLOAD_CERT_TTL_S = 90 * 24 * 3600  # istiod's MAX_WORKLOAD_CERT_TTL default: the longest a CSR may ask
 # kubectl label's key: an optional DNS-subdomain prefix and a name of at most 63 characters
 LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 DEPLOYABLE = ("customer", "preference", "recommendation", "curl")
@@ -311,7 +312,10 @@ class ControlPlane:
     def _sign(self, pod: PodState, body: dict[str, Any]) -> dict[str, Any]:
         """The CA's answer to a pod's CSR: a certificate for that pod's identity, never a key."""
         csr = apiinput.text(apiinput.required(body, "csr"), "csr", 16_384)
-        cert = self.ca.sign_csr(csr, pod.namespace, service_account(pod.spec), ttl_s=self.cert_ttl)
+        ttl = self.cert_ttl
+        if body.get("validity_duration") is not None:  # the lifetime the requester asks (ztunnel's SECRET_TTL)
+            ttl = apiinput.integer(body["validity_duration"], "validity_duration", 1, MAX_WORKLOAD_CERT_TTL_S)
+        cert = self.ca.sign_csr(csr, pod.namespace, service_account(pod.spec), ttl_s=ttl)
         return {
             "spiffe_id": spiffe_id_for(pod.namespace, service_account(pod.spec)),
             "not_before": cert.not_valid_before_utc.isoformat(), "not_after": cert.not_valid_after_utc.isoformat(),

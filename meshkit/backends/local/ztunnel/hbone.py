@@ -226,6 +226,6 @@ def reset(writer: asyncio.StreamWriter) -> None:
     """Close with a TCP RST, as ztunnel does to the app's connection on a denial (curl exit 56)."""
     sock = writer.get_extra_info("socket")
     if sock is not None:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ValueError):  # ValueError: the socket is closed already
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.transport.abort()

@@ -35,9 +35,9 @@ from meshkit.backends.local.ca import WorkloadCert, csr_for, peer_spiffe_id, spi
 from meshkit.backends.local.peerauth import effective_mtls_mode
 from meshkit.backends.local.pod import Pod
 from meshkit.backends.local.probes import PATH as PROBE_PATH
-from meshkit.backends.local.tls import client_context, server_context
 from meshkit.backends.local.trust import owner_only
 from meshkit.backends.local.ztunnel import hbone
+from meshkit.backends.local.ztunnel.certs import Certificates, Held
 from meshkit.backends.local.ztunnel.policy import L4Policy, Peer, compile_policies, evaluate
 from meshkit.backends.local.ztunnel.telemetry import POLICY_CHANGE, Connection, Side, ZtunnelTelemetry
 from meshkit.http1 import Request, Response, serve
@@ -53,11 +53,18 @@ class Enrolled:
     """One ambient pod as this ztunnel serves it."""
 
     info: dict[str, Any]
-    cert: WorkloadCert
-    server_ctx: ssl.SSLContext
-    client_ctx: ssl.SSLContext
+    held: Held  # the certificate of the pod's identity (shared by pods of one service account)
     servers: list[asyncio.base_events.Server] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def cert(self) -> WorkloadCert:
+        return self.held.cert
+
+    @property
+    def client_ctx(self) -> ssl.SSLContext:
+        """HBONE's client side with the identity's current certificate (renewed ones apply at once)."""
+        return self.held.hbone_client
 
     def side(self, addr: str) -> Side:
         i = self.info
@@ -84,11 +91,11 @@ class Ztunnel(Pod):
         self.telemetry = ZtunnelTelemetry()
         self.rr: dict[str, itertools.count[int]] = {}
         self.config_version = 0
-        self.connections: dict[int, dict[str, str]] = {}
         self._announced: dict[str, dict[str, int]] = {}
         # open inbound connections: (pod, source identity, abort, connection) — a policy change re-checks them
         self.inbound_open: dict[int, tuple[str, str | None, Callable[[], None], Connection]] = {}
         self.late_rejected: set[int] = set()  # closed by a policy change: their close is a DENY
+        self.certs = Certificates(self._request_cert)
 
     # lifecycle ----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -99,9 +106,10 @@ class Ztunnel(Pod):
 
     async def run(self) -> None:
         await self.start()
-        task = asyncio.ensure_future(self._wds_loop())
+        tasks = [asyncio.ensure_future(self._wds_loop()), asyncio.ensure_future(self._rotate_loop())]
         await self.stop_event.wait()
-        task.cancel()
+        for task in tasks:
+            task.cancel()
         for e in self.enrolled.values():
             e.close()
 
@@ -135,7 +143,7 @@ class Ztunnel(Pod):
                 self.inbound_open.pop(key, None)
                 self.late_rejected.add(key)
                 self.log("info", "proxy::connection_manager",
-                         f"connection {c.src.addr}({identity or 'None'})->{c.dst.addr} "
+                         f"connection {c.src.addr}({identity or 'None'})->{c.actual_dst or c.dst.addr} "
                          f"(Kubernetes//Pod/{c.dst.namespace}/{pod}) closed because it's no longer allowed "
                          "after a policy update")
                 abort()
@@ -143,7 +151,9 @@ class Ztunnel(Pod):
     async def _reconcile(self) -> None:
         want = {w["pod"]: w for w in self.config["workloads"] if w.get("dataplane") == "ambient"}
         for name in [n for n in self.enrolled if n not in want]:
-            self.enrolled.pop(name).close()
+            gone = self.enrolled.pop(name)
+            gone.close()
+            self.certs.release(gone.cert.spiffe_id, name)
             self.log("info", "inpod::statemanager", f"pod delete request, shutting down proxy pod={name}")
         for name, w in want.items():
             w["service"] = self._service_of(w)
@@ -162,17 +172,17 @@ class Ztunnel(Pod):
                 self._announced = ports
 
     async def _enroll(self, w: dict[str, Any]) -> Enrolled:
-        cert = await self._workload_cert(w)
-        e = Enrolled(w, cert, hbone.hbone_context(server_context(cert)), hbone.hbone_context(client_context(cert)))
         name = w["pod"]
+        held = await self.certs.get(spiffe_id_for(w["namespace"], w["service_account"]), name)
+        e = Enrolled(w, held)
         out = await asyncio.start_server(self._guard(self._outbound, name), "127.0.0.1", 0)
         plain = await asyncio.start_server(self._guard(self._inbound_plain, name), "127.0.0.1", 0)
         tunnel = await asyncio.start_server(self._guard(self._inbound_hbone, name), "127.0.0.1", 0,
-                                            ssl=e.server_ctx)
+                                            ssl=held.hbone_listener)
         # a sidecar (the ingress gateway) calling an ambient pod: Istio mTLS, ended here (Istio's sidecars
         # send HBONE to ambient pods; the local sidecar speaks its own mTLS, the identity checks are the same)
         mtls = await asyncio.start_server(self._guard(self._inbound_mtls, name), "127.0.0.1", 0,
-                                          ssl=server_context(cert))
+                                          ssl=held.mtls_listener)
         e.servers = [out, plain, tunnel, mtls]
         e.ports = {"outbound": out.sockets[0].getsockname()[1], "inbound": plain.sockets[0].getsockname()[1],
                    "hbone": tunnel.sockets[0].getsockname()[1], "mtls": mtls.sockets[0].getsockname()[1]}
@@ -198,16 +208,12 @@ class Ztunnel(Pod):
 
         return run
 
-    async def _workload_cert(self, w: dict[str, Any]) -> WorkloadCert:
-        """A certificate for a pod on this node: ztunnel's key, the pod's identity, the CA's signature.
-        Pods of one service account share it, as ztunnel keeps one certificate per identity."""
-        spiffe = spiffe_id_for(w["namespace"], w["service_account"])
-        for e in self.enrolled.values():
-            if e.cert.spiffe_id == spiffe and e.cert.is_valid(time.time()):
-                return e.cert
+    async def _request_cert(self, pod: str, identity: str, ttl_s: float) -> WorkloadCert:
+        """A certificate for a pod on this node: ztunnel's key, a CSR for the pod's identity, ztunnel's
+        own token on the request (the CA signs only for ambient pods of this node), ztunnel's lifetime."""
         key = ec.generate_private_key(ec.SECP256R1())
-        resp = await self._post("/certs", {"pod": w["pod"],
-                                           "csr": csr_for(key, spiffe_id_for(w["namespace"], w["service_account"]))})
+        resp = await self._post("/certs", {"pod": pod, "csr": csr_for(key, identity),
+                                           "validity_duration": int(max(1, ttl_s))})
         if resp.status != 200:
             raise RuntimeError(f"the CA refused the CSR: {resp.status} {resp.body[:200]!r}")
         d = json.loads(resp.body)
@@ -216,6 +222,17 @@ class Ztunnel(Pod):
         return WorkloadCert(d["spiffe_id"], datetime.fromisoformat(d["not_before"]),
                             datetime.fromisoformat(d["not_after"]), int(d["serial_number"]), d["issuer"],
                             d["cert_pem"], d["root_pem"], pem)
+
+    async def _rotate_loop(self) -> None:
+        """Renew each identity's certificate at half its life, as ztunnel's secret manager does."""
+        while True:
+            await asyncio.sleep(self.certs.next_refresh(time.time()))
+            try:
+                await self.certs.refresh_due(time.time())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.log("warn", "identity::manager", f"certificate fetch failed ({exc})")
 
     # registry -----------------------------------------------------------------------------------
     def _resolve(self, host: str, namespace: str) -> dict[str, Any] | None:
@@ -269,15 +286,15 @@ class Ztunnel(Pod):
         counter = self.rr.setdefault(fqdn, itertools.count())
         dst = eps[next(counter) % len(eps)]  # L4 round-robin, one pick per connection
         if dst.get("dataplane") == "ambient" and dst.get("hbone_port"):
-            await self._outbound_hbone(e, src_addr, reader, writer, dst, fqdn)
+            await self._outbound_hbone(e, src_addr, reader, writer, dst, fqdn, original=f"{fqdn}:{_port_text}")
         else:
-            await self._outbound_plain(e, src_addr, reader, writer, dst, fqdn)
+            await self._outbound_plain(e, src_addr, reader, writer, dst, fqdn, original=f"{fqdn}:{_port_text}")
 
     async def _outbound_hbone(self, e: Enrolled, src_addr: str, reader: asyncio.StreamReader,
-                              writer: asyncio.StreamWriter, dst: dict[str, Any], fqdn: str) -> None:
+                              writer: asyncio.StreamWriter, dst: dict[str, Any], fqdn: str, original: str = "") -> None:
         authority = f"127.0.0.1:{dst['app_port']}"
         c = Connection("outbound", e.side(src_addr), workload_side(dst, f"127.0.0.1:{dst['hbone_port']}", fqdn),
-                       "mutual_tls", authority)
+                       "mutual_tls", authority, original_dst=original)
         try:
             stream = await hbone.open_stream(int(dst["hbone_port"]), e.client_ctx, authority)
         except ssl.SSLError as exc:
@@ -312,9 +329,10 @@ class Ztunnel(Pod):
         self.telemetry.closed(c, sent, received)
 
     async def _outbound_plain(self, e: Enrolled, src_addr: str, reader: asyncio.StreamReader,
-                              writer: asyncio.StreamWriter, dst: dict[str, Any], fqdn: str) -> None:
+                              writer: asyncio.StreamWriter, dst: dict[str, Any], fqdn: str, original: str = "") -> None:
         """To a pod ztunnel cannot tunnel to (a sidecar pod, or one outside the mesh): plain TCP."""
-        c = Connection("outbound", e.side(src_addr), workload_side(dst, f"127.0.0.1:{dst['port']}", fqdn), "unknown")
+        c = Connection("outbound", e.side(src_addr), workload_side(dst, f"127.0.0.1:{dst['port']}", fqdn), "unknown",
+                       original_dst=original)
         try:
             up_r, up_w = await _dial(int(dst["port"]))
         except OSError as exc:
@@ -336,7 +354,8 @@ class Ztunnel(Pod):
         identity = peer_spiffe_id(ssl_object) or ""
         src_addr = "127.0.0.1:{}".format(writer.get_extra_info("peername")[1])
         src = self._side_of_identity(identity, src_addr)
-        c = Connection("inbound", src, e.side(f"127.0.0.1:{e.ports['hbone']}"), "mutual_tls")
+        c = Connection("inbound", src, e.side(f"127.0.0.1:{e.ports['hbone']}"), "mutual_tls",
+                       original_dst=e.info.get("service", ""), actual_dst=f"127.0.0.1:{e.info.get('app_port')}")
 
         async def decide(stream: hbone.HboneStream, authority: str) -> int:
             c.hbone_addr = authority
@@ -379,7 +398,8 @@ class Ztunnel(Pod):
             hbone.reset(writer)
             return
         identity = ""  # plaintext: no peer identity
-        c = Connection("inbound", Side(src_addr), e.side(f"127.0.0.1:{e.info['app_port']}"), "unknown")
+        c = Connection("inbound", Side(src_addr), e.side(f"127.0.0.1:{e.info['app_port']}"), "unknown",
+                       original_dst=e.info.get("service", ""), actual_dst=f"127.0.0.1:{e.info['app_port']}")
         mode = effective_mtls_mode(self.config.get("resources", []), e.info["namespace"], e.info["labels"],
                                    TARGET_PORT)
         if mode == "STRICT":
@@ -397,7 +417,8 @@ class Ztunnel(Pod):
             return
         identity = peer_spiffe_id(writer.get_extra_info("ssl_object")) or ""
         src = self._side_of_identity(identity, "127.0.0.1:{}".format(writer.get_extra_info("peername")[1]))
-        c = Connection("inbound", src, e.side(f"127.0.0.1:{e.ports['mtls']}"), "mutual_tls")
+        c = Connection("inbound", src, e.side(f"127.0.0.1:{e.ports['mtls']}"), "mutual_tls",
+                       original_dst=e.info.get("service", ""), actual_dst=f"127.0.0.1:{e.info.get('app_port')}")
         await self._admit_and_pipe(pod, e, c, identity, identity, reader, writer)
 
     async def _admit_and_pipe(self, pod: str, e: Any, c: Connection, principal: str | None, identity: str,
@@ -455,11 +476,6 @@ class Ztunnel(Pod):
         reporting side counts them: outbound, what the source sent; inbound, what the pod sent back."""
         to_stream = 0
         from_stream = 0
-        key = id(c)
-        self.connections[key] = {"workload": c.src.workload if not inbound else c.dst.workload,
-                                 "direction": c.direction, "local": c.src.addr if not inbound else c.dst.addr,
-                                 "remote": c.dst.addr if not inbound else c.src.addr,
-                                 "target": c.hbone_addr, "protocol": "HBONE"}
 
         async def up() -> None:
             nonlocal to_stream
@@ -492,7 +508,6 @@ class Ztunnel(Pod):
         try:
             await asyncio.gather(up(), down())
         finally:
-            self.connections.pop(key, None)
             stream.close()
             writer.close()
         # outbound the socket is the source app's, inbound the destination pod's: either way what went into
@@ -525,16 +540,6 @@ class Ztunnel(Pod):
 
     def config_dump(self) -> dict[str, Any]:
         """What ``istioctl ztunnel-config all -o json`` reads: workloads, services, policies, certificates."""
-        now = time.time()
-        certs = []
-        for c in {e.cert.spiffe_id: e.cert for e in self.enrolled.values()}.values():
-            certs.append({"identity": c.spiffe_id, "state": "Available" if c.is_valid(now) else "Unavailable",
-                          "certChain": [
-                              {"type": "Leaf", "serialNumber": format(c.serial_number, "x"),
-                               "validFrom": c.not_before.isoformat(), "expirationTime": c.not_after.isoformat(),
-                               "valid": c.is_valid(now)},
-                              {"type": "Root", "serialNumber": "", "validFrom": "", "expirationTime": "",
-                               "valid": True}]})
         workloads = []
         for w in self.config["workloads"]:
             protocol = "HBONE" if w.get("dataplane") == "ambient" else "TCP"
@@ -542,6 +547,7 @@ class Ztunnel(Pod):
                               "node": NODE, "protocol": protocol, "serviceAccount": w["service_account"],
                               "workloadName": w["workload"], "canonicalName": w["labels"].get("app", ""),
                               "status": "Healthy" if w.get("ready") else "Unhealthy", "waypoint": None,
+                              "appPort": w.get("app_port") or w.get("port") or 0,
                               "ports": {k: v for k, v in self.enrolled[w["pod"]].ports.items()}
                               if w["pod"] in self.enrolled else {}})
         services = []
@@ -556,8 +562,32 @@ class Ztunnel(Pod):
                                            for w in eps}, "waypoint": None})
         policies = [{"name": p.name, "namespace": p.namespace, "action": p.action, "scope": p.scope,
                      "rules": p.rules} for p in self.policies]
-        return {"workloads": workloads, "services": services, "policies": policies, "certificates": certs,
-                "connections": list(self.connections.values())}
+        return {"workloads": workloads, "services": services, "policies": policies, "certificates": self.certs.dump(),
+                "workloadState": self._workload_state()}
+
+    def _workload_state(self) -> dict[str, Any]:
+        """ztunnel's ``workloadState``: each local workload's open connections, as its connection manager
+        tracks them (inbound: source, service asked for, address served, protocol; outbound likewise)."""
+        state: dict[str, Any] = {}
+        for name, e in self.enrolled.items():
+            state[f"Kubernetes//Pod/{e.info['namespace']}/{name}"] = {
+                "info": {"name": name, "namespace": e.info["namespace"], "trustDomain": "cluster.local",
+                         "serviceAccount": e.info["service_account"]},
+                "connections": {"inbound": [], "outbound": []}}
+        for c in list(self.telemetry.open.values()):
+            local = c.dst if c.direction == "inbound" else c.src
+            entry = state.get(f"Kubernetes//Pod/{local.namespace}/{local.pod}")
+            if entry is None:
+                continue
+            if c.direction == "inbound":
+                entry["connections"]["inbound"].append({
+                    "src": c.src.addr, "originalDst": c.original_dst or None, "actualDst": c.actual_dst or c.dst.addr,
+                    "protocol": "HBONE" if c.src.identity and c.security == "mutual_tls" else "TCP"})
+            else:
+                entry["connections"]["outbound"].append({
+                    "src": c.src.addr, "originalDst": c.original_dst, "actualDst": c.dst.addr,
+                    "protocol": "HBONE" if c.security == "mutual_tls" else "TCP"})
+        return state
 
 
 async def _pipe_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,

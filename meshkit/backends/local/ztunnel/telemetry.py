@@ -65,6 +65,8 @@ class Connection:
     security: str = "mutual_tls"  # | unknown
     hbone_addr: str = ""
     opened: float = field(default_factory=time.monotonic)
+    original_dst: str = ""  # outbound: the address dialed; inbound: the Service asked for
+    actual_dst: str = ""  # inbound: the pod address served (outbound: dst.addr)
 
 
 def _u(value: str) -> str:
@@ -75,6 +77,7 @@ class ZtunnelTelemetry:
     def __init__(self, log_capacity: int = 2000) -> None:
         self.counters: dict[tuple[str, tuple[str, ...]], int] = {}
         self.sockets: dict[str, int] = {"source": 0, "destination": 0}
+        self.open: dict[int, Connection] = {}  # opened and not yet closed: ``ztunnel-config connections``
         self.log: deque[str] = deque(maxlen=log_capacity)
         self.logged = 0
 
@@ -94,10 +97,12 @@ class ZtunnelTelemetry:
     def opened(self, c: Connection) -> None:
         """The connection is known well enough to report: counted with ``response_flags="-"``."""
         self._add("istio_tcp_connections_opened_total", self.labels(c, "-"), 1)
+        self.open[id(c)] = c
 
     def closed(self, c: Connection, sent: int, received: int, flags: str = "-", error: str = "") -> None:
         """Count the connection's end (and its failure) and write its ``connection complete`` line.
         ``sent``/``received`` are the log's: from the reporting side's point of view."""
+        self.open.pop(id(c), None)
         key = self.labels(c, flags)
         self._add("istio_tcp_connections_closed_total", key, 1)
         if flags in FAILURE_FLAGS:
