@@ -23,9 +23,10 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -36,10 +37,13 @@ __all__ = [
     "BodyStream",
     "ConnectFailure",
     "Connection",
+    "DownstreamReset",
+    "GeneratedBody",
     "Limits",
     "Request",
     "ResetConnection",
     "Response",
+    "StreamTimeout",
     "UpstreamReset",
     "connect",
     "serve",
@@ -49,7 +53,7 @@ HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer"}
 )
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
-_BACKGROUND: set[asyncio.Future[None]] = set()
+_BACKGROUND: set[asyncio.Future[Any]] = set()
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -82,13 +86,34 @@ class BodyError(Exception):
     """A streamed body that cannot be read to its end (the sender went away or stalled)."""
 
 
+class DownstreamReset(BodyError):
+    """The client went away (or stalled past the stream idle timeout) before a streamed response ended."""
+
+
+class StreamTimeout(Exception):
+    """A timeout that expired while a response body was on its way: the route or per-try timeout
+    (Envoy's flag UT) or the stream idle timeout (SI); ``flag`` and ``details`` say which."""
+
+    def __init__(self, message: str, flag: str = "UT", details: str = "upstream_response_timeout") -> None:
+        super().__init__(message)
+        self.flag = flag
+        self.details = details
+
+
+EndCallback = Callable[[BaseException | None], None]
+
+
 class BodyStream:
-    """A request body read as it arrives, with at most about ``limit`` bytes held in memory.
+    """A body read as it arrives, with at most about ``limit`` bytes held in memory.
 
     The receiving connection stops reading from its socket while the buffer is over the limit
-    and resumes once the reader has taken most of it, so a slow upstream slows the sender instead
-    of filling memory. :meth:`tap` gives a second reader (a mirror) that never slows the first:
-    when it falls a whole buffer behind it is cut off, as Envoy drops a shadow it cannot feed.
+    and resumes once the reader has taken most of it, so a slow reader slows the sender instead
+    of filling memory. Requests and responses both use it: a response body larger than the buffer
+    limit (or of unknown length) reaches the handler as ``Response.stream`` at headers time.
+    :meth:`tap` gives a second reader (a mirror) that never slows the first: when it falls a whole
+    buffer behind it is cut off, as Envoy drops a shadow it cannot feed. :meth:`on_end` registers
+    what must happen once the body is over (delivered to its end, failed or aborted): pool
+    release, access log, stats.
 
     Example::
 
@@ -96,8 +121,8 @@ class BodyStream:
             upstream.write(chunk)
     """
 
-    __slots__ = ("_buffered", "_chunks", "_done", "_error", "_paused", "_transport", "_waiter", "dropped",
-                 "length", "limit", "received", "taps")
+    __slots__ = ("_buffered", "_chunks", "_done", "_ended", "_error", "_on_end", "_paused", "_transport",
+                 "_waiter", "dropped", "length", "limit", "received", "sent", "taps")
 
     def __init__(self, transport: asyncio.Transport | None, limit: int, length: int | None = None) -> None:
         self._transport = transport
@@ -110,18 +135,46 @@ class BodyStream:
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
         self.received = 0
+        self.sent = 0  # bytes handed to the reader
         self.taps: list[BodyStream] = []
         self.dropped = False  # a tap cut off for falling a whole buffer behind
+        self._on_end: list[EndCallback] | None = None
+        self._ended = False
 
     @property
     def complete(self) -> bool:
         """Every byte has arrived and been read."""
         return self._done and not self._chunks
 
+    @property
+    def ended(self) -> bool:
+        """The body is over for its reader: read to its end, failed or aborted."""
+        return self._ended
+
+    def on_end(self, callback: EndCallback) -> None:
+        """Call ``callback(error)`` once, when the reader has the last byte (``None``) or the body
+        failed or was aborted (the exception). Callbacks run in the order they were added."""
+        if self._ended:
+            callback(self._error)
+            return
+        if self._on_end is None:
+            self._on_end = []
+        self._on_end.append(callback)
+
+    def _settle(self, exc: BaseException | None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        callbacks, self._on_end = self._on_end, None
+        for callback in callbacks or ():
+            callback(exc)
+
     def feed(self, chunk: bytes) -> bool:
         """Add arriving bytes; False when this stream is a tap that has fallen too far behind."""
         if self._error is not None:
             return False
+        if not chunk:
+            return True  # httptools reports an empty piece at EOF: b"" is the end marker for readers
         self._chunks.append(chunk)
         self._buffered += len(chunk)
         self.received += len(chunk)
@@ -147,6 +200,21 @@ class BodyStream:
         for tap in self.taps:
             tap.fail(exc)
 
+    def abort(self, exc: BaseException) -> None:
+        """Give up on the rest of the body: the sending connection is closed (it cannot carry
+        another message once a body was cut), the reader gets ``exc``, the end callbacks run."""
+        if self._ended:
+            return
+        self._error = exc
+        self._chunks.clear()
+        self._buffered = 0
+        if self._transport is not None:
+            self._transport.abort()
+        self._wake()
+        for tap in self.taps:
+            tap.fail(exc)
+        self._settle(exc)
+
     def tap(self) -> BodyStream:
         """A second reader of the bytes not read yet; dropped (fails) when a buffer behind."""
         tap = BodyStream(None, self.limit, self.length)
@@ -166,15 +234,18 @@ class BodyStream:
         """The next chunk, or ``b""`` at the end; raises :class:`BodyError` when it cannot end."""
         while not self._chunks:
             if self._error is not None:
+                self._settle(self._error)
                 raise self._error
             if self._done:
                 for tap in self.taps:
                     tap.finish()
+                self._settle(None)
                 return b""
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
         chunk = self._chunks.popleft()
         self._buffered -= len(chunk)
+        self.sent += len(chunk)
         if self._paused and self._buffered <= self.limit // 4 and self._transport is not None:
             self._paused = False
             self._transport.resume_reading()
@@ -199,6 +270,55 @@ class BodyStream:
         return chunk
 
 
+class GeneratedBody(BodyStream):
+    """A response body an application produces piece by piece (an async generator of bytes).
+
+    ``length`` is the content-length to announce (``None``: sent chunked). The server asks for the
+    next piece only when the client has taken the last one, so a slow client slows the generator.
+
+    Example::
+
+        async def pieces():
+            for _ in range(1024):
+                yield b"x" * 65536
+
+        return Response(200, {"content-type": "application/octet-stream"},
+                        stream=GeneratedBody(pieces(), 64 * 2**20))
+    """
+
+    __slots__ = ("_source",)
+
+    def __init__(self, source: AsyncIterator[bytes], length: int | None = None) -> None:
+        super().__init__(None, 0, length)
+        self._source = source
+
+    async def read(self) -> bytes:
+        if self._error is not None:
+            self._settle(self._error)
+            raise self._error
+        if self._done:
+            return b""
+        try:
+            chunk = await self._source.__anext__()
+        except StopAsyncIteration:
+            self._done = True
+            self._settle(None)
+            return b""
+        except Exception as exc:
+            error = BodyError(f"the body's producer failed: {exc!r}")
+            self.abort(error)
+            raise error from exc
+        self.received += len(chunk)
+        self.sent += len(chunk)
+        return chunk
+
+    def abort(self, exc: BaseException) -> None:
+        close = getattr(self._source, "aclose", None)
+        if close is not None and not self._ended:
+            _spawn(close())
+        super().abort(exc)
+
+
 @dataclass(slots=True)
 class Request:
     method: str
@@ -220,6 +340,8 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     keep_alive: bool = True
+    # a body sent (or received) as it comes, with bounded buffering; ``body`` is then empty
+    stream: BodyStream | None = None
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -237,13 +359,34 @@ class ConnectFailure(Exception):
     """The TCP (or TLS) connection could not be established."""
 
 
+def _spawn(coro: Awaitable[Any]) -> None:
+    """Run ``coro`` in the background, kept referenced, its failure ignored (a clean-up step)."""
+    task = asyncio.ensure_future(coro)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_forget)
+
+
+def _forget(task: asyncio.Future[Any]) -> None:
+    _BACKGROUND.discard(task)
+    if not task.cancelled():
+        task.exception()
+
+
 def encode_response(resp: Response, keep_alive: bool) -> bytes:
+    """The response head and, for a buffered body, the body; a streamed body's framing is
+    its declared length, or chunked when it has none."""
     reason = _REASONS.get(resp.status, "Unknown")
     lines = [f"HTTP/1.1 {resp.status} {reason}"]
     for name, value in resp.headers.items():
         if name not in HOP_BY_HOP and name != "content-length":
             lines.append(f"{name}: {value}")
-    lines.append(f"content-length: {len(resp.body)}")
+    stream = resp.stream
+    if stream is None:
+        lines.append(f"content-length: {len(resp.body)}")
+    elif stream.length is not None:
+        lines.append(f"content-length: {stream.length}")
+    else:
+        lines.append("transfer-encoding: chunked")
     if not keep_alive:
         lines.append("connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + resp.body
@@ -296,11 +439,13 @@ class ServerProtocol(asyncio.Protocol):
         "_in_head",
         "_last",
         "_nheaders",
+        "_out",
         "_receiving",
         "_stream",
         "_timer",
         "_too_large",
         "_url",
+        "_writable",
         "busy",
         "conn_state",
         "handler",
@@ -349,6 +494,8 @@ class ServerProtocol(asyncio.Protocol):
         self._receiving = False
         self._last = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._out: BodyStream | None = None  # a response body being sent
+        self._writable: asyncio.Future[None] | None = None  # set while the socket's buffer is full
 
     def _head_cap(self) -> int:
         return self.limits.max_request_headers_kb * 1024 + 4 * self.limits.max_headers_count + 8192
@@ -402,8 +549,20 @@ class ServerProtocol(asyncio.Protocol):
             if not data:
                 return
 
+    def pause_writing(self) -> None:
+        self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        writable, self._writable = self._writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self.resume_writing()
+        if self._out is not None:
+            self._out.abort(DownstreamReset("downstream connection closed before the response ended"))
+            self._out = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -556,12 +715,62 @@ class ServerProtocol(asyncio.Protocol):
                 break
             # a response before the end of a streamed body: the rest is not read, the connection ends
             keep = req.keep_alive and resp.keep_alive and (req.stream is None or req.stream.complete)
-            self.transport.write(encode_response(resp, keep))
+            if resp.stream is not None:
+                if not await self._send_stream(resp, keep):
+                    break
+                if req.stream is not None and not req.stream.complete:
+                    keep = False
+            else:
+                self.transport.write(encode_response(resp, keep))
             self._last = _now()
             if not keep:
-                self.transport.close()
+                if self.transport is not None:
+                    self.transport.close()
                 break
         self.busy = False
+
+    async def _send_stream(self, resp: Response, keep: bool) -> bool:
+        """Write the head, then the body as it comes, waiting while the client's socket is full
+        (so a slow client slows the upstream read). False when the connection had to be reset:
+        the body failed mid-way (an upstream reset, a timeout) or the client went away."""
+        stream = resp.stream
+        assert stream is not None and self.transport is not None
+        self._out = stream
+        chunked = stream.length is None
+        loop = asyncio.get_running_loop()
+        self.transport.write(encode_response(resp, keep))
+        try:
+            while True:
+                if self._writable is not None:
+                    await self._writable
+                chunk = await stream.read()
+                transport = self.transport
+                if transport is None:
+                    return False  # connection_lost aborted the stream
+                if not chunk:
+                    break
+                if chunked:
+                    transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+                else:
+                    transport.write(chunk)
+                self._last = loop.time()
+        except Exception:
+            # HTTP/1.1 cannot signal a failed body other than by resetting the connection (Envoy too)
+            self._out = None
+            if self.transport is not None:
+                self.transport.abort()
+                self.transport = None
+            return False
+        self._out = None
+        if self.transport is None:
+            return False
+        if chunked:
+            self.transport.write(b"0\r\n\r\n")
+        elif stream.sent != stream.length:  # the producer ended short of its content-length
+            self.transport.abort()
+            self.transport = None
+            return False
+        return True
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -580,6 +789,14 @@ class ServerProtocol(asyncio.Protocol):
                 self.transport.close()  # an idle keep-alive connection
                 return
             wait = min(limits.idle_timeout, limits.stream_idle_timeout) - idle
+        elif self._out is not None:
+            # a response body on its way: the stream idle timeout covers it, as in Envoy
+            if idle >= limits.stream_idle_timeout:
+                self._out.abort(StreamTimeout("stream idle timeout while sending the response", "SI",
+                                              "stream_idle_timeout"))
+                self.transport.abort()
+                return
+            wait = limits.stream_idle_timeout - idle
         else:
             wait = limits.stream_idle_timeout  # a handler is at work: its own timeouts apply
         self._timer = asyncio.get_running_loop().call_later(max(wait, 0.01), self._on_timer)
@@ -626,9 +843,15 @@ async def serve(
 
 
 class ClientProtocol(asyncio.Protocol):
-    """One upstream connection carrying one request at a time."""
+    """One upstream connection carrying one request at a time.
 
-    def __init__(self) -> None:
+    With ``stream_limit`` set (a proxy's upstream), a response whose body is larger than it, or
+    chunked, or ended by the connection's close, is returned at headers time with the body in
+    ``Response.stream`` (reading paused while more than the limit waits); smaller bodies are
+    buffered and returned whole, as before. Without it every body is buffered.
+    """
+
+    def __init__(self, stream_limit: int | None = None) -> None:
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.waiter: asyncio.Future[Response] | None = None
@@ -636,6 +859,9 @@ class ClientProtocol(asyncio.Protocol):
         self._body: list[bytes] = []
         self.closed = False
         self._writable: asyncio.Future[None] | None = None  # set while the socket's buffer is full
+        self.stream_limit = stream_limit
+        self.no_body = False  # the request in flight is a HEAD: its response has no body
+        self._stream: BodyStream | None = None  # the response body being streamed
 
     def pause_writing(self) -> None:
         self._writable = asyncio.get_running_loop().create_future()
@@ -685,10 +911,43 @@ class ClientProtocol(asyncio.Protocol):
         old = self._headers.get(key)
         self._headers[key] = val if old is None else f"{old}, {val}"
 
+    def on_headers_complete(self) -> None:
+        limit = self.stream_limit
+        if limit is None or self.no_body:
+            return
+        status = self.parser.get_status_code()
+        if status < 200 or status in (204, 304):
+            return
+        length = self._headers.get("content-length")
+        if length is not None:
+            try:
+                size = int(length)
+            except ValueError:
+                return  # httptools refuses it
+            if size <= limit:
+                return  # small enough to buffer: returned whole (the fast path)
+            declared: int | None = size
+        else:
+            declared = None  # chunked, or ended by the close: streamed as it comes
+        stream = BodyStream(self.transport, limit, declared)
+        self._stream = stream
+        resp = Response(status, self._headers, b"", self.parser.should_keep_alive(), stream)
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(resp)
+
     def on_body(self, body: bytes) -> None:
-        self._body.append(body)
+        if self._stream is not None:
+            self._stream.feed(body)
+        else:
+            self._body.append(body)
 
     def on_message_complete(self) -> None:
+        stream = self._stream
+        if stream is not None:
+            self._stream = None
+            stream.finish()
+            return
         resp = Response(
             self.parser.get_status_code(), self._headers, b"".join(self._body), self.parser.should_keep_alive()
         )
@@ -697,6 +956,9 @@ class ClientProtocol(asyncio.Protocol):
             waiter.set_result(resp)
 
     def _finish_error(self, exc: Exception) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.fail(exc)  # cut mid-body: the reader gets the reset
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
@@ -718,7 +980,9 @@ class Connection:
 
     @property
     def usable(self) -> bool:
-        return not self.protocol.closed and self.protocol.transport is not None
+        """Open, and not in the middle of a response body (never reused before the body was read)."""
+        proto = self.protocol
+        return not proto.closed and proto.transport is not None and proto._stream is None
 
     async def roundtrip(self, req: Request) -> Response:
         proto = self.protocol
@@ -726,6 +990,7 @@ class Connection:
             raise UpstreamReset("connection already closed")
         fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         proto.waiter = fut
+        proto.no_body = req.method == "HEAD"
         proto.transport.write(encode_request(req))
         self.requests += 1
         if req.stream is not None:
@@ -779,12 +1044,17 @@ async def connect(
     ssl_context: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
     timeout: float | None = 10.0,
+    stream_limit: int | None = None,
 ) -> Connection:
-    """Open a connection; raises :class:`ConnectFailure` on refusal, timeout or TLS failure."""
+    """Open a connection; raises :class:`ConnectFailure` on refusal, timeout or TLS failure.
+
+    ``stream_limit``: response bodies larger than it (or of unknown length) come back streamed
+    (:class:`ClientProtocol`); ``None`` buffers every body.
+    """
     loop = asyncio.get_running_loop()
     try:
         coro = loop.create_connection(
-            ClientProtocol,
+            lambda: ClientProtocol(stream_limit),
             host,
             port,
             ssl=ssl_context,
@@ -799,16 +1069,20 @@ async def connect(
 class SimpleClient:
     """A keep-alive client for one address with an unbounded idle pool (the sample apps' client).
 
+    With ``stream_limit`` set, a large response comes back with its body in ``Response.stream``;
+    its connection goes back to the pool only once that body was read to its end.
+
     Example::
 
         client = SimpleClient("127.0.0.1", 15001)
         resp = await client.request("GET", "/", {"host": "preference:8080"})
     """
 
-    def __init__(self, host: str, port: int, timeout: float | None = None) -> None:
+    def __init__(self, host: str, port: int, timeout: float | None = None, stream_limit: int | None = None) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.stream_limit = stream_limit
         self.idle: deque[Connection] = deque()
 
     async def request(
@@ -822,7 +1096,7 @@ class SimpleClient:
                 break
         fresh = conn is None
         if conn is None:
-            conn = await connect(self.host, self.port)
+            conn = await connect(self.host, self.port, stream_limit=self.stream_limit)
         try:
             coro = conn.roundtrip(Request(method, path, headers, body, stream=stream))
             resp = await (asyncio.wait_for(coro, self.timeout) if self.timeout else coro)
@@ -830,13 +1104,21 @@ class SimpleClient:
             if fresh or stream is not None:
                 raise
             # a pooled connection the peer had closed meanwhile: retry once on a new one
-            conn = await connect(self.host, self.port)
+            conn = await connect(self.host, self.port, stream_limit=self.stream_limit)
             resp = await conn.roundtrip(Request(method, path, headers, body))
-        if resp.keep_alive and conn.usable:
+        if resp.stream is not None:
+            resp.stream.on_end(functools.partial(self._body_over, conn, resp.keep_alive))
+        elif resp.keep_alive and conn.usable:
             self.idle.append(conn)
         else:
             conn.close()
         return resp
+
+    def _body_over(self, conn: Connection, keep_alive: bool, error: BaseException | None) -> None:
+        if error is None and keep_alive and conn.usable:
+            self.idle.append(conn)
+        else:
+            conn.close()
 
     def close(self) -> None:
         while self.idle:

@@ -20,14 +20,24 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
-from meshkit.http1 import ConnectFailure, Request, Response, SimpleClient, UpstreamReset
+from meshkit.http1 import (
+    DEFAULT_LIMITS,
+    BodyError,
+    ConnectFailure,
+    GeneratedBody,
+    Request,
+    Response,
+    SimpleClient,
+    UpstreamReset,
+)
 
 CALLS = {"customer": "preference", "preference": "recommendation"}
 TIME_URL = ("worldtimeapi.org", 80, "/api/timezone/Europe/Madrid")
@@ -62,6 +72,8 @@ JAVA_PACKAGES = {
     "SocketTimeoutException": "java.net",
     "IOException": "java.io",
 }
+MAX_BYTES = 2**30  # /bytes answers at most 1 GiB
+PIECE = 256 * 1024  # what /bytes makes at a time
 HEALTH = b'{\n    "status": "UP",\n    "checks": [\n    ]\n}'
 
 
@@ -109,7 +121,7 @@ class SampleApp:
         target = self.spec.outbound or (host, port)
         client = self._clients.get(target)
         if client is None:
-            client = self._clients[target] = SimpleClient(*target)
+            client = self._clients[target] = SimpleClient(*target, stream_limit=DEFAULT_LIMITS.buffer_limit)
         return client
 
     async def handle(self, req: Request) -> Response:
@@ -130,6 +142,8 @@ class SampleApp:
             self.misbehaving = False
             self._log(f"'misbehave' has been set to 'false' on {self.spec.pod}")
             return Response(200, dict(TEXT), b"Following requests to / will return 200\n")
+        if path == "/bytes":
+            return await self._bytes(req)
         if path in ("/health/live", "/health/ready", "/health"):
             return Response(200, {"content-type": "application/json"}, HEALTH)
         if path == "/delay":
@@ -176,7 +190,7 @@ class SampleApp:
                       f"javax.ws.rs.ProcessingException: {cause}", "WARN")
             self._log(f"Caused by: {cause}", "")
             return Response(503, dict(TEXT), f"{label} => {kind}: {message}\n".encode())
-        text = resp.body.decode("utf-8", "replace")
+        text = (await _read_capped(resp)).decode("utf-8", "replace")
         if 200 <= resp.status < 300:
             # customer trims what it got, preference passes it on as it came (both add a newline)
             got = text.strip() if name == "customer" else text
@@ -186,6 +200,32 @@ class SampleApp:
             self._log(f"javax.ws.rs.WebApplicationException: HTTP {resp.status} {_reason(resp.status)}", "")
         # the tutorial's services answer 503 for any downstream failure; the code is only in the text
         return Response(503, dict(TEXT), f"{label} => Error: {resp.status} - {text}\n".encode())
+
+    async def _bytes(self, req: Request) -> Response:
+        """``GET /bytes?n=N``: N bytes of a fixed pattern (httpbin's ``/bytes`` idea, for large
+        downloads). customer and preference ask the next service for the same and pass its body on
+        as it arrives; recommendation makes it, a piece at a time, never whole in memory."""
+        raw = parse_qs(urlsplit(req.path).query).get("n", [""])[0]
+        if not raw.isdigit() or int(raw) > MAX_BYTES:
+            return Response(400, dict(TEXT), f"n must be a whole number of bytes from 0 to {MAX_BYTES}\n".encode())
+        size = int(raw)
+        callee = CALLS.get(self.spec.service)
+        if callee is None:
+            return Response(200, {"content-type": "application/octet-stream"},
+                            stream=GeneratedBody(pattern_bytes(size), size))
+        headers = {k: v for k in PROPAGATED if (v := req.headers.get(k)) is not None}
+        headers["host"] = f"{callee}:8080"
+        headers["user-agent"] = f"{self.spec.service}/{self.spec.version}"
+        try:
+            resp = await self._send(callee, 8080, f"/bytes?n={size}", headers)
+        except Exception as exc:
+            kind, message = _java_like(exc, callee)
+            return Response(503, dict(TEXT), f"{self.label} => {kind}: {message}\n".encode())
+        if not 200 <= resp.status < 300:
+            text = (await _read_capped(resp)).decode("utf-8", "replace")
+            return Response(503, dict(TEXT), f"{self.label} => Error: {resp.status} - {text}\n".encode())
+        return Response(resp.status, {"content-type": resp.headers.get("content-type", "application/octet-stream")},
+                        resp.body, stream=resp.stream)
 
     def _virtualized(self, req: Request) -> Response:
         """The advanced chapter's Hoverfly simulation: one recorded pair, GET / answers it."""
@@ -220,6 +260,48 @@ class SampleApp:
     def close(self) -> None:
         for client in self._clients.values():
             client.close()
+
+
+def pattern_bytes(size: int, piece: int = PIECE) -> AsyncIterator[bytes]:
+    """``size`` bytes of a repeating 0..255 pattern, ``piece`` bytes at a time (a test can hash what
+    it got against :func:`pattern_digest`)."""
+    block = bytes(range(256)) * (piece // 256)
+
+    async def pieces() -> AsyncIterator[bytes]:
+        left = size
+        while left > 0:
+            yield block if left >= piece else block[:left]
+            left -= piece
+
+    return pieces()
+
+
+def pattern_digest(size: int) -> str:
+    """The SHA-256 of what ``GET /bytes?n=size`` answers.
+
+    Example::
+
+        hashlib.sha256(body).hexdigest() == pattern_digest(len(body))
+    """
+    block = bytes(range(256)) * (PIECE // 256)
+    digest = hashlib.sha256()
+    for _ in range(size // PIECE):
+        digest.update(block)
+    digest.update(block[: size % PIECE])
+    return digest.hexdigest()
+
+
+async def _read_capped(resp: Response, cap: int = 64 * 1024) -> bytes:
+    """A reply's text: its buffered body, or the start of a streamed one (the rest dropped)."""
+    stream = resp.stream
+    if stream is None:
+        return resp.body
+    got = b""
+    while len(got) < cap and (chunk := await stream.read()):
+        got += chunk
+    if not stream.ended:
+        stream.abort(BodyError("reply read only in part"))
+    return got[:cap]
 
 
 def _java_like(exc: Exception, host: str) -> tuple[str, str]:

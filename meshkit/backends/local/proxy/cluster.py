@@ -42,7 +42,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-from meshkit.http1 import ConnectFailure, Connection, connect
+from meshkit.http1 import DEFAULT_LIMITS, ConnectFailure, Connection, connect
 
 UNLIMITED = 2**32 - 1
 _RQ_CLASS = ("upstream_rq_xxx", "upstream_rq_1xx", "upstream_rq_2xx", "upstream_rq_3xx", "upstream_rq_4xx",
@@ -356,7 +356,8 @@ class Cluster:
         host.cx_total += 1
         self.stats["upstream_cx_total"] += 1
         try:
-            return await connect(host.endpoint.address, port, ctx, timeout=self.spec.limits.connect_timeout)
+            return await connect(host.endpoint.address, port, ctx, timeout=self.spec.limits.connect_timeout,
+                                 stream_limit=DEFAULT_LIMITS.buffer_limit)
         except BaseException as exc:
             if isinstance(exc, ConnectFailure):
                 host.cx_connect_fail += 1

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from meshkit.backends.local.proxy.config import Destination, Route, VirtualHost
-from meshkit.http1 import Request, Response
+from meshkit.http1 import DownstreamReset, Request, Response, StreamTimeout
 from meshkit.telemetry.record import RequestRecord
 
 TEXT = {"content-type": "text/plain"}
@@ -47,6 +47,23 @@ class Exchange:
             self.flag(flag, rule)
         self.rec.response_code_details = details
         return Response(status, dict(TEXT) if body else {}, body)
+
+
+def note_body_error(ex: Exchange, error: BaseException | None) -> None:
+    """Flag a response whose body did not reach its end, as Envoy's access log does once the
+    headers were already sent: a timeout running into the body (UT, or SI for the stream idle
+    timeout), the client gone (DC), the upstream gone mid-body (UC)."""
+    if error is None:
+        return
+    if isinstance(error, StreamTimeout):
+        ex.flag(error.flag)
+        ex.rec.response_code_details = error.details
+    elif isinstance(error, DownstreamReset):
+        ex.flag("DC")
+        ex.rec.response_code_details = "downstream_remote_disconnect"
+    else:
+        ex.flag("UC")
+        ex.rec.response_code_details = "upstream_reset_after_response_started{connection_termination}"
 
 
 Handler = Callable[[Exchange], Awaitable[Response]]

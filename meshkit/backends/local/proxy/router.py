@@ -13,6 +13,11 @@ Semantics kept from Envoy/Istio:
   jittered exponential backoff (retry *n* waits ``rand[0, (2^n - 1) × base)``, at most 10 × base)
   and hold one unit of the cluster's ``maxRetries`` budget while they run; when the retries are
   exhausted the last answer is returned with flag URX, when the budget is full with flag UO;
+* a body larger than the buffer limit (or of unknown length) is streamed: the response goes
+  downstream at headers time, the connection and its slot are held until the body ends, the
+  route and per-try timeouts keep running until then (expiring mid-body they reset the response,
+  flag UT), an upstream reset mid-body resets the downstream connection (flag UC), and a response
+  already on its way is never retried;
 * a circuit-breaker overflow answers 503 UO at once, is never retried and never counts for
   outlier detection; a cluster with no host left answers 503 UH ``no healthy upstream``.
 
@@ -40,7 +45,16 @@ from meshkit.backends.local.proxy.exchange import (
     Exchange,
 )
 from meshkit.backends.local.proxy.routing import edit_headers
-from meshkit.http1 import ConnectFailure, Request, Response, UpstreamReset
+from meshkit.http1 import (
+    BodyError,
+    BodyStream,
+    ConnectFailure,
+    Connection,
+    Request,
+    Response,
+    StreamTimeout,
+    UpstreamReset,
+)
 
 # gRPC retryOn conditions and the grpc-status each one matches
 GRPC_RETRY_ON = {"cancelled": "1", "deadline-exceeded": "4", "resource-exhausted": "8", "internal": "13",
@@ -106,12 +120,14 @@ def backoff(retry: int, base: float, rng: random.Random) -> float:
 
 
 class _Flight:
-    """The attempt currently on a connection, so a route timeout can charge its host."""
+    """The attempt currently on a connection, so a route timeout can charge its host, and when
+    the route timeout expires (it covers a streamed body too)."""
 
-    __slots__ = ("host",)
+    __slots__ = ("deadline", "host")
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float | None = None) -> None:
         self.host: Host | None = None
+        self.deadline = deadline
 
 
 class Router:
@@ -163,7 +179,7 @@ class Router:
                 self._mirror(ex, clusters[mirror.cluster])
         if not route.timeout:
             return await self._attempts(ex, cluster, route, _Flight())
-        flight = _Flight()
+        flight = _Flight(asyncio.get_running_loop().time() + route.timeout)
         try:
             return await asyncio.wait_for(self._attempts(ex, cluster, route, flight), route.timeout)
         except TimeoutError:
@@ -232,6 +248,9 @@ class Router:
                 self._note_ejection(ex, cluster, host)
             if policy is None or not should_retry(outcome, policy):
                 return self._reply(ex, outcome)
+            if isinstance(outcome, Response) and outcome.stream is not None:
+                # nothing was sent downstream yet: the answer's body is dropped with its connection
+                outcome.stream.abort(BodyError("response dropped for a retry"))
             if ex.req.stream is not None:
                 # a body beyond the buffer limit cannot be replayed: Envoy abandons the retry
                 cluster.stats["retry_or_shadow_abandoned"] += 1
@@ -294,13 +313,22 @@ class Router:
         except ConnectFailure as exc:
             return Failure("connect", str(exc))
         reusable = False
+        streamed = False
         flight.host = host
         outcome: Outcome
         try:
             coro = conn.roundtrip(self.prepare(ex, cluster, host, attempt))
             try:
+                started = asyncio.get_running_loop().time()
                 outcome = await (asyncio.wait_for(coro, per_try) if per_try else coro)
                 reusable = outcome.keep_alive
+                if outcome.stream is not None:
+                    # the body is still on its way: the connection is released when it ends
+                    streamed = True
+                    deadline = started + per_try if per_try else None
+                    if flight.deadline is not None:
+                        deadline = flight.deadline if deadline is None else min(deadline, flight.deadline)
+                    _watch_body(outcome, outcome.stream, cluster, host, conn, deadline)
             except TimeoutError:
                 cluster.stats["upstream_rq_per_try_timeout"] += 1
                 host.rq_timeout += 1
@@ -309,7 +337,8 @@ class Router:
                 outcome = Failure("reset", str(exc))
         finally:
             # runs on a route timeout too (cancellation): the connection closes, the slot frees
-            cluster.release(host, conn, reusable)
+            if not streamed:
+                cluster.release(host, conn, reusable)
         flight.host = None  # not reached when cancelled: the route timeout charges this host
         return outcome
 
@@ -334,6 +363,8 @@ class Router:
                     cluster.stats["retry_or_shadow_abandoned"] += 1
                     return  # dropped for falling behind: not the upstream's fault
                 if not isinstance(outcome, Failure):
+                    if outcome.stream is not None:
+                        await outcome.stream.discard()  # the shadow's answer is read and dropped
                     cluster.report(host, outcome.status)
                 elif outcome.kind != "overflow":
                     cluster.report(host, outcome.as_status)
@@ -343,6 +374,24 @@ class Router:
         task = asyncio.ensure_future(fire())
         self._background.add(task)  # keep a reference until done, or the loop may drop the task
         task.add_done_callback(self._background.discard)
+
+
+def _watch_body(resp: Response, stream: BodyStream, cluster: Cluster, host: Host, conn: Connection,
+                deadline: float | None) -> None:
+    """Hold the connection and the request's slot until the streamed body ends; a route or
+    per-try timeout still running when it expires resets the response (Envoy's timers run until
+    the upstream response is complete, and a response already started can only be reset)."""
+    timer = None
+    if deadline is not None:
+        timeout = StreamTimeout("the route timeout expired while the response body was arriving")
+        timer = asyncio.get_running_loop().call_at(deadline, stream.abort, timeout)
+
+    def over(error: BaseException | None) -> None:
+        if timer is not None:
+            timer.cancel()
+        cluster.release(host, conn, resp.keep_alive and error is None)
+
+    stream.on_end(over)
 
 
 def _cluster_label(cluster: Cluster) -> str:

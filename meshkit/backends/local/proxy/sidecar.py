@@ -44,7 +44,7 @@ from meshkit.backends.local.proxy.seeding import proxy_rng
 from meshkit.backends.local.proxy.telemetry import Telemetry
 from meshkit.backends.local.tls import RotatingContexts, gateway_server_context
 from meshkit.errors import InvalidConfig
-from meshkit.http1 import Request, Response, SimpleClient, serve
+from meshkit.http1 import DEFAULT_LIMITS, Request, Response, SimpleClient, serve
 from meshkit.telemetry.record import RequestRecord
 
 PEER_ID = "x-envoy-peer-metadata-id"
@@ -81,7 +81,7 @@ class Sidecar:
         self.ssl_for: Callable[[Endpoint, ClusterSpec], tuple[ssl.SSLContext | None, int]] = self.security.ssl_for
         self.servers: list[asyncio.base_events.Server] = []
         self.ports: dict[str, int] = {}
-        self._app = SimpleClient("127.0.0.1", app_port) if app_port else None
+        self._app = SimpleClient("127.0.0.1", app_port, stream_limit=DEFAULT_LIMITS.buffer_limit) if app_port else None
         # set by the pod when the app shares this process: inbound requests are handed over directly
         self.app_handler: Callable[[Request], Awaitable[Response]] | None = None
         self._peer_meta = _encode_peer(identity)
@@ -254,7 +254,7 @@ class Sidecar:
         span = self.telemetry.begin(req, "client" if not me.gateway else "server", self.view.trace_sampling, self.rng)
         started = time.perf_counter()
         resp = await (handler or self.outbound)(ex)
-        self.telemetry.finish(ex, resp, started, span)
+        self.telemetry.finish_at_end(ex, resp, started, span)
         return resp
 
     def _upstream_request(self, ex: Exchange, cluster: Cluster, host: Any, attempt: int) -> Request:
@@ -294,7 +294,7 @@ class Sidecar:
         span = self.telemetry.begin(req, "server", self.view.trace_sampling, self.rng)
         started = time.perf_counter()
         resp = await self.inbound(ex)
-        self.telemetry.finish(ex, resp, started, span)
+        self.telemetry.finish_at_end(ex, resp, started, span)
         return resp
 
     async def _to_app(self, ex: Exchange) -> Response:

@@ -23,6 +23,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from meshkit.backends.local.proxy.accesslog import AccessLog
+from meshkit.backends.local.proxy.exchange import note_body_error
 from meshkit.backends.local.proxy.stats import ProxyStats
 from meshkit.backends.local.proxy.tracing import SpanContext, start_span
 from meshkit.http1 import Request, Response
@@ -69,7 +70,7 @@ class Telemetry:
         rec.request_id = headers.get("x-request-id", "")
         rec.x_forwarded_for = headers.get("x-forwarded-for", "")
         rec.bytes_received = len(ex.req.body) if ex.req.stream is None else ex.req.stream.received
-        rec.bytes_sent = len(resp.body)
+        rec.bytes_sent = len(resp.body) if resp.stream is None else resp.stream.sent
         if resp.status >= 400 and resp.body:
             rec.body_excerpt = resp.body[:EXCERPT].decode("utf-8", "replace")
         self.total += 1
@@ -85,6 +86,20 @@ class Telemetry:
         if self.access_logging:
             self.access_log.append(rec)
         self.outbox.append(_ROW(rec))
+
+    def finish_at_end(self, ex: Exchange, resp: Response, started: float, span: SpanContext | None) -> None:
+        """:meth:`finish` now, or, for a streamed body, once it ended (Envoy logs a request when
+        its response is complete: duration and bytes cover the body, a reset mid-body is flagged)."""
+        stream = resp.stream
+        if stream is None:
+            self.finish(ex, resp, started, span)
+            return
+
+        def ended(error: BaseException | None) -> None:
+            note_body_error(ex, error)
+            self.finish(ex, resp, started, span)
+
+        stream.on_end(ended)
 
     def drain(self) -> list[tuple[Any, ...]]:
         """The records waiting to be shipped, as rows in ``RequestRecord`` field order."""

@@ -1,0 +1,184 @@
+"""A large download through the ingress gateway: ``python -m benchmarks.download [--mb 256]``.
+
+``GET /customer/bytes?n=N`` goes gateway → customer → preference → recommendation, which makes
+the body a piece at a time (never whole in memory); every proxy on the way passes it on as it
+arrives. A process of its own reads it and hashes it, while another client sends steady GETs.
+Printed: the download's throughput through the mesh and, in the same run, through the same three
+apps wired directly (no proxy: the baseline); every pod's proportional memory (PSS) before and at
+its peak; the other client's p50/p99 before and during the download. ``--slow`` reads at a capped
+rate instead, to show back-pressure: the proxies' memory stays put while the reader lags.
+
+Example::
+
+    from benchmarks.download import download_route, measure_download
+    mesh.apply(download_route())
+    figures = measure_download(mesh, megabytes=128)
+    figures["digest_ok"], figures["pss_peak_mb"]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import meshkit
+from benchmarks.proc import pss_mb
+from benchmarks.upload import _Steady, quantile
+from meshkit import Mesh
+from meshkit.sample.app import pattern_digest
+from meshkit.sample.ingress import gateway_customer
+
+# the downloader runs in a process of its own, so the steady client's timings are the mesh's
+_DOWNLOADER = """
+import hashlib, http.client, json, sys, time
+READ = 256 * 1024
+host, port, path, rate = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+conn = http.client.HTTPConnection(host, port, timeout=300)
+started = time.perf_counter()
+conn.request("GET", path)
+resp = conn.getresponse()
+digest, got, error = hashlib.sha256(), 0, ""
+try:
+    while chunk := resp.read(READ):
+        digest.update(chunk)
+        got += len(chunk)
+        if rate:
+            time.sleep(max(0.0, got / rate - (time.perf_counter() - started)))
+except Exception as exc:
+    error = type(exc).__name__ + ": " + str(exc)
+print(json.dumps({"status": resp.status, "bytes": got, "digest": digest.hexdigest(), "error": error,
+                  "seconds": time.perf_counter() - started}))
+"""
+
+
+def download_route(ns: str = "tutorial") -> dict[str, Any]:
+    """The tutorial's gateway VirtualService with a first rule that sends ``/customer/bytes`` to
+    customer's ``/bytes`` (the tutorial's own rule rewrites ``/customer`` to ``/``)."""
+    vs = gateway_customer(ns)[1]
+    rules = vs["spec"]["http"]
+    download = {"match": [{"uri": {"prefix": "/customer/bytes"}}], "rewrite": {"uri": "/bytes"},
+                "route": rules[0]["route"]}
+    vs["spec"]["http"] = [download, *rules]
+    return vs
+
+
+def download(host: str, port: int, path: str, rate: float = 0.0) -> dict[str, Any]:
+    """GET ``path`` from another process, reading at most ``rate`` bytes/s (0: as fast as it can)."""
+    done = subprocess.run([sys.executable, "-c", _DOWNLOADER, host, str(port), path, str(rate)],
+                          capture_output=True, text=True, timeout=600)
+    try:
+        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return {"status": 0, "bytes": 0, "digest": "", "error": done.stderr[-500:], "seconds": 0.0}
+    return result
+
+
+def measure_download(mesh: Mesh, megabytes: int = 256, rate: float = 20.0, baseline_s: float = 3.0,
+                     read_rate: float = 0.0, path: str = "/customer") -> dict[str, Any]:
+    """Download ``megabytes`` through the gateway (``download_route`` applied) while a steady
+    client GETs ``path``; the figures."""
+    url = urlsplit(mesh.backend.gateway_url())
+    host, port = url.hostname or "127.0.0.1", int(url.port or 80)
+    pids = {p.name: int(p.extra["pid"]) for p in mesh.pods()}
+    before = {name: pss_mb(pid) for name, pid in pids.items()}
+    peak = dict(before)
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.is_set():
+            for name, pid in pids.items():
+                peak[name] = max(peak[name], pss_mb(pid))
+            sampling.wait(0.05)
+
+    size = megabytes * 2**20
+    with _Steady(host, port, path, rate) as steady:
+        time.sleep(baseline_s)
+        baseline = steady.take()
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        got = download(host, port, f"/customer/bytes?n={size}", read_rate)
+        during = steady.take()
+        sampling.set()
+        sampler.join(5)
+        failures = steady.failures
+    seconds = got["seconds"] or 0.0
+    return {
+        "megabytes": megabytes,
+        "status": got["status"],
+        "bytes": got["bytes"],
+        "digest_ok": got["digest"] == pattern_digest(size),
+        "error": got["error"],
+        "seconds": seconds,
+        "mb_per_s": got["bytes"] / 2**20 / seconds if seconds else 0.0,
+        "pss_before_mb": before,
+        "pss_peak_mb": peak,
+        "baseline_latencies": baseline,
+        "during_latencies": during,
+        "other_failures": failures,
+    }
+
+
+def measure_direct(megabytes: int) -> dict[str, Any]:
+    """The same download from the same three apps wired directly (no proxy), for the baseline."""
+    from benchmarks.__main__ import start_direct_chain
+
+    procs, url = start_direct_chain()
+    try:
+        parts = urlsplit(url)
+        size = megabytes * 2**20
+        got = download(parts.hostname or "127.0.0.1", int(parts.port or 80), f"/bytes?n={size}")
+        seconds = got["seconds"] or 0.0
+        return {"status": got["status"], "digest_ok": got["digest"] == pattern_digest(size), "seconds": seconds,
+                "mb_per_s": got["bytes"] / 2**20 / seconds if seconds else 0.0}
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(10)
+
+
+def report(figures: dict[str, Any], direct: dict[str, Any] | None = None) -> None:
+    error = f" {figures['error']}" if figures["error"] else ""
+    print(f"download {figures['megabytes']} MB through the gateway: HTTP {figures['status']}, "
+          f"{figures['bytes']} bytes, sha256 {'ok' if figures['digest_ok'] else 'WRONG'} in "
+          f"{figures['seconds']:.1f} s ({figures['mb_per_s']:.0f} MB/s){error}")
+    if direct is not None:
+        print(f"same download from the three apps wired directly: HTTP {direct['status']}, sha256 "
+              f"{'ok' if direct['digest_ok'] else 'WRONG'} in {direct['seconds']:.1f} s "
+              f"({direct['mb_per_s']:.0f} MB/s)")
+    print(f"{'process':44s} {'PSS before':>11s} {'PSS peak':>9s}")
+    for name, peak in sorted(figures["pss_peak_mb"].items()):
+        print(f"{name:44s} {figures['pss_before_mb'][name]:9.1f} MB {peak:6.1f} MB")
+    for label, key in (("before the download", "baseline_latencies"), ("during the download", "during_latencies")):
+        lat = figures[key]
+        print(f"other client {label}: n={len(lat)} p50 {quantile(lat, 0.5) * 1e3:.1f} ms"
+              f"  p99 {quantile(lat, 0.99) * 1e3:.1f} ms")
+    print(f"other client failures: {figures['other_failures']}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mb", type=int, default=256)
+    parser.add_argument("--rate", type=float, default=20.0, help="the other client's requests per second")
+    parser.add_argument("--slow", type=float, default=0.0, help="read at most this many MB/s (back-pressure)")
+    args = parser.parse_args(argv)
+    direct = measure_direct(args.mb) if not args.slow else None
+    with tempfile.TemporaryDirectory() as home:
+        mesh = meshkit.up(home=home)
+        try:
+            mesh.apply(download_route())
+            time.sleep(1.0)  # the push reaches the gateway
+            report(measure_download(mesh, args.mb, args.rate, read_rate=args.slow * 2**20), direct)
+        finally:
+            mesh.backend.down()
+
+
+if __name__ == "__main__":
+    main()
