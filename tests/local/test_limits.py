@@ -6,6 +6,8 @@
 * a 128 MB upload through the gateway (a generated stream, from another process): every pod
   stays under 60 MB PSS and within half as much again as before, and a steady client is never held
   up by it (its p99 stays within a margin of its own p99 measured just before);
+* a 128 MB download from recommendation through every proxy to another process: the same bounds
+  on every pod's PSS, the body's hash checked, each proxy's record counting every byte;
 * hostile YAML through the CLI's ``apply``: one located error each, exit code 1, no traceback.
 """
 
@@ -23,6 +25,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from benchmarks.download import download_route, measure_download
 from benchmarks.upload import measure_upload, quantile
 from meshkit import Mesh
 from meshkit.cli import main as cli_main
@@ -114,6 +117,55 @@ def test_a_large_upload_streams_through_the_gateway_in_bounded_memory(mesh: Mesh
     # over the client's own p99 just before and a fifth of the upload's duration.
     limit = max(0.050 + 3 * quantile(baseline, 0.99), figures["seconds"] / 5)
     assert quantile(during, 0.99) < limit, (quantile(during, 0.99), limit, figures["seconds"])
+
+
+def test_a_large_download_streams_through_every_proxy_in_bounded_memory(mesh: Mesh) -> None:
+    """128 MB from recommendation through preference, customer and the gateway (each pod's sidecar
+    in and out), read by another process and hashed: memory does not follow the size."""
+    host, port = _gateway(mesh)
+    mesh.apply(download_route())
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # the new rule is live once a small download answers its bytes
+            conn = http.client.HTTPConnection(host, port, timeout=10)
+            conn.request("GET", "/customer/bytes?n=10")
+            resp = conn.getresponse()
+            small = resp.read()
+            conn.close()
+            if resp.status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert resp.status == 200 and small == bytes(range(10))
+        figures = measure_download(mesh, megabytes=128, rate=20.0, baseline_s=2.0)
+    finally:
+        mesh.apply(gateway_customer()[1])
+    size = 128 * 2**20
+    assert figures["status"] == 200 and figures["error"] == "", figures["error"]
+    assert figures["bytes"] == size and figures["digest_ok"]  # every byte, in order
+    for name, peak in figures["pss_peak_mb"].items():
+        before = figures["pss_before_mb"][name]
+        assert before > 0, name
+        assert peak < 60, (name, peak)  # every proxy under 60 MB PSS
+        assert peak < 1.5 * before, (name, before, peak)
+        assert peak - before < 0.1 * 128, (name, before, peak)  # nothing like the body's size
+    # each proxy's record is written when the body ended, with all of it counted
+    path = f"/bytes?n={size}"
+    deadline = time.monotonic() + 10
+    rows: list[dict] = []
+    while time.monotonic() < deadline:
+        rows = [r for r in mesh.request_log() if str(r.get("path", "")).endswith(path)]
+        if len(rows) >= 6:
+            break
+        time.sleep(0.3)
+    seen = {(r["proxy"].split("-")[0], r["reporter"]) for r in rows}
+    assert {("istio", "source"), ("customer", "destination"), ("customer", "source"), ("preference", "destination"),
+            ("preference", "source"), ("recommendation", "destination")} <= seen, seen
+    for row in rows:
+        assert row["bytes_sent"] == size and row["response_code"] == 200 and row["response_flags"] == "-", row
+    baseline, during = figures["baseline_latencies"], figures["during_latencies"]
+    assert len(baseline) >= 10 and figures["other_failures"] == 0
+    limit = max(0.050 + 3 * quantile(baseline, 0.99), figures["seconds"] / 5)  # as for the upload
+    assert not during or quantile(during, 0.99) < limit, (quantile(during, 0.99), limit, figures["seconds"])
 
 
 def test_hostile_yaml_through_the_cli_apply_is_one_located_error_each(
