@@ -108,6 +108,16 @@ service_graph(mesh.graph())
 check.graph(mesh)
 
 # %% [markdown]
+# The same views in the browser: on the local backend the **Mesh dashboard** (graph, requests per service,
+# recent traces, proxy status; also in JupyterLab's launcher), on kind Kiali, Jaeger and Prometheus. The
+# links go through this Jupyter server (jupyter-server-proxy), so they work on a hub, on Binder and locally.
+
+# %%
+from meshkit.serverproxy import Links
+
+Links(mesh)
+
+# %% [markdown]
 # ## Why did it fail?
 #
 # Make v2 misbehave while the traffic runs: the codes plot turns partly red, and `mesh.explain()` names,

@@ -43,8 +43,8 @@ class Addon:
     """One kind addon reached through ``kubectl port-forward``.
 
     ``base`` is the path the addon serves its UI under in Istio's samples/addons manifests: Kiali's
-    ``server.web_root`` is ``/kiali``, Jaeger runs with ``--query.base-path=/jaeger``, Prometheus
-    serves from ``/``. For the two with a base path the server-proxy entry has the same name and
+    ``server.web_root`` is ``/kiali``, Jaeger's ``jaeger_query`` extension has ``base_path: /jaeger``,
+    Prometheus serves from ``/``. For the two with a base path the server-proxy entry has the same name and
     keeps the path it received (``absolute_url``): the browser's ``<Jupyter base URL>kiali/`` reaches
     Kiali as ``<Jupyter base URL>kiali/``, which is Kiali's own ``/kiali/`` when Jupyter is served
     from ``/``; under a hub prefix see :func:`addon_base_paths`. Prometheus gets the path with the
@@ -159,7 +159,7 @@ def addon_base_paths(env: Mapping[str, str] | None = None) -> dict[str, str]:
 
     With Jupyter at ``/`` (a laptop, Codespaces: where the kind backend runs) these are the
     addons' defaults. Under a hub prefix Kiali's ``server.web_root`` and Jaeger's
-    ``--query.base-path`` must be changed to these values, as their pages link their scripts
+    ``jaeger_query.base_path`` must be changed to these values, as their pages link their scripts
     under their own base path.
 
     >>> addon_base_paths({"JUPYTERHUB_SERVICE_PREFIX": "/user/a/"})["kiali"]
@@ -242,3 +242,25 @@ def links(backend: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
     if backend == "local":
         return {"Mesh dashboard": proxied_url(DASHBOARD, env=env)}
     return {a.title: proxied_url(a.name, env=env) for a in ADDONS}
+
+
+class Links:
+    """The browser views of a mesh as links, for a notebook cell (HTML, escaped) or a terminal (text).
+
+    Example::
+
+        Links(mesh)          # in lab 04: "Mesh dashboard" on the local backend; Kiali, Jaeger, Prometheus on kind
+    """
+
+    def __init__(self, mesh: Any, env: Mapping[str, str] | None = None) -> None:
+        self.links = links(str(getattr(mesh.backend, "name", "local")), env)
+
+    def __repr__(self) -> str:
+        return "\n".join(f"{title}: {url}" for title, url in self.links.items())
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        items = "".join(f'<li><a href="{escape(url)}" target="_blank" rel="noopener">{escape(title)}</a> '
+                        f"<code>{escape(url)}</code></li>" for title, url in self.links.items())
+        return f"<ul>{items}</ul>"

@@ -139,3 +139,15 @@ def test_kind_entries_name_the_hub_context_when_set(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("MESHKIT_CONTEXT")
     assert serverproxy.jaeger()["command"][2] == "kind-meshkit"
     assert set(serverproxy.servers()) == set(declared_entry_points())
+
+
+def test_links_for_a_notebook_cell_are_escaped(tmp_path: Path) -> None:
+    from meshkit.backends.base import get_backend
+    from meshkit.mesh import Mesh
+    from meshkit.serverproxy import Links
+
+    mesh = Mesh(get_backend("local")(home=str(tmp_path)))
+    shown = Links(mesh, env={"JUPYTERHUB_SERVICE_PREFIX": '/user/a"<b>/'})
+    assert repr(shown) == 'Mesh dashboard: /user/a"<b>/mesh-dashboard/'
+    html = shown._repr_html_()
+    assert 'href="/user/a&quot;&lt;b&gt;/mesh-dashboard/"' in html and "<b>" not in html
