@@ -392,6 +392,74 @@ class Mesh:
 
         return ztunnel_table(self.ztunnel_dump(), kind, namespace)
 
+    # waypoints (istioctl waypoint) -------------------------------------------------------------------
+    def waypoint_apply(self, namespace: str | None = None, name: str = "waypoint", for_: str | None = "service",
+                       enroll_namespace: bool = False, overwrite: bool = False, wait: bool = True) -> list[str]:
+        """``istioctl waypoint apply``: a Gateway of class istio-waypoint, its proxy pod; istioctl's lines.
+
+        ``for_=None`` leaves the ``istio.io/waypoint-for`` label off, as istioctl does without ``--for``.
+
+        Example::
+
+            mesh.waypoint_apply(enroll_namespace=True)
+            # ['✅ waypoint tutorial/waypoint applied', '✅ waypoint tutorial/waypoint is ready!',
+            #  '✅ namespace tutorial labeled with "istio.io/use-waypoint: waypoint"']
+        """
+        from meshkit import waypointctl
+
+        own = getattr(self.backend, "waypoint_apply", None)
+        if callable(own):
+            lines: list[str] = own(namespace or "tutorial", name, for_, enroll_namespace, overwrite, wait)
+            return lines
+        return waypointctl.apply(self, namespace or "tutorial", name, for_, enroll_namespace, overwrite, wait)
+
+    def waypoint_list(self, namespace: str | None = None, all_namespaces: bool = False) -> str:
+        """``istioctl waypoint list``: NAME REVISION TRAFFIC TYPE PROGRAMMED (``-A`` adds NAMESPACE).
+
+        Example::
+
+            print(mesh.waypoint_list())
+        """
+        from meshkit import waypointctl
+
+        own = getattr(self.backend, "waypoint_text", None)
+        if callable(own):
+            text: str = own("list", namespace or "tutorial", all_namespaces)
+            return text
+        return waypointctl.list_table(waypointctl.gateways(self, None if all_namespaces else namespace or "tutorial"),
+                                      all_namespaces)
+
+    def waypoint_status(self, name: str | None = None, namespace: str | None = None) -> str:
+        """``istioctl waypoint status``: NAME STATUS TYPE REASON MESSAGE (each waypoint's Programmed condition).
+
+        Example::
+
+            print(mesh.waypoint_status())
+        """
+        from meshkit import waypointctl
+
+        own = getattr(self.backend, "waypoint_text", None)
+        if callable(own):
+            text: str = own("status", namespace or "tutorial", False)
+            return text
+        gws = waypointctl.gateways(self, namespace or "tutorial")
+        return waypointctl.status_table([g for g in gws if name is None or g["metadata"]["name"] == name])
+
+    def waypoint_delete(self, name: str = "waypoint", namespace: str | None = None) -> list[str]:
+        """``istioctl waypoint delete NAME``: ``waypoint tutorial/waypoint deleted``.
+
+        Example::
+
+            mesh.waypoint_delete()
+        """
+        from meshkit import waypointctl
+
+        own = getattr(self.backend, "waypoint_delete", None)
+        if callable(own):
+            lines: list[str] = own(name, namespace or "tutorial")
+            return lines
+        return waypointctl.delete(self, namespace or "tutorial", [name])
+
     def restart_control_plane(self) -> None:
         """Restart the control plane only; the pods keep serving and the new one adopts them.
 

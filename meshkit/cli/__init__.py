@@ -35,6 +35,7 @@ from meshkit.cli.lifecycle import (
 from meshkit.cli.proxy import add_verbs as add_proxy_verbs
 from meshkit.cli.security import cmd_certs, cmd_secret, cmd_sniff, cmd_token
 from meshkit.cli.telemetry import cmd_curl, cmd_explain, cmd_graph, cmd_load, cmd_logs, cmd_metrics, cmd_traces
+from meshkit.cli.waypoint import add_waypoint_verb
 from meshkit.cli.workshop import add_class_verb, add_doctor_verb
 from meshkit.cli.workshop import add_verbs as add_workshop_verbs
 from meshkit.errors import InvalidConfig, MeshkitError
@@ -172,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     to.add_argument("--ttl", type=float, default=3600)
     add_proxy_verbs(sub)
     add_ambient_verbs(sub)
+    add_waypoint_verb(sub)
     add_workshop_verbs(sub)
     add_class_verb(sub)
     add_doctor_verb(sub)

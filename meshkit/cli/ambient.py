@@ -9,7 +9,7 @@ from meshkit.cli.common import _mesh, _print, _table
 from meshkit.errors import MeshkitError
 
 KINDS = {"ns": "Namespace", "namespace": "Namespace", "namespaces": "Namespace",
-         "pod": "Pod", "pods": "Pod", "po": "Pod"}
+         "pod": "Pod", "pods": "Pod", "po": "Pod", "svc": "Service", "service": "Service", "services": "Service"}
 
 
 def cmd_label(args: argparse.Namespace) -> int:
@@ -32,7 +32,7 @@ def cmd_label(args: argparse.Namespace) -> int:
     if not labels:
         raise MeshkitError("at least one label update is required")
     _mesh(args).label(kind, name, labels)
-    _print(f"{'namespace' if kind == 'Namespace' else 'pod'}/{name} labeled")
+    _print(f"{ {'Namespace': 'namespace', 'Service': 'service'}.get(kind, 'pod')}/{name} labeled")
     return 0
 
 

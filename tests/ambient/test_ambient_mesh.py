@@ -306,7 +306,8 @@ def test_cli_tables_and_a_control_plane_restart_keep_ambient(mesh: Mesh, capsys:
 @pytest.mark.parametrize(("kind", "name", "labels", "wanted"), [
     ("Namespace", "nowhere", {"a": "b"}, 'namespaces "nowhere" not found'),
     ("Pod", "no-such-pod", {"a": "b"}, 'pods "no-such-pod" not found'),
-    ("Service", "customer", {"a": "b"}, 'kind: Unsupported value: "Service"'),
+    ("Deployment", "customer", {"a": "b"}, 'kind: Unsupported value: "Deployment"'),
+    ("Service", "nothere", {"a": "b"}, 'services "nothere" not found'),
     ("Namespace", "tutorial", {"bad key!": "b"}, "labels: Invalid value"),
     ("Namespace", "tutorial", {"a": 3}, "labels: Invalid value"),
     ("Namespace", "tutorial", {"a": "x" * 64}, "labels.a"),

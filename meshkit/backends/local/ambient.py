@@ -25,6 +25,8 @@ ZTUNNEL_SPEC = DeploymentSpec(ZTUNNEL, "", 1, sidecar=False, deployment=ZTUNNEL,
 def dataplane_mode(pod: PodState, namespace_labels: Mapping[str, Mapping[str, str]]) -> str:
     """``sidecar``, ``ambient`` or ``none`` (outside the mesh), as ``meshkit status`` shows it."""
     spec = pod.spec
+    if spec.waypoint:
+        return "none"  # a waypoint pod is labelled istio.io/dataplane-mode=none by its template
     if spec.sidecar:
         return "sidecar"
     if spec.service == ZTUNNEL or spec.gateway or pod.namespace in EXCLUDED_NAMESPACES:
@@ -57,10 +59,11 @@ def ztunnel_workloads(pods: list[PodState], ns_labels: Mapping[str, Mapping[str,
     return out
 
 
-def authorization_status(resource: Mapping[str, Any], services: set[tuple[str, str]] | None = None) -> dict[str, Any]:
+def authorization_status(resource: Mapping[str, Any], services: set[tuple[str, str]] | None = None,
+                         bound: Mapping[tuple[str, str], str] | None = None) -> dict[str, Any]:
     """The status istiod writes on an AuthorizationPolicy when ambient is on: ``ZtunnelAccepted`` for
-    the policies ztunnel enforces; for ``targetRefs`` to a Service, ``WaypointAccepted`` (no waypoint
-    here, so the Service is not bound and nothing enforces the policy)."""
+    the policies ztunnel enforces; for ``targetRefs`` to a Service, ``WaypointAccepted``: True when
+    ``bound`` maps the Service to its waypoint (``<ns>/<name>``), else False (nothing enforces it)."""
     from meshkit.backends.local.ztunnel.policy import condition
 
     meta, spec = resource.get("metadata") or {}, resource.get("spec") or {}
@@ -74,6 +77,10 @@ def authorization_status(resource: Mapping[str, Any], services: set[tuple[str, s
         if not isinstance(ref, dict) or ref.get("kind") != "Service" or ref.get("group", "") not in ("", "core"):
             continue
         name = f"{namespace}/{ref.get('name')}"
+        waypoint = (bound or {}).get((namespace, str(ref.get("name"))))
+        if waypoint:
+            return {"conditions": [{"type": "WaypointAccepted", "status": "True", "reason": "Accepted",
+                                    "message": f"bound to {waypoint}", "observedGeneration": generation}]}
         if services is not None and (namespace, str(ref.get("name"))) not in services:
             reason, message = "TargetNotFound", f"Service {name} was not found"
         else:

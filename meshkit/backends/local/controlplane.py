@@ -50,6 +50,7 @@ from meshkit.backends.local.trust import (
     secure_home,
     unauthorized,
 )
+from meshkit.backends.local.waypoint import binding as waypoint_binding
 from meshkit.backends.local.workloads import (
     GATEWAY,
     ZTUNNEL,
@@ -90,7 +91,7 @@ MAX_WORKLOAD_CERT_TTL_S = 90 * 24 * 3600  # istiod's MAX_WORKLOAD_CERT_TTL defau
 # kubectl label's key: an optional DNS-subdomain prefix and a name of at most 63 characters
 LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 DEPLOYABLE = ("customer", "preference", "recommendation", "curl")
-POD_PORTS = frozenset({"app", "outbound", "inbound", "inbound_tls", "admin", "https"})
+POD_PORTS = frozenset({"app", "outbound", "inbound", "inbound_tls", "admin", "https", "hbone"})
 # where RequestAuthentication can fetch the local issuer's keys (jwks inline works as well)
 LOCAL_JWKS_URI = "http://jwks.meshkit.local/jwks.json"
 
@@ -182,15 +183,22 @@ class ControlPlane:
             if spec.gateway_of and name not in want:
                 await deps.remove(name)
         for name, d in want.items():
-            if name not in deps.specs:
+            if name not in deps.specs and d.waypoint:
+                await deps.ensure(DeploymentSpec(d.name, "", 1, True, namespace=d.namespace, gateway_of=d.gateway,
+                                                 waypoint=True))
+            elif name not in deps.specs:
                 await deps.ensure(DeploymentSpec(d.name, "", 1, True, gateway_of=d.gateway))
 
     def with_status(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         statuses = self.translation().statuses
         out = []
+        bound: dict[tuple[str, str], str] | None = None
         for r in items:
             if r.get("kind") == "AuthorizationPolicy" and self.has_ztunnel():
-                status = ambient.authorization_status(r, {(s["namespace"], s["name"]) for s in self.kube.services()})
+                if bound is None:
+                    bound = self.bound_services()
+                status = ambient.authorization_status(r, {(s["namespace"], s["name"]) for s in self.kube.services()},
+                                                      bound)
                 if status:
                     r = {**r, "status": status}
             if is_gateway_api(r):
@@ -529,8 +537,33 @@ class ControlPlane:
         assert self.deployments is not None
         pods = list(self.deployments.pods.values())
         resources = [r for r in self.store.list() if r["kind"] in ("AuthorizationPolicy", "PeerAuthentication")]
-        return {"version": self.version, "workloads": ambient.ztunnel_workloads(pods, self.namespace_labels()),
-                "services": self.services(), "resources": resources}
+        ns_labels = self.namespace_labels()
+        wps = self.waypoints()
+        services = [waypoint_binding.with_waypoint(svc, waypoint_binding.bind_service(
+            svc.get("labels") or {}, svc["namespace"], ns_labels.get(svc["namespace"], {}), wps), pods)
+            for svc in self.services()]
+        workloads = ambient.ztunnel_workloads(pods, ns_labels)
+        for w in workloads:
+            bound = waypoint_binding.bind_workload(w["labels"], w["namespace"], ns_labels.get(w["namespace"], {}), wps)
+            w["waypoint"] = bound.waypoint.key if bound.waypoint else None
+        return {"version": self.version, "workloads": workloads, "services": services, "resources": resources}
+
+    def bound_services(self) -> dict[tuple[str, str], str]:
+        """(namespace, name) of each Service bound to a waypoint -> the waypoint's ``<ns>/<name>``."""
+        ns_labels, wps, out = self.namespace_labels(), self.waypoints(), {}
+        for svc in self.kube.services():
+            b = waypoint_binding.bind_service(svc.get("labels") or {}, svc["namespace"],
+                                              ns_labels.get(svc["namespace"], {}), wps)
+            if b.waypoint is not None:
+                out[(svc["namespace"], svc["name"])] = b.waypoint.key
+        return out
+
+    def waypoints(self) -> dict[str, waypoint_binding.Waypoint]:
+        """The waypoint Gateways, each ready when its pod is (istiod's Waypoints collection)."""
+        assert self.deployments is not None
+        ready = {f"{p.namespace}/{p.spec.gateway_of}" for p in self.deployments.pods.values()
+                 if p.spec.waypoint and p.ready and p.ports.get("hbone")}
+        return waypoint_binding.waypoints(self.store.list(f"Gateway.{waypoint_binding.GROUP}"), ready)
 
     def has_ztunnel(self) -> bool:
         return self.deployments is not None and ZTUNNEL in self.deployments.specs
@@ -587,6 +620,14 @@ class ControlPlane:
                 raise NotFound(f'namespaces "{name}" not found')
             ns = json.loads(json.dumps(found[0]))
             labels = dict(ns["metadata"].get("labels") or {})
+        elif kind == "Service":
+            svc_ns = str(body.get("namespace") or "tutorial")
+            found = [s for s in self.store.list("Service") if s["metadata"]["name"] == name
+                     and s["metadata"].get("namespace", "tutorial") == svc_ns]
+            if not found:
+                raise NotFound(f'services "{name}" not found')
+            ns = json.loads(json.dumps(found[0]))
+            labels = dict(ns["metadata"].get("labels") or {})
         elif kind == "Pod":
             pod: PodState | None = self.deployments.pods.get(name)
             if pod is None:
@@ -594,7 +635,7 @@ class ControlPlane:
             labels = dict(pod.extra_labels)
         else:
             raise apiinput.BadInput(f"kind: Unsupported value: {json.dumps(kind)[:60]}: supported values: "
-                                    '"Namespace", "Pod"')
+                                    '"Namespace", "Pod", "Service"')
         for key, value in raw.items():
             if not isinstance(key, str) or not LABEL_KEY.fullmatch(key):
                 raise apiinput.BadInput(f"labels: Invalid value: {json.dumps(key)[:80]}: a label key is an optional "
@@ -603,7 +644,7 @@ class ControlPlane:
                 labels.pop(key, None)
             else:
                 labels[key] = apiinput.text(value, f"labels.{key}", 63)
-        if kind == "Namespace":
+        if kind in ("Namespace", "Service"):
             ns["metadata"]["labels"] = labels
             self.store.put(ns)
             self.store.save()

@@ -139,6 +139,7 @@ class KubeObjects:
                 "namespace": svc["metadata"].get("namespace", "tutorial"),
                 "port": int(spec["ports"][0]["port"]),
                 "selector": dict(spec.get("selector") or {}),
+                "labels": dict(svc["metadata"].get("labels") or {}),
             })
         return out
 

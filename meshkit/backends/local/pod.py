@@ -414,6 +414,10 @@ def main() -> None:
         from meshkit.backends.local.ztunnel.node import Ztunnel
 
         pod = Ztunnel(args)
+    elif args.get("waypoint"):
+        from meshkit.backends.local.waypoint.proxy import WaypointPod
+
+        pod = WaypointPod(args)
     else:
         pod = Pod(args)
 

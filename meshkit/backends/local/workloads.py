@@ -51,6 +51,8 @@ class DeploymentSpec:
     delay: float = 0.0  # seconds the app takes per request from its start (the tutorial's "-timeout" image)
     # a Gateway API Gateway of class istio this deployment serves (service is then "<gateway>-istio")
     gateway_of: str = ""
+    # a Gateway of class istio-waypoint: this deployment is its waypoint proxy (named like the Gateway)
+    waypoint: bool = False
 
     @property
     def name(self) -> str:
@@ -74,6 +76,13 @@ class DeploymentSpec:
         return "".join(ALPHABET[b % len(ALPHABET)] for b in digest[:10])
 
     def labels(self) -> dict[str, str]:
+        if self.waypoint:
+            # the labels of Istio's waypoint template (files/waypoint.yaml): out of ambient capture itself
+            return {"gateway.networking.k8s.io/gateway-name": self.gateway_of,
+                    "gateway.networking.k8s.io/gateway-class-name": "istio-waypoint",
+                    "gateway.istio.io/managed": "istio.io-mesh-controller", "istio.io/dataplane-mode": "none",
+                    "sidecar.istio.io/inject": "false", "service.istio.io/canonical-name": self.service,
+                    "service.istio.io/canonical-revision": "latest", "app": self.service, "workload": self.service}
         if self.gateway_of:
             # the labels Istio's deployment controller puts on a Gateway's pods
             return {"app": self.service, "workload": self.service, "istio.io/gateway-name": self.gateway_of,
@@ -281,6 +290,7 @@ class Deployments:
             "service_account": service_account(spec),
             "sidecar": spec.sidecar,
             "gateway": spec.gateway,
+            "waypoint": spec.waypoint,
             "control": self.control_url,
             "gateway_port": self.gateway_port if spec.gateway and not spec.gateway_of else 0,
             "gateway_port_strict": self.gateway_port_strict,

@@ -73,6 +73,7 @@ class GatewayDeployment:
     name: str  # <gateway>-istio: Deployment, Service and ServiceAccount
     ports: tuple[int, ...]  # one Service port per distinct listener port (plus status-port 15021)
     labels: Mapping[str, str]
+    waypoint: bool = False  # class istio-waypoint: named like the Gateway, a waypoint proxy
 
 
 @dataclass
@@ -176,6 +177,15 @@ def _managed_gateways(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
         g
         for g in _creation_order(gws)
         if _class_controller(resources, str(g.get("spec", {}).get("gatewayClassName", ""))) == CONTROLLER
+    ]
+
+
+def _waypoint_gateways(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    gws = [r for r in resources if r.get("kind") == "Gateway" and str(r.get("apiVersion", "")).startswith(GROUP)]
+    return [
+        g
+        for g in _creation_order(gws)
+        if _class_controller(resources, str(g.get("spec", {}).get("gatewayClassName", ""))) == MESH_CONTROLLER
     ]
 
 
@@ -698,6 +708,13 @@ def translate(resources: list[dict[str, Any]], services: Services, ready_gateway
         )
         known[(_ns(gw), name)] = (15021, *ports)
         out.gateways.extend(_istio_gateway(lst) for lst in listeners)
+    waypoints = _waypoint_gateways(resources)
+    for gw in waypoints:
+        # Istio's waypoint template: Deployment, Service and ServiceAccount named exactly like the Gateway
+        out.deployments.append(
+            GatewayDeployment(_name(gw), _ns(gw), _name(gw), (15008,), {GATEWAY_NAME_LABEL: _name(gw)}, True)
+        )
+        known[(_ns(gw), _name(gw))] = (15021, 15008)
     attached: dict[str, int] = {}
     merged: dict[str, dict[str, Any]] = {}
     routes = [
@@ -763,6 +780,8 @@ def translate(resources: list[dict[str, Any]], services: Services, ready_gateway
     ready = set(ready_gateways)
     for gw in gateways:
         out.statuses[("Gateway", _ns(gw), _name(gw))] = _gateway_status(gw, attached, ready)
+    for gw in waypoints:
+        out.statuses[("Gateway", _ns(gw), _name(gw))] = _gateway_status(gw, attached, ready, waypoint=True)
     for gc in resources:
         if gc.get("kind") == "GatewayClass" and gc.get("spec", {}).get("controllerName") in (
             CONTROLLER,
@@ -775,13 +794,20 @@ def translate(resources: list[dict[str, Any]], services: Services, ready_gateway
     return out
 
 
-def _gateway_status(gw: dict[str, Any], attached: Mapping[str, int], ready: set[str]) -> dict[str, Any]:
+#: what an HBONE (waypoint) listener takes (gatewaycommon's GenerateGatewaySupportedKinds)
+_HBONE_KINDS = ("HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute")
+_WAYPOINT_LISTENER = 'Expected a single listener on port 15008 with protocol "HBONE"'
+
+
+def _gateway_status(gw: dict[str, Any], attached: Mapping[str, int], ready: set[str],
+                    waypoint: bool = False) -> dict[str, Any]:
     gen = int(_meta(gw).get("generation", 1))
     listeners = _listeners(gw)
-    service = f"{_name(gw)}-istio.{_ns(gw)}.{SUFFIX}"
+    deployment = _name(gw) if waypoint else f"{_name(gw)}-istio"
+    service = f"{deployment}.{_ns(gw)}.{SUFFIX}"
     ports = list(dict.fromkeys(lst.port for lst in listeners))
     assigned = ", ".join(f"{service}:{p}" for p in ports)
-    is_ready = f"{_ns(gw)}/{_name(gw)}-istio" in ready
+    is_ready = f"{_ns(gw)}/{deployment}" in ready
     programmed = condition(
         "Programmed", True, "Programmed", f"Resource programmed, assigned to service(s) {assigned}", gen
     )
@@ -804,9 +830,12 @@ def _gateway_status(gw: dict[str, Any], attached: Mapping[str, int], ready: set[
             {
                 "name": lst.name,
                 "attachedRoutes": attached.get(lst.internal_name, 0),
-                "supportedKinds": [{"group": GROUP, "kind": k} for k in lst.kinds],
+                "supportedKinds": [{"group": GROUP, "kind": k}
+                                   for k in (_HBONE_KINDS if lst.protocol == "HBONE" else lst.kinds)],
                 "conditions": [
-                    condition("Accepted", True, "Accepted", "No errors found", gen),
+                    condition("Accepted", True, "Accepted", "No errors found", gen)
+                    if not (waypoint and (lst.port != 15008 or lst.protocol != "HBONE"))
+                    else condition("Accepted", False, "UnsupportedProtocol", _WAYPOINT_LISTENER, gen),
                     condition("Conflicted", False, "NoConflicts", "No errors found", gen),
                     condition("Programmed", True, "Programmed", "No errors found", gen),
                     condition("ResolvedRefs", True, "ResolvedRefs", "No errors found", gen),

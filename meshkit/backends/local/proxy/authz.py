@@ -556,23 +556,26 @@ def compile_policies(
     namespace: str,
     labels: Mapping[str, str],
     root_namespace: str = ROOT_NAMESPACE,
+    targeted: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> AuthzPolicySet:
     """Compile the AuthorizationPolicies that select a workload (other kinds are skipped).
 
     A policy applies when it is in the workload's namespace or the root namespace (mesh-wide) and
     its ``selector.matchLabels`` are among the workload labels (no selector: every workload).
+    A waypoint passes ``targeted`` instead: the policies it enforces are those whose ``targetRefs``
+    name it or a Service it serves (``targeted`` says which), not those picked by selector.
     Raises :class:`InvalidConfig` listing every located problem.
     """
     problems: list[str] = []
     warnings: list[str] = []
     grouped: dict[str, list[CompiledPolicy]] = {"ALLOW": [], "DENY": [], "AUDIT": []}
     selected = [r for r in resources if r.get("kind") == "AuthorizationPolicy"
-                and _applies(r, namespace, labels, root_namespace)]
+                and (_applies(r, namespace, labels, root_namespace) if targeted is None else targeted(r))]
     for res in sorted(selected, key=creation_order):
         meta, spec = res.get("metadata") or {}, res.get("spec") or {}
         ns, name = str(meta.get("namespace", "default")), str(meta.get("name", "?"))
         where = f"AuthorizationPolicy {ns}/{name}"
-        if spec.get("targetRef") or spec.get("targetRefs"):
+        if targeted is None and (spec.get("targetRef") or spec.get("targetRefs")):
             warnings.append(f"{where}: targetRef binds a policy to gateways/waypoints, not sidecars; ignored")
             continue
         action = str(spec.get("action") or "ALLOW").upper()

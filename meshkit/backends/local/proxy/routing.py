@@ -16,6 +16,9 @@ from meshkit.backends.local.proxy.exchange import Exchange, Filter, Handler
 from meshkit.backends.local.proxy.matching import RequestView, split_query
 from meshkit.http1 import Response
 
+#: ``req.context`` key naming the Service a waypoint was sent the request for (its vhost)
+VHOST_KEY = "waypoint_service"
+
 
 class RouteFilter(Filter):
     """Picks the virtual host and the route; everything after it reads ``ex.route``."""
@@ -36,7 +39,8 @@ class RouteFilter(Filter):
                 ex.rec.route_name = "-"
                 return ex.local_reply(404, "NR", "route_not_found", rule="no VirtualService bound to the gateway")
         else:
-            vhost = view.vhost_for(authority)
+            # a waypoint routes by the Service the connection was addressed to, whatever the Host says
+            vhost = view.vhost_for(req.context.get(VHOST_KEY) or authority)
             if vhost is None:
                 return _unknown_host(ex, view, authority)
             candidates = [vhost]

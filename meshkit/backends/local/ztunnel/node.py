@@ -278,6 +278,12 @@ class Ztunnel(Pod):
             hbone.reset(writer)
             return
         fqdn = f"{svc['name']}.{svc.get('namespace', 'tutorial')}.svc.cluster.local"
+        waypoint = svc.get("waypoint") or {}
+        if waypoint.get("hbone_port"):
+            # the Service is bound to a waypoint: the connection goes there, whatever its endpoints
+            port = _port_text if _port_text.isdigit() else str(svc.get("port", TARGET_PORT))
+            await self._outbound_waypoint(e, src_addr, reader, writer, waypoint, f"{fqdn}:{port}")
+            return
         eps = self._endpoints(svc)
         if not eps:
             self.telemetry.failed(src_addr, target, "outbound", f"no healthy upstream: {target}")
@@ -323,6 +329,34 @@ class Ztunnel(Pod):
             # ztunnel's source side flags a refused CONNECT as a connection failure (CONNECT), not DENY
             self.telemetry.closed(c, 0, 0, "CONNECT", f"http status: {stream.status} {reason}".rstrip())
             hbone.reset(writer)  # the app sees a reset, never an HTTP status
+            return
+        self.telemetry.opened(c)
+        sent, received = await self._pipe_stream(reader, writer, stream, c)
+        self.telemetry.closed(c, sent, received)
+
+    async def _outbound_waypoint(self, e: Enrolled, src_addr: str, reader: asyncio.StreamReader,
+                                 writer: asyncio.StreamWriter, wp: dict[str, Any], authority: str) -> None:
+        """HBONE to the Service's waypoint (its 15008), ``:authority`` the Service's address and port;
+        the waypoint makes the L7 decisions and opens its own tunnel to the chosen pod."""
+        service = authority.rpartition(":")[0]
+        dst = Side(f"127.0.0.1:{wp['hbone_port']}", wp["name"], wp["namespace"], wp["identity"], wp["name"], "",
+                   service)
+        c = Connection("outbound", e.side(src_addr), dst, "mutual_tls", authority)
+        try:
+            stream = await hbone.open_stream(int(wp["hbone_port"]), e.client_ctx, authority)
+        except Exception as exc:
+            self.telemetry.opened(c, "CONNECT")
+            self.telemetry.closed(c, 0, 0, "CONNECT", f"connection failed: {type(exc).__name__}: {exc}")
+            hbone.reset(writer)
+            return
+        peer = peer_spiffe_id(stream.ssl_object)
+        if peer != wp["identity"] or stream.status != 200:
+            stream.close()
+            flag = "IDENTITY_ERROR" if peer != wp["identity"] else "CONNECT"
+            self.telemetry.opened(c, flag)
+            self.telemetry.closed(c, 0, 0, flag, f"waypoint {wp['namespace']}/{wp['name']} refused: "
+                                  f"peer {peer}, status {stream.status}")
+            hbone.reset(writer)
             return
         self.telemetry.opened(c)
         sent, received = await self._pipe_stream(reader, writer, stream, c)

@@ -1,0 +1,1 @@
+"""Waypoints on the local mesh: a proxy pod per Gateway of class ``istio-waypoint`` running the L7 chain."""

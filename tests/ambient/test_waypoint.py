@@ -1,0 +1,208 @@
+"""Waypoints on a real local mesh: istioctl's apply/list/status, L7 routing, retries and policy through
+a waypoint, the identity the destination ztunnel sees, and the waypoint's own telemetry.
+
+One ambient mesh for the module, one waypoint applied once; ``recommendation`` is bound to it with the
+``istio.io/use-waypoint`` label on its Service. Each test leaves the mesh as it found it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+import meshkit
+from meshkit.mesh import Mesh
+from tests.local.conftest import stop_mesh
+
+RESET = "curl: (56) Recv failure: Connection reset by peer"
+WAYPOINT_ID = "spiffe://cluster.local/ns/tutorial/sa/waypoint"
+
+
+@pytest.fixture(scope="module")
+def applied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Mesh, list[str]]]:
+    m = meshkit.up(home=str(tmp_path_factory.mktemp("waypoint")), dataplane="ambient")
+    try:
+        m.deploy("curl", "v1", sidecar=False)
+        lines = m.waypoint_apply()
+        m.label("Service", "recommendation", {"istio.io/use-waypoint": "waypoint"})
+        m.backend.wait_synced()  # type: ignore[attr-defined]
+        yield m, lines
+    finally:
+        stop_mesh(m)
+
+
+@pytest.fixture
+def mesh(applied: tuple[Mesh, list[str]]) -> Iterator[Mesh]:
+    m = applied[0]
+    yield m
+    # what the test applied goes (mesh.reset would take the module's waypoint Gateway with it)
+    for res in m.get():
+        meta = res["metadata"]
+        if res["kind"] in ("VirtualService", "DestinationRule", "AuthorizationPolicy", "HTTPRoute"):
+            m.delete(f"{res['kind']}.{res['apiVersion'].rpartition('/')[0]}", meta["name"],
+                     meta.get("namespace", "tutorial"))
+    m.behave("recommendation-v2")
+    m.backend.wait_synced()  # type: ignore[attr-defined]
+
+
+def _apply(mesh: Mesh, tmp_path: Path, *docs: dict) -> None:
+    path = tmp_path / "res.yaml"
+    path.write_text(yaml.safe_dump_all(docs))
+    mesh.apply(str(path))
+    mesh.backend.wait_synced()  # type: ignore[attr-defined]
+
+
+def _curl_pod(mesh: Mesh) -> str:
+    return next(p.name for p in mesh.pods() if p.app == "curl")
+
+
+def _versions_from_curl(mesh: Mesh, n: int, url: str = "http://recommendation:8080/") -> dict[str, int]:
+    counts: dict[str, int] = {}
+    pod = _curl_pod(mesh)
+    for _ in range(n):
+        code, body = mesh.exec(pod, url)
+        key = re.search(r"recommendation (v\d)", body).group(1) if code == 200 else str(code)  # type: ignore[union-attr]
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def test_waypoint_apply_prints_istioctl_lines_and_list_status_columns(applied: tuple[Mesh, list[str]]) -> None:
+    mesh, lines = applied
+    assert lines == ["✅ waypoint tutorial/waypoint applied", "✅ waypoint tutorial/waypoint is ready!"]
+    listed = mesh.waypoint_list().splitlines()
+    assert re.split(r"\s{2,}", listed[0]) == ["NAME", "REVISION", "TRAFFIC TYPE", "PROGRAMMED"]
+    assert listed[1].split() == ["waypoint", "default", "service", "True"]
+    assert mesh.waypoint_list(all_namespaces=True).splitlines()[1].split() == [
+        "tutorial", "waypoint", "default", "service", "True"]
+    status = mesh.waypoint_status().splitlines()
+    assert re.split(r"\s{2,}", status[0]) == ["NAME", "STATUS", "TYPE", "REASON", "MESSAGE"]
+    assert re.split(r"\s{2,}", status[1]) == [
+        "waypoint", "True", "Programmed", "Programmed",
+        "Resource programmed, assigned to service(s) waypoint.tutorial.svc.cluster.local:15008"]
+    pod = next(p for p in mesh.pods() if p.app == "waypoint")
+    assert pod.namespace == "tutorial" and pod.extra["dataplane"] == "none"
+    gw = mesh.get("gtw", "waypoint")[0]
+    assert gw["spec"]["listeners"] == [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]
+    assert {c["type"]: c["status"] for c in gw["status"]["conditions"]}["Accepted"] == "True"
+
+
+def test_virtual_service_weights_apply_at_the_waypoint(mesh: Mesh, tmp_path: Path) -> None:
+    _apply(mesh, tmp_path,
+           {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": {"name": "recommendation", "namespace": "tutorial"},
+            "spec": {"host": "recommendation", "subsets": [{"name": "v1", "labels": {"version": "v1"}},
+                                                            {"name": "v2", "labels": {"version": "v2"}}]}},
+           {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "recommendation", "namespace": "tutorial"},
+            "spec": {"hosts": ["recommendation"], "http": [{"route": [
+                {"destination": {"host": "recommendation", "subset": "v1"}, "weight": 80},
+                {"destination": {"host": "recommendation", "subset": "v2"}, "weight": 20}]}]}})
+    n = 200
+    result = mesh.load(n=n, concurrency=4)
+    versions = result.summary()["versions"]
+    assert sum(versions.values()) == n
+    # binomial(200, 0.2): sd 5.7, so 4 sd is 23 requests either way
+    tolerance = 4 * math.sqrt(n * 0.2 * 0.8)
+    assert abs(versions.get("v2", 0) - 0.2 * n) <= tolerance, versions
+    # the split was made by the waypoint: its records say so (the sample's pods have no sidecar)
+    metrics = mesh.metrics()
+    assert re.search(r'istio_requests_total\{[^}]*destination_version="v2"[^}]*reporter="waypoint"', metrics)
+
+
+def test_httproute_on_the_service_routes_at_the_waypoint(mesh: Mesh, tmp_path: Path) -> None:
+    _apply(mesh, tmp_path, {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "recommendation", "namespace": "tutorial"},
+        "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "recommendation", "port": 8080}],
+                 "rules": [{"backendRefs": [{"name": "recommendation-v2", "port": 8080}]}]}})
+    assert _versions_from_curl(mesh, 12) == {"v2": 12}
+
+
+def test_retries_at_the_waypoint_hide_a_misbehaving_pod(mesh: Mesh, tmp_path: Path) -> None:
+    mesh.misbehave("recommendation-v2")
+    before = _versions_from_curl(mesh, 12)
+    assert before.get("503", 0) > 0, before  # Istio >= 1.24's default policy does not retry a 503
+    _apply(mesh, tmp_path, {
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "recommendation", "namespace": "tutorial"},
+        "spec": {"hosts": ["recommendation"], "http": [{"route": [{"destination": {"host": "recommendation"}}],
+                                                        "retries": {"attempts": 3, "retryOn": "5xx"}}]}})
+    assert _versions_from_curl(mesh, 12) == {"v1": 12}
+
+
+def test_waypoint_deny_is_a_403_while_an_l4_deny_is_a_reset(mesh: Mesh, tmp_path: Path) -> None:
+    _apply(mesh, tmp_path,
+           {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "no-get", "namespace": "tutorial"},
+            "spec": {"targetRefs": [{"kind": "Service", "group": "", "name": "recommendation"}],
+                     "action": "DENY", "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}},
+           {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "no-curl", "namespace": "tutorial"},
+            "spec": {"selector": {"matchLabels": {"app": "preference"}}, "action": "DENY",
+                     "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/tutorial/sa/curl"]}}]}]}})
+    pod = _curl_pod(mesh)
+    assert mesh.exec(pod, "http://recommendation:8080/") == (403, "RBAC: access denied")
+    assert mesh.exec(pod, "http://preference:8080/") == (0, RESET)
+    status = {c["type"]: c for c in mesh.get("AuthorizationPolicy", "no-get")[0]["status"]["conditions"]}
+    assert (status["WaypointAccepted"]["status"], status["WaypointAccepted"]["reason"],
+            status["WaypointAccepted"]["message"]) == ("True", "Accepted", "bound to tutorial/waypoint")
+
+
+def test_the_destination_ztunnel_sees_the_waypoint_identity(mesh: Mesh, tmp_path: Path) -> None:
+    # L4 allow-lists behind a waypoint must name the waypoint, not the client (istio.io l4-policy docs)
+    _apply(mesh, tmp_path, {
+        "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+        "metadata": {"name": "only-waypoint", "namespace": "tutorial"},
+        "spec": {"selector": {"matchLabels": {"app": "recommendation"}}, "action": "ALLOW",
+                 "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/tutorial/sa/waypoint"]}}]}]}})
+    code, body = mesh.exec(_curl_pod(mesh), "http://recommendation:8080/")
+    assert code == 200 and "recommendation v" in body
+    zt = next(p for p in mesh.pods() if p.app == "ztunnel")
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [line for line in mesh.backend.app_log(zt.name).splitlines()  # type: ignore[attr-defined]
+                 if "connection complete" in line and 'direction="inbound"' in line
+                 and 'dst.workload="recommendation-' in line]
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert lines and f'src.identity="{WAYPOINT_ID}"' in lines[-1]
+
+
+def test_waypoint_metrics_carry_reporter_waypoint_and_both_peers(mesh: Mesh) -> None:
+    assert mesh.exec(_curl_pod(mesh), "http://recommendation:8080/")[0] == 200
+    lines = [line for line in mesh.metrics().splitlines()
+             if line.startswith("istio_requests_total{") and 'reporter="waypoint"' in line
+             and 'source_workload="curl"' in line
+             and 'destination_service="recommendation.tutorial.svc.cluster.local"' in line
+             and 'response_code="200"' in line]  # earlier tests left 403 and 503 series too
+    assert lines
+    labels = dict(re.findall(r'(\w+)="([^"]*)"', lines[0]))
+    assert labels["source_principal"] == "spiffe://cluster.local/ns/tutorial/sa/curl"
+    assert labels["destination_service_name"] == "recommendation"
+    assert labels["destination_workload"].startswith("recommendation-v")
+    assert labels["connection_security_policy"] == "mutual_tls"
+    assert labels["request_protocol"] == "http" and labels["response_flags"] == "-"
+
+
+def test_source_labels_matches_are_dropped_at_the_waypoint(mesh: Mesh, tmp_path: Path) -> None:
+    # rule 0 would send curl's requests to v2 in a sidecar; a waypoint drops that match entry, and with it
+    # the rule (it does not become a catch-all), so every request takes rule 1
+    _apply(mesh, tmp_path,
+           {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": {"name": "recommendation", "namespace": "tutorial"},
+            "spec": {"host": "recommendation", "subsets": [{"name": "v1", "labels": {"version": "v1"}},
+                                                            {"name": "v2", "labels": {"version": "v2"}}]}},
+           {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "recommendation", "namespace": "tutorial"},
+            "spec": {"hosts": ["recommendation"], "http": [
+                {"match": [{"sourceLabels": {"app": "curl"}}],
+                 "route": [{"destination": {"host": "recommendation", "subset": "v2"}}]},
+                {"route": [{"destination": {"host": "recommendation", "subset": "v1"}}]}]}})
+    assert _versions_from_curl(mesh, 10) == {"v1": 10}
