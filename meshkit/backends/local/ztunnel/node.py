@@ -345,7 +345,7 @@ class Ztunnel(Pod):
         try:
             stream = await hbone.open_stream(int(wp["hbone_port"]), e.client_ctx, authority)
         except Exception as exc:
-            self.telemetry.opened(c, "CONNECT")
+            self.telemetry.opened(c)
             self.telemetry.closed(c, 0, 0, "CONNECT", f"connection failed: {type(exc).__name__}: {exc}")
             hbone.reset(writer)
             return
@@ -353,7 +353,7 @@ class Ztunnel(Pod):
         if peer != wp["identity"] or stream.status != 200:
             stream.close()
             flag = "IDENTITY_ERROR" if peer != wp["identity"] else "CONNECT"
-            self.telemetry.opened(c, flag)
+            self.telemetry.opened(c)
             self.telemetry.closed(c, 0, 0, flag, f"waypoint {wp['namespace']}/{wp['name']} refused: "
                                   f"peer {peer}, status {stream.status}")
             hbone.reset(writer)
