@@ -27,6 +27,7 @@ from meshkit.backends.local.ca import csr_for, spiffe_id_for
 from meshkit.backends.local.tls import make_self_signed
 from meshkit.backends.local.trust import OWNER_HEADER, pod_token
 from meshkit.mesh import Mesh
+from meshkit.telemetry.record import FIELDS, RequestRecord
 from tests.local.conftest import start_mesh, stop_mesh
 from tests.security_mesh.conftest import istiofile
 from tests.security_mesh.test_identity import _descendants, _listening_inodes, _socket_inodes
@@ -150,6 +151,71 @@ def test_a_pods_token_gets_its_own_config_certificate_and_nothing_else(strict: M
     assert _api(strict, "GET", "/xds?pod=ghost-1&version=0", token=pod_token(credential, "ghost-1"))[0] == 401
     assert _api(strict, "GET", f"/xds?pod={customer}&version=0", token=f"{customer}.AAAA")[0] == 401
     assert _api(strict, "GET", "/status", token=pod_token("another-mesh", customer))[0] == 401
+
+
+def _rows(*records: RequestRecord) -> dict[str, Any]:
+    return {"rows": [[getattr(r, f) for f in FIELDS] for r in records]}
+
+
+def test_telemetry_rows_are_taken_only_from_their_own_pod(strict: Mesh) -> None:
+    """A pod's token ships rows about that pod's own side only; strangers and the owner ship none."""
+    credential = _credential(strict)
+    customer = _pod(strict, "customer")
+    token = pod_token(credential, customer)
+    me = {"source_workload": "customer", "source_app": "customer", "source_version": "v1",
+          "source_principal": "spiffe://cluster.local/ns/tutorial/sa/customer"}
+    started = time.time()
+
+    def row(tag: str, **fields: Any) -> RequestRecord:
+        return RequestRecord(**{"proxy": customer, "reporter": "source", "start_time": time.time(),
+                                "request_id": f"posted-{tag}-{started}", **me, **fields})
+
+    lies = {
+        "other-source": row("other-source", source_workload="recommendation-v2", source_app="recommendation",
+                            source_version="v2"),
+        "other-principal": row("other-principal",
+                               source_principal="spiffe://cluster.local/ns/tutorial/sa/recommendation"),
+        "other-destination": row("other-destination", reporter="destination",
+                                 destination_workload="recommendation-v2", destination_app="recommendation",
+                                 destination_version="v2"),
+        "other-proxy": row("other-proxy", proxy=_pod(strict, "preference")),
+        "waypoint": row("waypoint", reporter="waypoint"),
+    }
+    for tag, lie in lies.items():
+        status, answer = _api(strict, "POST", "/telemetry", _rows(lie), token=token)
+        assert status == 403 and "a pod reports as itself only" in answer["error"], (tag, status, answer)
+    # nobody else ships rows at all: no token, a forged one, another mesh's, or the owner's credential
+    honest = _rows(row("honest"))
+    assert _api(strict, "POST", "/telemetry", raw=json.dumps(honest).encode(), token="-")[0] == 401
+    assert _api(strict, "POST", "/telemetry", honest, token=f"{customer}.AAAA")[0] == 401
+    assert _api(strict, "POST", "/telemetry", honest, token=pod_token("another-mesh", customer))[0] == 401
+    status, answer = _api(strict, "POST", "/telemetry", honest)
+    assert status == 403 and "from a pod's proxy only" in answer["error"]
+    unauthenticated = urllib.request.Request(f"http://127.0.0.1:{_state(strict)['api_port']}/telemetry",
+                                             data=json.dumps(honest).encode(), method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(unauthenticated, timeout=30)
+    assert refused.value.code == 401
+
+    # the pod's own row, with its own token, is taken
+    assert _api(strict, "POST", "/telemetry", honest, token=token) == (200, {"ok": True})
+    kept = {r["request_id"] for r in strict.request_log(since=started - 1) if r["request_id"].startswith("posted-")}
+    assert kept == {f"posted-honest-{started}"}
+    status = strict.backend.status()  # type: ignore[attr-defined]
+    assert status["telemetry"]["refused"] >= len(lies)
+    assert next(p for p in status["pods"] if p["name"] == customer)["telemetry_refused"] == len(lies)
+    assert "reporter 'waypoint'" in status["telemetry"]["last_refusal"]
+
+    # and the real proxies' rows still arrive end to end: every hop of a request, from both sides
+    mark = time.time()
+    code, body = strict.curl()
+    assert code == 200 and body.startswith("customer => preference => recommendation"), body
+    hops = strict.settled_request_log(since=mark - 0.5)
+    seen = {(r["reporter"], r["source_workload"], r["destination_workload"]) for r in hops}
+    assert {("source", "customer", "preference-v1"), ("destination", "customer", "preference-v1"),
+            ("source", "istio-ingressgateway", "customer")} <= seen, seen
+    assert all(p["telemetry_refused"] == 0 for p in strict.backend.status()["pods"]  # type: ignore[attr-defined]
+               if p["name"] != customer)
 
 
 # --- API input -----------------------------------------------------------------------------------

@@ -68,6 +68,55 @@ class _Trace:
     pending: list[RequestRecord] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class Reporter:
+    """The pod that shipped a batch (its bootstrap token checked) and the labels that are its own.
+
+    A proxy reports as itself only: a ``reporter="source"`` row is about a request its pod sent, so
+    its ``source_*`` side must be that pod's workload, app, version and SPIFFE principal; a
+    ``reporter="destination"`` row is about a request its pod received, so its ``destination_*``
+    side (service included) must be the pod's. The other side is the peer, which the proxy only
+    heard about. Rows from anyone else, or with another ``proxy`` or reporter, are refused.
+
+    Example::
+
+        me = Reporter.of("customer-v1-abc", "customer-v1", "customer", "v1",
+                         "spiffe://cluster.local/ns/tutorial/sa/customer", "tutorial")
+        me.refuses(RequestRecord(proxy="customer-v1-abc", reporter="source", source_workload="preference-v1"))
+        # "reporter=source row with source_workload='preference-v1': the pod's is 'customer-v1'"
+    """
+
+    pod: str
+    source: tuple[tuple[str, frozenset[str]], ...]  # (field, values) a source row may carry
+    destination: tuple[tuple[str, frozenset[str]], ...]  # (field, values) a destination row may carry
+
+    @classmethod
+    def of(cls, pod: str, workload: str, app: str, version: str, principal: str, namespace: str) -> Reporter:
+        own = [("workload", workload), ("app", app), ("version", version or "unknown"), ("principal", principal)]
+        # a request the inbound codec refused names no service: Istio labels it unknown
+        service = [("service", f"{app}.{namespace}.svc.cluster.local"), ("service_name", app)]
+        return cls(
+            pod,
+            tuple((f"source_{k}", frozenset({v})) for k, v in own),
+            (*((f"destination_{k}", frozenset({v})) for k, v in own),
+             *((f"destination_{k}", frozenset({v, "unknown"})) for k, v in service)),
+        )
+
+    def refuses(self, rec: RequestRecord) -> str | None:
+        """Why ``rec`` is not this pod's to report, or None when it is."""
+        if rec.proxy != self.pod:
+            return f"row for proxy {rec.proxy!r} sent by pod {self.pod}"
+        own = self.source if rec.reporter == "source" else self.destination if rec.reporter == "destination" else None
+        if own is None:
+            return f"reporter {rec.reporter!r}: a sidecar reports as source or destination"
+        for name, allowed in own:
+            got = getattr(rec, name)
+            if got not in allowed:
+                own_value = min(allowed - {"unknown"} or allowed)
+                return f"reporter={rec.reporter} row with {name}={got!r}: the pod's is {own_value!r}"
+        return None
+
+
 def _record_dict(rec: RequestRecord) -> dict[str, Any]:
     return {f: getattr(rec, f) for f in _FIELDS}
 
@@ -120,6 +169,10 @@ class Collector:
         self._services: set[str] = set()
         self._tag_cache: dict[tuple[str, str, Any], tuple[str, str, Any]] = {}
         self.rejected = 0  # malformed or unsampled items dropped at ingest
+        # rows a pod was not entitled to report (another workload's labels): dropped, counted per pod
+        self.refused = 0
+        self.refused_by_pod: dict[str, int] = {}
+        self.last_refusal = ""
 
     # -- ingest ----------------------------------------------------------------------------------
     def ingest(self, records: Iterable[Mapping[str, Any]] = (), spans: Iterable[Mapping[str, Any]] = ()) -> None:
@@ -136,22 +189,35 @@ class Collector:
                 if span is not None:
                     self._add_span(span)
 
-    def ingest_rows(self, rows: Iterable[list[Any]]) -> None:
+    def ingest_rows(self, rows: Iterable[list[Any]], reporter: Reporter | None = None) -> int:
         """The proxies' compact batch: one list of values per record, in ``RequestRecord`` field order.
 
         Sampled records also stand for their span; it is built from the record when traces are read,
-        so the per-request cost here is one record, not a record and a span.
+        so the per-request cost here is one record, not a record and a span. With ``reporter`` (the
+        authenticated pod that sent the batch) a row that pod may not report is dropped and counted
+        (``refused`` in :meth:`stats`, and per pod in ``refused_by_pod``, why in ``last_refusal``).
+        Returns how many rows were refused so.
         """
         width = len(_FIELDS)
+        refused = 0
         with self._lock:
             for row in rows:
                 if not isinstance(row, list) or len(row) != width or not isinstance(row[0], str):
                     self.rejected += 1
                     continue
                 rec = RequestRecord(*row)
+                if reporter is not None and (why := reporter.refuses(rec)) is not None:
+                    refused += 1
+                    self.last_refusal = f"{reporter.pod}: {why}"[:500]
+                    continue
                 self._add_record(rec)
                 if rec.sampled and rec.trace_id and rec.span_id:
                     self._add_pending(rec)
+            if refused and reporter is not None:
+                self.refused += refused
+                if reporter.pod in self.refused_by_pod or len(self.refused_by_pod) < _MAX_SERVICES:
+                    self.refused_by_pod[reporter.pod] = self.refused_by_pod.get(reporter.pod, 0) + refused
+        return refused
 
     def _add_pending(self, rec: RequestRecord) -> None:
         tid = jaeger_trace_id(rec.trace_id)
@@ -285,6 +351,7 @@ class Collector:
             "traces": len(self._traces),
             "max_traces": self.max_traces,
             "rejected": self.rejected,
+            "refused": self.refused,
         }
 
     def records(self, since: float = 0.0, limit: int = 10_000, **filters: Any) -> list[dict[str, Any]]:

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from meshkit.backends.local import ambient, apiinput
 from meshkit.backends.local.ca import CertificateAuthority, CsrRefused, spiffe_id_for
-from meshkit.backends.local.collector import Collector
+from meshkit.backends.local.collector import Collector, Reporter
 from meshkit.backends.local.durable import StateWriteError, read_json, write_atomic
 from meshkit.backends.local.jwt import KEY_FILE as JWT_KEY_FILE
 from meshkit.backends.local.jwt import LocalIssuer
@@ -262,7 +262,10 @@ class ControlPlane:
         if pod is None:
             return unauthorized()  # a token of a pod that is gone proves nothing any more
         if route == "POST /telemetry":
-            self._ingest(body)
+            refused = self._ingest(body, _reporter(pod))
+            if refused:
+                why = self.collector.last_refusal
+                return forbidden(f"{refused} telemetry row(s) refused: a pod reports as itself only ({why})")
             return _json({"ok": True})
         if pod.spec.service == ZTUNNEL and route == "POST /ztunnel/ports" and body.get("pod") == pod_name:
             return _json(await self._ztunnel_ports(body))
@@ -296,11 +299,11 @@ class ControlPlane:
         pod.last_error = "; ".join(str(e) for e in errors)[:2000]
         return {"ok": True}
 
-    def _ingest(self, body: dict[str, Any]) -> None:
+    def _ingest(self, body: dict[str, Any], reporter: Reporter) -> int:
         rows = body.get("rows", [])
         if not isinstance(rows, list):
             raise apiinput.BadInput("rows: Invalid value: must be a list")
-        self.collector.ingest_rows(rows)
+        return self.collector.ingest_rows(rows, reporter)
 
     def _register(self, pod: PodState, body: dict[str, Any]) -> dict[str, Any]:
         raw = apiinput.required(body, "ports")
@@ -374,8 +377,8 @@ class ControlPlane:
         if route == "GET /jwks":
             return self.issuer.jwks()
         if route == "POST /telemetry":
-            self._ingest(body)
-            return {"ok": True}
+            # what a proxy saw is reported by that proxy, with its own token, about itself (Reporter)
+            return forbidden("telemetry is accepted from a pod's proxy only, with its bootstrap token")
         if route == "GET /status":
             return self.status()
         if route == "POST /apply":
@@ -766,6 +769,7 @@ class ControlPlane:
                     "synced": p.acked_version >= self.version or not (p.spec.sidecar or p.spec.service == ZTUNNEL),
                     "restarts": p.restarts,
                     "last_error": p.last_error,
+                    "telemetry_refused": self.collector.refused_by_pod.get(p.name, 0),
                     "probe": p.probe,
                     "ports": p.ports,
                     "pid": p.proc.pid if p.proc else 0,
@@ -783,6 +787,7 @@ class ControlPlane:
             "pods": pods,
             "crashes": self.deployments.crashes,
             "ready": self.ready(),
+            "telemetry": {**self.collector.stats(), "last_refusal": self.collector.last_refusal},
         }
 
     # lifecycle ----------------------------------------------------------------------------------
@@ -896,6 +901,19 @@ def _referenced(secrets: dict[str, dict[str, str]], resources: list[dict[str, An
         for server in gw["spec"].get("servers") or [] if isinstance(server, dict)
     }
     return {name: secret for name, secret in secrets.items() if name in names}
+
+
+def _reporter(pod: PodState) -> Reporter:
+    """The labels ``pod``'s proxy writes about itself, derived as the pod derives its identity at spawn."""
+    from meshkit.backends.local.proxy.config import ProxyIdentity
+
+    spec = pod.spec
+    labels = spec.labels()
+    me = ProxyIdentity(pod.name, labels.get("app", spec.service), spec.version, labels, pod.namespace,
+                       service_account(spec), spec.gateway)
+    sa = me.service_account
+    principal = f"spiffe://cluster.local/ns/{me.namespace}/sa/{sa}" if sa else "unknown"
+    return Reporter.of(pod.name, me.workload, me.app, me.version, principal, me.namespace)
 
 
 def _json(data: Any, status: int = 200) -> Response:
