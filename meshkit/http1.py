@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ __all__ = [
     "DownstreamReset",
     "GeneratedBody",
     "Limits",
+    "Listener",
+    "Refusal",
     "Request",
     "ResetConnection",
     "Response",
@@ -411,25 +414,64 @@ class _HeadersTooLarge(Exception):
     pass
 
 
+@dataclass(slots=True)
+class Refusal:
+    """A request the listener answered itself before any handler saw it (Envoy's codec-level local
+    reply): a protocol error (400, 431: flag ``DPE``), a stream idle timeout (408: flag ``SI``) or a
+    body over ``max_body`` (413). ``method``, ``path`` and ``headers`` are known only when the whole
+    request head had arrived; Envoy logs ``-`` for them otherwise.
+    """
+
+    status: int
+    details: str  # Envoy's response code details: http1.codec_error, http1.headers_too_large, ...
+    flag: str  # Envoy's response flag: DPE, SI, or "-"
+    started: float  # wall-clock time the request (or the connection) began
+    duration_ms: float
+    bytes_received: int
+    bytes_sent: int
+    peer: tuple[str, int] | None
+    local_port: int
+    tls: bool
+    method: str = ""
+    path: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
 class Listener:
-    """What the connections of one listening socket share: the limits and the open-connection count."""
+    """What the connections of one listening socket share: the limits, Envoy's ``listener.*``
+    connection counters, and who is told about the requests the listener refuses itself.
 
-    __slots__ = ("limits", "open", "overflow")
+    One Listener may serve several sockets that stand for one Envoy listener (a sidecar's plain and
+    mTLS inbound sockets are both ``virtualInbound``).
 
-    def __init__(self, limits: Limits) -> None:
+    Example::
+
+        seen: list[Refusal] = []
+        server = await serve(handler, listener=Listener(Limits(max_connections=8), seen.append))
+    """
+
+    __slots__ = ("limits", "on_refusal", "open", "overflow", "total")
+
+    def __init__(self, limits: Limits, on_refusal: Callable[[Refusal], None] | None = None) -> None:
         self.limits = limits
-        self.open = 0
+        self.open = 0  # downstream_cx_active
+        self.total = 0  # downstream_cx_total: connections taken (one closed over the cap is not)
         self.overflow = 0  # Envoy's downstream_cx_overflow
+        self.on_refusal = on_refusal
 
 
 _LOCAL_REPLY = {400: b"Bad Request", 408: b"stream timeout", 413: b"Payload Too Large",
                 431: b"Request Header Fields Too Large"}
+# what Envoy's HTTP/1 codec and connection manager write as response code details and flag
+_REFUSAL = {400: ("http1.codec_error", "DPE"), 408: ("stream_idle_timeout", "SI"),
+            413: ("request_payload_too_large", "-"), 431: ("http1.headers_too_large", "DPE")}
 
 
 class ServerProtocol(asyncio.Protocol):
     """One downstream connection. Requests are answered in order (pipelining-safe)."""
 
     __slots__ = (
+        "_began",
         "_body",
         "_body_size",
         "_cur_header",
@@ -493,6 +535,7 @@ class ServerProtocol(asyncio.Protocol):
         self._too_large = False
         self._receiving = False
         self._last = 0.0
+        self._began = 0.0  # loop time the current request (or the connection) began
         self._timer: asyncio.TimerHandle | None = None
         self._out: BodyStream | None = None  # a response body being sent
         self._writable: asyncio.Future[None] | None = None  # set while the socket's buffer is full
@@ -510,13 +553,14 @@ class ServerProtocol(asyncio.Protocol):
                 self.listener = None  # not counted as open
                 transport.abort()  # type: ignore[attr-defined]  # Envoy closes a connection over the listener's limit at once
                 return
+            listener.total += 1
             listener.open += 1
         self.peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         self.local_port = sock[1] if sock else 0
         self.ssl_object = transport.get_extra_info("ssl_object")
         loop = asyncio.get_running_loop()
-        self._last = loop.time()
+        self._last = self._began = loop.time()
         self._timer = loop.call_later(min(self.limits.stream_idle_timeout, self.limits.idle_timeout), self._on_timer)
 
     def data_received(self, data: bytes) -> None:
@@ -539,12 +583,12 @@ class ServerProtocol(asyncio.Protocol):
                 self._fail(400)
                 return
             except httptools.HttpParserError:
-                self._fail(431 if self._too_large else 400)
+                self._fail(431 if self._too_large else 400, self._too_large_details())
                 return
             if self.transport is None:
                 return
             if self._in_head and self._head_budget <= 0:
-                self._fail(431)  # the head is still not complete at the cap: refused unread
+                self._fail(431, self._too_large_details())  # the head is still not complete at the cap: refused unread
                 return
             if not data:
                 return
@@ -585,6 +629,7 @@ class ServerProtocol(asyncio.Protocol):
         self._nheaders = 0
         self._in_head = True
         self._receiving = True
+        self._began = self._last
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -683,9 +728,11 @@ class ServerProtocol(asyncio.Protocol):
         limit = self.limits.max_body
         body = f"Request entity too large: limit is {limit}".encode()
         if self.transport is not None:
-            self.transport.write(encode_response(Response(413, {"content-type": "text/plain"}, body), False))
+            wire = encode_response(Response(413, {"content-type": "text/plain"}, body), False)
+            self.transport.write(wire)
             _delayed_close(self.transport)
             self.transport = None  # what still arrives is dropped
+            self._report(413, None, len(wire))
         self._body = []
 
     def _dispatch(self, req: Request) -> None:
@@ -801,14 +848,45 @@ class ServerProtocol(asyncio.Protocol):
             wait = limits.stream_idle_timeout  # a handler is at work: its own timeouts apply
         self._timer = asyncio.get_running_loop().call_later(max(wait, 0.01), self._on_timer)
 
-    def _fail(self, status: int) -> None:
+    def _fail(self, status: int, details: str | None = None) -> None:
         transport = self.transport
         if transport is not None:
             body = _LOCAL_REPLY.get(status, b"")
             headers = {"content-type": "text/plain"} if body else {}
-            transport.write(encode_response(Response(status, headers, body), False))
+            wire = encode_response(Response(status, headers, body), False)
+            transport.write(wire)
             _delayed_close(transport)
             self.transport = None  # what still arrives is dropped
+            self._report(status, details, len(wire))
+
+    def _too_large_details(self) -> str | None:
+        if not self._too_large:
+            return None
+        over_count = self._nheaders > self.limits.max_headers_count
+        return "http1.too_many_headers" if over_count else "http1.headers_too_large"
+
+    def _report(self, status: int, details: str | None, sent: int) -> None:
+        """Tell the listener's owner about a local reply of the codec (Envoy logs and counts each)."""
+        listener = self.listener
+        if listener is None or listener.on_refusal is None:
+            return
+        default_details, flag = _REFUSAL.get(status, ("http1.codec_error", "DPE"))
+        elapsed = max(0.0, asyncio.get_running_loop().time() - self._began)
+        head = not self._in_head  # the whole head arrived: the request line and headers are known
+        refusal = Refusal(status, details or default_details, flag, time.time() - elapsed, elapsed * 1000.0,
+                          self._head_size + self._body_size, sent, self.peer, self.local_port,
+                          self.ssl_object is not None)
+        if head:
+            try:
+                refusal.method = self.parser.get_method().decode("ascii", "replace")
+            except Exception:
+                refusal.method = ""
+            refusal.path = self._url.decode("latin-1")
+            refusal.headers = dict(self._headers)
+        try:
+            listener.on_refusal(refusal)
+        except Exception:
+            pass
 
 
 def _delayed_close(transport: asyncio.Transport) -> None:

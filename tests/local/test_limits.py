@@ -90,6 +90,37 @@ def test_100_kib_of_headers_get_431_at_the_gateway_which_keeps_serving(mesh: Mes
     conn.close()
 
 
+def test_refused_requests_reach_the_access_log_metrics_stats_and_collector(mesh: Mesh) -> None:
+    """What a listener's codec refuses is logged and counted like any request (Envoy's DPE), by the
+    gateway as the source and by a sidecar as the destination, and the collector takes both rows."""
+    host, port = _gateway(mesh)
+    gateway = next(p for p in mesh.pods() if p.app == "istio-ingressgateway")
+    preference = next(p for p in mesh.pods() if p.app == "preference")
+    inbound = int(preference.extra["ports"]["inbound"])  # the pod's plain inbound socket (PERMISSIVE)
+    before = {p.name: mesh.envoy_admin(p.name, "/stats") for p in (gateway, preference)}
+    mark = time.time()
+    for target in (port, inbound):
+        with socket.create_connection((host, target), timeout=10) as sock:
+            sock.sendall(b"\x16\x03\x01\x02\x00 no HTTP here\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 400 Bad Request")
+
+    def count(text: str, name: str) -> int:
+        return next(int(v) for n, _, v in (line.partition(": ") for line in text.splitlines()) if n == name)
+
+    for pod, stat in ((gateway, "http.outbound_0.0.0.0_8080.downstream_cx_protocol_error"),
+                      (preference, "http.inbound_0.0.0.0_8080.downstream_cx_protocol_error")):
+        assert count(mesh.envoy_admin(pod.name, "/stats"), stat) == count(before[pod.name], stat) + 1
+    log = mesh.envoy_admin(gateway.name, "/access_log").splitlines()
+    assert any('"- - HTTP/1.1" 400 DPE http1.codec_error' in line for line in log), log[-3:]
+    assert 'response_flags="DPE"' in mesh.metrics(gateway.name)
+    assert mesh.backend.flush_telemetry()  # type: ignore[attr-defined]
+    rows = [r for r in mesh.request_log(since=mark - 1) if r["response_flags"] == "DPE"]
+    seen = {(r["reporter"], r["source_workload"], r["destination_workload"]) for r in rows}
+    assert seen == {("source", "istio-ingressgateway", "unknown"), ("destination", "unknown", "preference-v1")}, seen
+    status = mesh.backend.status()  # type: ignore[attr-defined]
+    assert status["telemetry"]["refused"] == 0  # the proxies' own rows are never taken for lies
+
+
 def test_a_large_upload_streams_through_the_gateway_in_bounded_memory(mesh: Mesh) -> None:
     """128 MB here to keep the suite fast (the benchmark sends 256 MB): memory does not follow the size."""
     figures = measure_upload(mesh, megabytes=128, rate=20.0, baseline_s=3.0)

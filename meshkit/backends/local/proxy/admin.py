@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from meshkit.backends.local.proxy.cluster import Cluster, Host
 from meshkit.backends.local.proxy.configdump import HIGH_PRIORITY, DumpContext, config_dump, select_resource
+from meshkit.backends.local.proxy.downstream import stats_lines
 
 #: the counters every cluster exposes, in Envoy's names
 COUNTERS = (
@@ -87,12 +88,18 @@ def cluster_stats(clusters: Mapping[str, Cluster]) -> Iterator[tuple[str, str, i
             yield name, stat, value, kind
 
 
-def stats_text(clusters: Mapping[str, Cluster], pattern: str | None = None, used_only: bool = False) -> str:
-    """Envoy's ``/stats``: ``name: value`` lines (``?filter=`` is a regex, ``?usedonly`` hides zeros)."""
+def stats_text(clusters: Mapping[str, Cluster], pattern: str | None = None, used_only: bool = False,
+               listeners: Iterable[tuple[str, int, str]] = ()) -> str:
+    """Envoy's ``/stats``: ``name: value`` lines (``?filter=`` is a regex, ``?usedonly`` hides zeros).
+
+    ``listeners`` are the ``http.*`` and ``listener.*`` stats of the proxy's listeners (name, value,
+    counter|gauge; see ``downstream.py``), printed between the clusters' and the server's as Envoy
+    sorts them.
+    """
     regex = re.compile(pattern) if pattern else None
     lines = []
-    for name, stat, value, kind in cluster_stats(clusters):
-        full = f"cluster.{name};.{stat}"
+    rows = [(f"cluster.{name};.{stat}", value, kind) for name, stat, value, kind in cluster_stats(clusters)]
+    for full, value, kind in [*rows, *listeners]:
         if regex is not None and not regex.search(full):
             continue
         if used_only and kind == "counter" and not value:
@@ -236,8 +243,9 @@ class EnvoyAdmin:
             static = ("BlackHoleCluster", "PassthroughCluster", "agent", "prometheus_stats", "sds-grpc", "xds-grpc")
             return 200, "text/plain", clusters_text(clusters, static).encode()
         if url.path == "/stats":
+            downstreams = getattr(self.sidecar, "downstreams", None) or []
             try:
-                text = stats_text(clusters, q.get("filter") or None, "usedonly" in q)
+                text = stats_text(clusters, q.get("filter") or None, "usedonly" in q, stats_lines(downstreams))
             except re.error as exc:
                 return 400, "text/plain", f"Invalid regex: {exc}\n".encode()
             return 200, "text/plain", text.encode()

@@ -34,6 +34,7 @@ from meshkit.backends.local.proxy.cluster import Cluster, ClusterSpec, Endpoint
 from meshkit.backends.local.proxy.config import ProxyIdentity, ProxyView, compile_view
 from meshkit.backends.local.proxy.configdump import DumpContext
 from meshkit.backends.local.proxy.dns import ClusterDns
+from meshkit.backends.local.proxy.downstream import Downstream
 from meshkit.backends.local.proxy.exchange import CONNECT_FAILURE_BODY, Exchange, Filter, Handler, chain
 from meshkit.backends.local.proxy.fault import FaultFilter
 from meshkit.backends.local.proxy.matching import qualify_gateway
@@ -44,7 +45,7 @@ from meshkit.backends.local.proxy.seeding import proxy_rng
 from meshkit.backends.local.proxy.telemetry import Telemetry
 from meshkit.backends.local.tls import RotatingContexts, gateway_server_context
 from meshkit.errors import InvalidConfig
-from meshkit.http1 import DEFAULT_LIMITS, Request, Response, SimpleClient, serve
+from meshkit.http1 import DEFAULT_LIMITS, Limits, Request, Response, SimpleClient, serve
 from meshkit.telemetry.record import RequestRecord
 
 PEER_ID = "x-envoy-peer-metadata-id"
@@ -93,6 +94,21 @@ class Sidecar:
         self.rejected: list[str] = []
         filters = inbound_filters(self) if inbound_filters else self.security.inbound_filters()
         self.inbound = chain(filters, self._to_app)
+        # Envoy's listeners and connection managers, named as Istio names them (downstream.py)
+        report = self.telemetry.report
+        if identity.gateway:
+            self.outbound_downstream = Downstream("0.0.0.0_8080", "outbound_0.0.0.0_8080", DEFAULT_LIMITS,
+                                                  self._refused_outbound, report)
+            self.https_downstream = Downstream("0.0.0.0_8443", "outbound_0.0.0.0_8443", DEFAULT_LIMITS,
+                                               self._refused_outbound, report)
+            self.downstreams = [self.outbound_downstream, self.https_downstream]
+        else:
+            self.outbound_downstream = Downstream("0.0.0.0_15001", "outbound_0.0.0.0_8080", DEFAULT_LIMITS,
+                                                  self._refused_outbound, report)
+            self.inbound_downstream = Downstream("0.0.0.0_15006", "inbound_0.0.0.0_8080", DEFAULT_LIMITS,
+                                                 self._refused_inbound, report)
+            self.https_downstream = self.outbound_downstream  # a sidecar has no HTTPS server of its own
+            self.downstreams = [self.outbound_downstream, self.inbound_downstream]
 
     # config ------------------------------------------------------------------------------------
     def apply_snapshot(self, snapshot: Mapping[str, Any]) -> list[str]:
@@ -203,27 +219,54 @@ class Sidecar:
     # listeners ---------------------------------------------------------------------------------
     async def start(self, outbound_port: int = 0, inbound_port: int = 0,
                     guard: Callable[[Callable[[Request], Awaitable[Response]]],
-                                    Callable[[Request], Awaitable[Response]]] | None = None) -> dict[str, int]:
-        """Open the listeners. ``guard`` wraps a sidecar's outbound listener: the app's exit is the pod's
-        own (Istio captures it inside the pod's network namespace), so others must not send through it.
-        A gateway's outbound listener is the mesh's public entry and is never guarded."""
+                                    Callable[[Request], Awaitable[Response]]] | None = None,
+                    limits: Limits = DEFAULT_LIMITS) -> dict[str, int]:
+        """Open the listeners, each with Envoy's ``limits``. ``guard`` wraps a sidecar's outbound listener:
+        the app's exit is the pod's own (Istio captures it inside the pod's network namespace), so
+        others must not send through it. A gateway's outbound listener is the mesh's public entry and
+        is never guarded."""
+        for downstream in self.downstreams:
+            downstream.listener.limits = limits
         outbound = self.handle_outbound if guard is None or self.identity.gateway else guard(self.handle_outbound)
-        out = await serve(outbound, "127.0.0.1", outbound_port)
+        out = await serve(outbound, "127.0.0.1", outbound_port, listener=self.outbound_downstream.listener)
         self.servers.append(out)
         self.ports["outbound"] = out.sockets[0].getsockname()[1]
         if self.identity.gateway:
-            tls_server = await serve(self.handle_https, "127.0.0.1", 0, ssl_context=self.gateway_tls.listener)
+            tls_server = await serve(self.handle_https, "127.0.0.1", 0, ssl_context=self.gateway_tls.listener,
+                                     listener=self.https_downstream.listener)
             self.servers.append(tls_server)
             self.ports["https"] = tls_server.sockets[0].getsockname()[1]
         if not self.identity.gateway:
-            inb = await serve(self.handle_inbound, "127.0.0.1", inbound_port)
+            # the plain and the mTLS socket are one Envoy listener (virtualInbound): one cap, one count
+            shared = self.inbound_downstream.listener
+            inb = await serve(self.handle_inbound, "127.0.0.1", inbound_port, listener=shared)
             self.servers.append(inb)
             self.ports["inbound"] = inb.sockets[0].getsockname()[1]
             if self.contexts is not None:
-                tls = await serve(self.handle_inbound, "127.0.0.1", 0, ssl_context=self.contexts.listener_context)
+                tls = await serve(self.handle_inbound, "127.0.0.1", 0, ssl_context=self.contexts.listener_context,
+                                  listener=shared)
                 self.servers.append(tls)
                 self.ports["inbound_tls"] = tls.sockets[0].getsockname()[1]
         return self.ports
+
+    def _refused_outbound(self) -> RequestRecord:
+        """The record of a request the outbound (or gateway) codec refused: this proxy is its source."""
+        me = self.identity
+        rec = RequestRecord(proxy=me.pod, reporter="source")
+        rec.source_workload, rec.source_app, rec.source_version = me.workload, me.app, me.version or "unknown"
+        rec.source_principal = self._principal
+        rec.connection_security_policy = "unknown"
+        return rec
+
+    def _refused_inbound(self) -> RequestRecord:
+        """The record of a request the inbound codec refused: this proxy is its destination; the caller
+        and the service it meant are unknown (no peer metadata or route was read)."""
+        me = self.identity
+        rec = RequestRecord(proxy=me.pod, reporter="destination")
+        rec.destination_workload, rec.destination_app = me.workload, me.app
+        rec.destination_version = me.version or "unknown"
+        rec.destination_principal = self._principal
+        return rec
 
     async def stop(self) -> None:
         for server in self.servers:
@@ -253,7 +296,10 @@ class Sidecar:
         ex = Exchange(req, rec)
         span = self.telemetry.begin(req, "client" if not me.gateway else "server", self.view.trace_sampling, self.rng)
         started = time.perf_counter()
+        hcm = self.https_downstream if handler is not None and handler is self.https else self.outbound_downstream
+        hcm.begin()
         resp = await (handler or self.outbound)(ex)
+        hcm.request(resp.status)
         self.telemetry.finish_at_end(ex, resp, started, span)
         return resp
 
@@ -293,7 +339,10 @@ class Sidecar:
         ex = Exchange(req, rec)
         span = self.telemetry.begin(req, "server", self.view.trace_sampling, self.rng)
         started = time.perf_counter()
+        hcm = self.inbound_downstream
+        hcm.begin()
         resp = await self.inbound(ex)
+        hcm.request(resp.status)
         self.telemetry.finish_at_end(ex, resp, started, span)
         return resp
 

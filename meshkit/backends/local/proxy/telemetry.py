@@ -27,7 +27,7 @@ from meshkit.backends.local.proxy.exchange import note_body_error
 from meshkit.backends.local.proxy.stats import ProxyStats
 from meshkit.backends.local.proxy.tracing import SpanContext, start_span
 from meshkit.http1 import Request, Response
-from meshkit.telemetry.record import FIELDS
+from meshkit.telemetry.record import FIELDS, RequestRecord
 
 if TYPE_CHECKING:
     from meshkit.backends.local.proxy.config import ProxyIdentity
@@ -100,6 +100,17 @@ class Telemetry:
             self.finish(ex, resp, started, span)
 
         stream.on_end(ended)
+
+    def report(self, rec: RequestRecord) -> None:
+        """Count, log and ship a record no filter chain saw: a request the listener refused itself
+        (Envoy's codec-level local reply, logged with flag DPE or SI)."""
+        self.total += 1
+        if not self.enabled:
+            return
+        self.stats.record(rec)
+        if self.access_logging:
+            self.access_log.append(rec)
+        self.outbox.append(_ROW(rec))
 
     def drain(self) -> list[tuple[Any, ...]]:
         """The records waiting to be shipped, as rows in ``RequestRecord`` field order."""
