@@ -215,3 +215,39 @@ def test_merged_exposition_keeps_pods_apart() -> None:
     assert got == {"preference-v1-aaaaa": 3.0, "preference-v1-bbbbb": 1.0}
     with pytest.raises(ValueError, match="metrics of pod 'x'"):
         merge_expositions({"x": "istio_requests_total{a=b} 1"})
+
+
+def test_exposition_is_what_prometheus_client_writes_for_the_same_observations() -> None:
+    """The proxies render their own text (prometheus_client stays out of every proxy); for the same
+    observations it must be byte for byte what the reference client library writes."""
+    import prometheus_client
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from meshkit.backends.local.proxy.prometheus import Family, exposition
+
+    names = ("zone", "app", "path")
+    values = [("a", "x", "/"), ("b", 'quo"te', "back\\slash"), ("c", "new\nline", "/p"), ("a", "x", "/")]
+    amounts = [0, 0.3, 0.5, 1, 3.3, 499.999, 500, 1e6, 1_800_000, 2e6, 123456.789, 4e9]
+    registry = CollectorRegistry(auto_describe=False)
+    prometheus_client.disable_created_metrics()
+    try:
+        counter = Counter("demo_requests_total", "Requests, with a back\\slash\nand a newline.", names,
+                          registry=registry)
+        histogram = Histogram("demo_duration_ms", "Durations.", names, registry=registry, buckets=ISTIO_BUCKETS)
+        unlabelled = Counter("demo_dropped_total", "Never incremented.", registry=registry)
+        reference = (counter, histogram)
+        mine = (Family("demo_requests_total", "Requests, with a back\\slash\nand a newline.", "counter", names),
+                Family("demo_duration_ms", "Durations.", "histogram", names, ISTIO_BUCKETS))
+        for i, labels in enumerate(values):
+            for amount in amounts[i:]:
+                reference[0].labels(*labels).inc(amount)
+                reference[1].labels(*labels).observe(amount)
+                mine[0].counter(*labels).inc(amount)
+                mine[1].histogram(*labels).observe(amount)
+        assert unlabelled is not None
+        expected = generate_latest(registry)
+    finally:
+        prometheus_client.enable_created_metrics()
+    got = exposition([*mine, Family("demo_dropped_total", "Never incremented.", "counter")])
+    assert got == expected
+    assert b'le="1.8e+06"' in got and b'le="+Inf"' in got and b'\\"te' in got  # the cases that need care

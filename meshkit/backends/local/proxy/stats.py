@@ -1,4 +1,4 @@
-"""Istio's standard metrics for one proxy, in a private prometheus_client registry.
+"""Istio's standard metrics for one proxy, rendered in the Prometheus text format.
 
 Names, types and labels are Istio's (istio.io "Istio Standard Metrics"): ``istio_requests_total``,
 ``istio_request_duration_milliseconds``, ``istio_request_bytes``, ``istio_response_bytes`` and the
@@ -10,10 +10,11 @@ durations *and* byte sizes share ``HistogramSettingsImpl::defaultBuckets()`` fro
 ``istio_request_bytes_bucket`` series carry ``le="500"``, a bound no byte-specific scheme would pick.
 
 The hot path (:meth:`ProxyStats.record`) is one dict lookup on the record's raw label values plus
-one ``inc`` and three ``observe`` calls; label strings are derived only the first time a combination
-is seen. The number of combinations is bounded by the mesh's shape (peers × response codes × flags ×
-security policies: a few hundred in the labs); ``max_series`` is a hard stop beyond which new
-combinations are counted in ``meshkit_proxy_stats_series_dropped_total`` instead.
+one ``inc`` and three ``observe`` calls (:mod:`.prometheus`: no locks, one bisection each); label
+strings are derived only the first time a combination is seen. The number of combinations is
+bounded by the mesh's shape (peers × response codes × flags × security policies: a few hundred
+in the labs); ``max_series`` is a hard stop beyond which new combinations are counted in
+``meshkit_proxy_stats_series_dropped_total`` instead.
 
 Example::
 
@@ -28,11 +29,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
-from prometheus_client.metrics_core import Metric
-from prometheus_client.parser import text_string_to_metric_families
-
 from meshkit.backends.local.proxy.metric_overrides import MetricOverrides
+from meshkit.backends.local.proxy.prometheus import CounterChild, Family, HistogramChild, exposition, process_families
 from meshkit.telemetry.queries import CLUSTER_ID, service_namespace, workload_namespace
 from meshkit.telemetry.record import UNKNOWN, RequestRecord
 
@@ -77,13 +75,6 @@ HTTP_LABELS: tuple[str, ...] = (
 TCP_LABELS: tuple[str, ...] = (*_PEER_LABELS, "response_flags", "connection_security_policy")
 
 MAX_SERIES = 4096
-#: prometheus_client's family names of the HTTP metrics (counters drop their _total suffix)
-_HTTP_FAMILIES = (
-    "istio_requests",
-    "istio_request_duration_milliseconds",
-    "istio_request_bytes",
-    "istio_response_bytes",
-)
 
 
 def _peer_values(rec: RequestRecord, own_namespace: str, protocol: str) -> list[str]:
@@ -155,57 +146,32 @@ class ProxyStats:
         self.pod, self.workload, self.app, self.version = pod, workload, app, version
         self.namespace = namespace
         self.max_series = max_series
-        self.registry = CollectorRegistry(auto_describe=False)
-        reg = self.registry
-        self._requests = Counter("istio_requests_total", "Requests handled by this proxy.", HTTP_LABELS, registry=reg)
-        self._duration = Histogram(
-            "istio_request_duration_milliseconds",
-            "Request durations in milliseconds.",
-            HTTP_LABELS,
-            registry=reg,
-            buckets=ISTIO_BUCKETS,
-        )
-        self._req_bytes = Histogram(
-            "istio_request_bytes",
-            "HTTP request body sizes.",
-            HTTP_LABELS,
-            registry=reg,
-            buckets=ISTIO_BUCKETS,
-        )
-        self._resp_bytes = Histogram(
-            "istio_response_bytes",
-            "HTTP response body sizes.",
-            HTTP_LABELS,
-            registry=reg,
-            buckets=ISTIO_BUCKETS,
-        )
-        self._tcp_opened = Counter(
-            "istio_tcp_connections_opened_total", "TCP connections opened.", TCP_LABELS, registry=reg
-        )
-        self._tcp_closed = Counter(
-            "istio_tcp_connections_closed_total", "TCP connections closed.", TCP_LABELS, registry=reg
-        )
-        self._tcp_sent = Counter(
-            "istio_tcp_sent_bytes_total", "Bytes sent during response on TCP.", TCP_LABELS, registry=reg
-        )
-        self._tcp_received = Counter(
-            "istio_tcp_received_bytes_total",
-            "Bytes received during request on TCP.",
-            TCP_LABELS,
-            registry=reg,
-        )
-        self._dropped = Counter(
-            "meshkit_proxy_stats_series_dropped_total",
-            "Requests not counted because max_series label combinations exist.",
-            registry=reg,
-        )
-        if process_metrics:
-            ProcessCollector(namespace="istio_agent", registry=reg)
-        self._http: dict[tuple[Any, ...], tuple[Any, Any, Any, Any]] = {}
-        self._tcp: dict[tuple[Any, ...], tuple[Any, Any, Any, Any]] = {}
+        self.process_metrics = process_metrics
+        self._requests = Family("istio_requests_total", "Requests handled by this proxy.", "counter", HTTP_LABELS)
+        self._duration = Family("istio_request_duration_milliseconds", "Request durations in milliseconds.",
+                                "histogram", HTTP_LABELS, ISTIO_BUCKETS)
+        self._req_bytes = Family("istio_request_bytes", "HTTP request body sizes.", "histogram", HTTP_LABELS,
+                                 ISTIO_BUCKETS)
+        self._resp_bytes = Family("istio_response_bytes", "HTTP response body sizes.", "histogram", HTTP_LABELS,
+                                  ISTIO_BUCKETS)
+        self._tcp_opened = Family("istio_tcp_connections_opened_total", "TCP connections opened.", "counter",
+                                  TCP_LABELS)
+        self._tcp_closed = Family("istio_tcp_connections_closed_total", "TCP connections closed.", "counter",
+                                  TCP_LABELS)
+        self._tcp_sent = Family("istio_tcp_sent_bytes_total", "Bytes sent during response on TCP.", "counter",
+                                TCP_LABELS)
+        self._tcp_received = Family("istio_tcp_received_bytes_total", "Bytes received during request on TCP.",
+                                    "counter", TCP_LABELS)
+        self._dropped = Family("meshkit_proxy_stats_series_dropped_total",
+                               "Requests not counted because max_series label combinations exist.", "counter")
+        self._http_families = (self._requests, self._duration, self._req_bytes, self._resp_bytes)
+        self._other_families = (self._tcp_opened, self._tcp_closed, self._tcp_sent, self._tcp_received,
+                                self._dropped)
+        self._http: dict[tuple[Any, ...], tuple[CounterChild, HistogramChild, HistogramChild, HistogramChild]] = {}
+        self._tcp: dict[tuple[Any, ...], tuple[CounterChild, CounterChild, CounterChild, CounterChild]] = {}
         # Telemetry metric overrides: the HTTP metrics then take the slower, reshaped path
         self._overrides = MetricOverrides()
-        self._reshaped: dict[tuple[str, tuple[str, ...]], tuple[CollectorRegistry, Any]] = {}
+        self._reshaped: dict[tuple[str, tuple[str, ...]], Family] = {}
         self._reshaped_series: set[tuple[Any, ...]] = set()
 
     def configure(self, overrides: MetricOverrides) -> None:
@@ -216,16 +182,15 @@ class ProxyStats:
         self._reshaped.clear()
         self._reshaped_series.clear()
 
-    def _reshaped_metric(self, family: str, names: tuple[str, ...]) -> Any:
+    def _reshaped_metric(self, family: str, names: tuple[str, ...]) -> Family:
         found = self._reshaped.get((family, names))
         if found is None:
-            registry = CollectorRegistry(auto_describe=False)
             if family == "istio_requests_total":
-                metric: Any = Counter(family, "Requests handled by this proxy.", names, registry=registry)
+                found = Family(family, "Requests handled by this proxy.", "counter", names)
             else:
-                metric = Histogram(family, "Istio standard histogram.", names, registry=registry, buckets=ISTIO_BUCKETS)
-            found = self._reshaped[(family, names)] = (registry, metric)
-        return found[1]
+                found = Family(family, "Istio standard histogram.", "histogram", names, ISTIO_BUCKETS)
+            self._reshaped[(family, names)] = found
+        return found
 
     def _record_reshaped(self, rec: RequestRecord) -> None:
         values = _peer_values(rec, self.namespace, "http")
@@ -247,11 +212,11 @@ class ProxyStats:
                     self._dropped.inc()
                     continue
                 self._reshaped_series.add(series)
-            child = self._reshaped_metric(family, names).labels(*labels.values())
+            metric = self._reshaped_metric(family, names)
             if family == "istio_requests_total":
-                child.inc()
+                metric.counter(*labels.values()).inc()
             else:
-                child.observe(amount)
+                metric.histogram(*labels.values()).observe(amount)
 
     @staticmethod
     def _key(rec: RequestRecord) -> tuple[Any, ...]:
@@ -287,10 +252,10 @@ class ProxyStats:
             values = _peer_values(rec, self.namespace, "http")
             values += [str(rec.response_code), "", rec.response_flags, rec.connection_security_policy]
             children = (
-                self._requests.labels(*values),
-                self._duration.labels(*values),
-                self._req_bytes.labels(*values),
-                self._resp_bytes.labels(*values),
+                self._requests.counter(*values),
+                self._duration.histogram(*values),
+                self._req_bytes.histogram(*values),
+                self._resp_bytes.histogram(*values),
             )
             self._http[key] = children
         requests, duration, req_bytes, resp_bytes = children
@@ -299,7 +264,7 @@ class ProxyStats:
         req_bytes.observe(rec.bytes_received)
         resp_bytes.observe(rec.bytes_sent)
 
-    def _tcp_children(self, rec: RequestRecord) -> tuple[Any, Any, Any, Any] | None:
+    def _tcp_children(self, rec: RequestRecord) -> tuple[CounterChild, CounterChild, CounterChild, CounterChild] | None:
         key = self._key(rec)
         children = self._tcp.get(key)
         if children is None:
@@ -309,10 +274,10 @@ class ProxyStats:
             values = _peer_values(rec, self.namespace, "tcp")
             values += [rec.response_flags, rec.connection_security_policy]
             children = (
-                self._tcp_opened.labels(*values),
-                self._tcp_closed.labels(*values),
-                self._tcp_sent.labels(*values),
-                self._tcp_received.labels(*values),
+                self._tcp_opened.counter(*values),
+                self._tcp_closed.counter(*values),
+                self._tcp_sent.counter(*values),
+                self._tcp_received.counter(*values),
             )
             self._tcp[key] = children
         return children
@@ -336,47 +301,13 @@ class ProxyStats:
     def exposition(self) -> bytes:
         """The Prometheus text exposition of this proxy, without client-library ``_created`` series.
 
-        Envoy exposes no ``*_created`` samples, so they are dropped to keep the text Istio-shaped.
+        Envoy exposes no ``*_created`` samples, and neither does this. With metric overrides the
+        reshaped HTTP families replace the standard ones, each name once, its series from every label set.
         """
+        process = process_families("istio_agent") if self.process_metrics else []
         if not self._overrides:
-            return generate_latest(_WithoutCreated(self.registry))
-        # reshaped HTTP families replace the standard ones; one family may hold several label sets
-        families: dict[str, Metric] = {}
-        for metric in _WithoutCreated(self.registry).collect():
-            if metric.name not in _HTTP_FAMILIES:
-                families[metric.name] = metric
-        for registry, _ in self._reshaped.values():
-            for metric in _WithoutCreated(registry).collect():
-                target = families.setdefault(
-                    metric.name, Metric(metric.name, metric.documentation, metric.type, metric.unit)
-                )
-                target.samples.extend(metric.samples)
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Families(families.values()))
-        return generate_latest(registry)
-
-
-class _WithoutCreated:
-    """A view of a registry without the client library's ``*_created`` samples (Envoy has none)."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self._registry = registry
-
-    def collect(self) -> Iterator[Metric]:
-        for metric in self._registry.collect():
-            # collect() builds fresh Metric objects on every scrape, so trimming them is safe
-            metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
-            yield metric
-
-
-class _Families:
-    """A one-shot collector that yields already-built metric families."""
-
-    def __init__(self, families: Iterable[Metric]) -> None:
-        self._families = list(families)
-
-    def collect(self) -> Iterator[Metric]:
-        return iter(self._families)
+            return exposition([*self._http_families, *self._other_families, *process])
+        return exposition([*self._other_families, *process, *self._reshaped.values()])
 
 
 def merge_expositions(by_pod: Mapping[str, bytes | str]) -> str:
@@ -389,6 +320,20 @@ def merge_expositions(by_pod: Mapping[str, bytes | str]) -> str:
 
         print(merge_expositions({"customer-v1-…": a.exposition(), "preference-v1-…": b.exposition()}))
     """
+    # the control plane's side (it parses what the proxies send); no proxy loads prometheus_client
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.parser import text_string_to_metric_families
+
+    class _Families:
+        """A one-shot collector that yields already-built metric families."""
+
+        def __init__(self, families: Iterable[Metric]) -> None:
+            self._families = list(families)
+
+        def collect(self) -> Iterator[Metric]:
+            return iter(self._families)
+
     merged: dict[str, Metric] = {}
     for pod, text in by_pod.items():
         raw = text.decode() if isinstance(text, bytes) else text
