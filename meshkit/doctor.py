@@ -57,6 +57,27 @@ def check_packages() -> Verdict:
     return Verdict("✓", f"lab packages: {', '.join(LAB_PACKAGES)}")
 
 
+def check_server_proxy(version: str | None = "installed") -> Verdict:
+    """jupyter-server-proxy for the launcher icons: 4.2 or newer (Unix-socket servers since 4.0, and the
+    security fixes of 4.1.1 and 4.2.0). ``version`` is for tests; by default the installed one."""
+    if version == "installed":
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as installed
+
+        try:
+            version = installed("jupyter-server-proxy")
+        except PackageNotFoundError:
+            version = None
+    if version is None:
+        return Verdict("⚠", "jupyter-server-proxy not installed: no Mesh dashboard or Kiali/Jaeger/Prometheus icons "
+                            "in the launcher (pip install 'jupyter-server-proxy>=4.2')")
+    parts = tuple(int(p) if p.isdigit() else 0 for p in version.split(".")[:2])
+    if parts < (4, 2):
+        return Verdict("⚠", f"jupyter-server-proxy {version}: older than 4.2, which fixes its known vulnerabilities; "
+                            "the Mesh dashboard launcher needs its Unix sockets (4.0+)")
+    return Verdict("✓", f"jupyter-server-proxy {version}: launcher icons (Mesh dashboard on a Unix socket)")
+
+
 def check_ports(count: int = 20) -> Verdict:
     """The local mesh binds about 20 free ports on 127.0.0.1 (the OS picks them: no fixed port)."""
     held: list[socket.socket] = []
@@ -146,6 +167,7 @@ def check_request(home: str | None = None, start: Callable[..., object] | None =
 def run_checks(backend: str = "local", home: str | None = None, request: bool = True) -> Iterator[Verdict]:
     yield check_python()
     yield check_packages()
+    yield check_server_proxy()
     yield check_ports()
     yield check_memory()
     yield check_cpu()

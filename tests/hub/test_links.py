@@ -7,7 +7,6 @@ import importlib
 import json
 import os
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -53,21 +52,25 @@ def test_public_url_or_host_makes_it_absolute() -> None:
     assert proxied_url("mesh-dashboard", env=binder) == "/user/org-repo-abc123/mesh-dashboard/"
 
 
-def test_without_a_hub_the_local_server_or_root(tmp_path: Path) -> None:
+def test_without_a_hub_the_local_server_or_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No hub variable: the one running Jupyter server's URL (read from its jpserver-*.json), else ``/``."""
-    env = {"JUPYTER_RUNTIME_DIR": str(tmp_path)}
-    code = ("import json, os; from meshkit.serverproxy import proxied_url, service_prefix; "
-            "print(json.dumps([service_prefix({}), proxied_url('mesh-dashboard', env={})]))")
-    run = lambda: json.loads(subprocess.run(  # noqa: E731
-        [sys.executable, "-c", code], env={**os.environ, **env, "JUPYTERHUB_SERVICE_PREFIX": ""},
-        capture_output=True, text=True, check=True).stdout)
-    assert run() == ["/", "/mesh-dashboard/"]
-    # a running server's info file, as jupyter_server writes it (pid must be alive: ours)
-    (tmp_path / f"jpserver-{os.getpid()}.json").write_text(json.dumps({
-        "base_url": "/lab-root/", "url": "http://127.0.0.1:8899/lab-root/", "pid": os.getpid(), "port": 8899,
-        "hostname": "127.0.0.1", "token": "t", "root_dir": str(tmp_path), "secure": False, "sock": "",
-        "password": False, "version": "2"}))
-    assert run() == ["/lab-root/", "http://127.0.0.1:8899/lab-root/mesh-dashboard/"]
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))
+    assert (service_prefix({}), proxied_url("mesh-dashboard", env={})) == ("/", "/mesh-dashboard/")
+    # a running server's info file, as jupyter_server writes it (its pid must be alive: ours)
+    info = {"base_url": "/lab-root/", "url": "http://127.0.0.1:8899/lab-root/", "pid": os.getpid(), "port": 8899}
+    (tmp_path / f"jpserver-{os.getpid()}.json").write_text(json.dumps(info))
+    assert service_prefix({}) == "/lab-root/"
+    assert proxied_url("mesh-dashboard", env={}) == "http://127.0.0.1:8899/lab-root/mesh-dashboard/"
+    # a dead server's file is ignored; two live ones are ambiguous: the path alone
+    (tmp_path / "jpserver-999999999.json").write_text(json.dumps(dict(info, pid=999_999_999)))
+    assert service_prefix({}) == "/lab-root/"
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        (tmp_path / f"jpserver-{other.pid}.json").write_text(json.dumps(dict(info, pid=other.pid, base_url="/x/")))
+        assert proxied_url("mesh-dashboard", env={}) == "/mesh-dashboard/"
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_links_per_backend_and_the_addons_base_paths() -> None:
@@ -81,16 +84,22 @@ def test_links_per_backend_and_the_addons_base_paths() -> None:
         proxied_path("a/b")
 
 
-def test_print_url_from_the_cli() -> None:
-    env = {**os.environ, "JUPYTERHUB_SERVICE_PREFIX": "/user/carol/", "JUPYTERHUB_HOST": "",
-           "JUPYTERHUB_PUBLIC_URL": ""}
-    out = subprocess.run([sys.executable, "-m", "meshkit.cli", "dashboard", "--print-url"], env=env,
-                         capture_output=True, text=True, timeout=60)
-    assert (out.returncode, out.stdout) == (0, "/user/carol/mesh-dashboard/\n"), out.stderr
-    out = subprocess.run([sys.executable, "-m", "meshkit.cli", "--backend", "kind", "dashboard", "--print-url"],
-                         env=env, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0 and "Kiali: /user/carol/kiali/\n" in out.stdout, out.stderr
-    assert service_prefix({"JUPYTERHUB_SERVICE_PREFIX": "/user/carol/"}) == "/user/carol/"
+def test_print_url_from_the_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                tmp_path: Path) -> None:
+    from meshkit.cli import main
+
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/carol/")
+    for name in ("JUPYTERHUB_HOST", "JUPYTERHUB_PUBLIC_URL", "MESHKIT_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MESHKIT_HOME", str(tmp_path))
+    assert main(["dashboard", "--print-url"]) == 0
+    assert capsys.readouterr().out == "/user/carol/mesh-dashboard/\n"
+    assert main(["--backend", "kind", "dashboard", "--print-url"]) == 0
+    assert capsys.readouterr().out == ("Kiali: /user/carol/kiali/\nJaeger: /user/carol/jaeger/search\n"
+                                       "Prometheus: /user/carol/prometheus/\n")
+    # a bad option is one line, no traceback
+    assert main(["dashboard", "--port", "70000"]) == 1
+    assert capsys.readouterr().err == "error: dashboard: --port 70000: must be 0-65535 (0: a free port)\n"
 
 
 # -- the entries, through jupyter-server-proxy's own loader ----------------------------------------------------

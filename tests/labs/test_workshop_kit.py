@@ -15,7 +15,7 @@ import pytest
 from meshkit.backends import choice
 from meshkit.cli import build_parser, main
 from meshkit.cli.workshop import class_table, learner_homes
-from meshkit.doctor import check_memory, run_checks
+from meshkit.doctor import check_memory, check_server_proxy, run_checks
 from meshkit.errors import MeshkitError
 from meshkit.lab import progress
 
@@ -143,5 +143,9 @@ def test_doctor_gives_a_verdict_per_line() -> None:
     assert str(check_memory(0.8)).startswith("⚠")
     assert str(check_memory(4.0)).startswith("✓")
     lines = [str(v) for v in run_checks("local", request=False)]
-    assert [line.split(" ", 2)[1] for line in lines] == ["Python", "lab", "ports:", "memory:", "CPU:", "backend"]
+    assert [line.split(" ", 2)[1] for line in lines] == ["Python", "lab", "jupyter-server-proxy", "ports:", "memory:",
+                                                         "CPU:", "backend"]
     assert all(line[0] in "✓⚠✗" for line in lines)
+    assert str(check_server_proxy("4.6.0")).startswith("✓ jupyter-server-proxy 4.6.0")
+    assert str(check_server_proxy("4.1.0")).startswith("⚠ jupyter-server-proxy 4.1.0: older than 4.2")
+    assert str(check_server_proxy(None)).startswith("⚠ jupyter-server-proxy not installed")
