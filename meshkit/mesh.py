@@ -229,7 +229,9 @@ class Mesh:
         from meshkit.telemetry.graph import graph
 
         now = time.time() if now is None else now
-        return graph(self.settled_request_log(now - window_s), window_s, now=now)
+        tcp = getattr(self.backend, "tcp_increase", None)  # ztunnel's L4 series (ambient), read at once
+        return graph(self.settled_request_log(now - window_s), window_s, now=now,
+                     tcp=tcp(now - window_s, now) if tcp is not None else ())
 
     def settled_request_log(self, since: float = 0.0, timeout: float = 5.0) -> list[dict[str, Any]]:
         """:meth:`request_log` once the proxies have reported every request answered before this call.

@@ -16,6 +16,11 @@ Which proxy's view is used, and why:
   reached a server (a ServiceEntry host, a circuit breaker) falls back to the caller's durations.
 * requests whose caller has no sidecar (``source_workload="unknown"`` on the destination report)
   have no source report, so they come from the destination report with an ``unknown`` source node.
+* **TCP edges** (ambient pods, whose only proxy is ztunnel) come from ztunnel's ``istio_tcp_*`` series
+  over the window, as Kiali reads them from Prometheus: connections opened, bytes both ways, close
+  flags from the source reporter (the destination's when the caller is outside the mesh), mTLS from
+  the destination reporter. They carry ``protocol: "tcp"`` and Kiali's ``rates: {"tcp": bytes/s}``, and
+  are separate from any HTTP edge between the same nodes.
 
 Example::
 
@@ -83,10 +88,60 @@ def _pct(part: float, whole: float) -> str:
     return f"{100.0 * part / whole:.1f}" if whole else "0.0"
 
 
+TCP_FAILURES = frozenset({"CONNECT", "DENY", "TLS_FAILURE", "H2_HANDSHAKE_FAILURE", "NETWORK_POLICY",
+                          "IDENTITY_ERROR"})
+
+
+@dataclass
+class _TcpEdge:
+    opened: int = 0
+    closed: int = 0
+    failed: int = 0
+    bytes: int = 0
+    flags: Counter[str] = field(default_factory=Counter)
+    hosts: Counter[str] = field(default_factory=Counter)
+    dest_opened: int = 0
+    mtls: int = 0
+
+    def add(self, metric: str, labels: Mapping[str, str], value: float) -> None:
+        n = int(value)
+        if metric in ("istio_tcp_sent_bytes_total", "istio_tcp_received_bytes_total"):
+            self.bytes += n
+        elif metric == "istio_tcp_connections_opened_total":
+            self.opened += n
+            self.hosts[str(labels.get("destination_service", UNKNOWN))] += n
+        elif metric == "istio_tcp_connections_closed_total":
+            self.closed += n
+            flag = str(labels.get("response_flags", "-"))
+            self.flags[flag] += n
+            if flag in TCP_FAILURES:
+                self.failed += n
+
+
 class _Builder:
     def __init__(self) -> None:
         self.nodes: dict[str, dict[str, Any]] = {}
         self.edges: dict[tuple[str, str], _Edge] = defaultdict(_Edge)
+        self.tcp: dict[tuple[str, str], _TcpEdge] = defaultdict(_TcpEdge)
+
+    def add_tcp_series(self, row: Mapping[str, Any]) -> None:
+        """One ztunnel series' increase: its caller → service → workload edges, as Kiali draws TCP."""
+        labels: Mapping[str, str] = row.get("labels") or {}
+        rec = {**labels, "namespace": labels.get("destination_service_namespace") or "tutorial"}
+        caller, callee = self.app_node(rec, "source"), self.app_node(rec, "destination")
+        hops = [(caller, callee)]
+        if labels.get("destination_service", UNKNOWN) != UNKNOWN:
+            svc = self.service_node(rec)
+            hops = [(caller, svc), (svc, callee)] if callee != UNKNOWN_NODE else [(caller, svc)]
+        metric, value = str(row.get("metric")), float(row.get("value") or 0)
+        traffic = labels.get("reporter") == "source" or caller == UNKNOWN_NODE
+        for hop in hops:
+            if traffic:
+                self.tcp[hop].add(metric, labels, value)
+            if labels.get("reporter") == "destination" and metric == "istio_tcp_connections_opened_total":
+                self.tcp[hop].dest_opened += int(value)
+                if labels.get("connection_security_policy") == "mutual_tls":
+                    self.tcp[hop].mtls += int(value)
 
     def app_node(self, rec: Mapping[str, Any], side: str) -> str:
         workload = str(rec.get(f"{side}_workload", UNKNOWN))
@@ -184,15 +239,48 @@ def _edge_data(source: str, target: str, edge: _Edge, window_s: float, out_of_so
     return data
 
 
+def _tcp_edge_data(source: str, target: str, edge: _TcpEdge, window_s: float) -> dict[str, Any]:
+    mtls = edge.mtls / edge.dest_opened if edge.dest_opened else None
+    data: dict[str, Any] = {
+        "id": f"{source}->{target}:tcp",
+        "source": source,
+        "target": target,
+        "protocol": "tcp",
+        "count": edge.opened,
+        "rate": edge.opened / window_s,  # connections per second
+        "bytes": edge.bytes,
+        "bytesRate": edge.bytes / window_s,
+        "errorRatio": edge.failed / edge.closed if edge.closed else 0.0,
+        "codes": {},
+        "flags": {f: n for f, n in sorted(edge.flags.items()) if f != "-"},
+        "p95Ms": None,
+        "mtlsShare": mtls,
+        "traffic": {
+            "protocol": "tcp",
+            "rates": {"tcp": f"{edge.bytes / window_s:.2f}"},
+            "responses": {"-": {
+                "flags": {f: _pct(n, edge.closed) for f, n in sorted(edge.flags.items())},
+                "hosts": {h: _pct(n, edge.opened) for h, n in sorted(edge.hosts.items())},
+            }},
+        },
+    }
+    if mtls:
+        data["isMTLS"] = f"{100 * mtls:.0f}"
+    return data
+
+
 def graph(
-    records: Iterable[Mapping[str, Any] | RequestRecord], window_s: float, now: float | None = None
+    records: Iterable[Mapping[str, Any] | RequestRecord], window_s: float, now: float | None = None,
+    tcp: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The versionedApp service graph of the requests that completed in the last ``window_s`` seconds.
 
     Returns Kiali's cytoscape shape: ``{"elements": {"nodes": [{"data"}], "edges": [{"data"}]},
     "timestamp", "duration", "graphType": "versionedApp"}``. Edge ``data`` has the numeric fields
     ``count``, ``rate`` (rps), ``errorRatio`` (5xx share), ``codes``, ``flags``, ``p95Ms``,
-    ``mtlsShare`` and Kiali's string fields ``traffic``, ``responseTime``, ``isMTLS``.
+    ``mtlsShare`` and Kiali's string fields ``traffic``, ``responseTime``, ``isMTLS``. ``tcp`` is ztunnel's
+    ``istio_tcp_*`` series' increase over the same window (``{"metric", "labels", "value"}``): each makes
+    a TCP edge (``protocol: "tcp"``, ``count`` connections, ``bytes``, ``bytesRate``).
 
     Example::
 
@@ -212,6 +300,8 @@ def graph(
             builder.add_source_report(rec)
         elif rec.get("reporter") == "destination":
             builder.add_destination_report(rec)
+    for row in tcp:
+        builder.add_tcp_series(row)
     out_of: Counter[str] = Counter()
     for (source, _), edge in builder.edges.items():
         out_of[source] += edge.count
@@ -220,6 +310,8 @@ def graph(
         for (s, t), e in sorted(builder.edges.items())
         if e.count  # a server view with no traffic report: its caller's report fell outside the window
     ]
+    edges += [{"data": _tcp_edge_data(s, t, e, window_s)} for (s, t), e in sorted(builder.tcp.items())
+              if e.opened or e.bytes]
     used = {e["data"]["source"] for e in edges} | {e["data"]["target"] for e in edges}
     nodes = [{"data": builder.nodes[n]} for n in sorted(builder.nodes) if n in used]
     return {
@@ -259,6 +351,8 @@ def format_graph(g: Mapping[str, Any]) -> str:
         p95 = "-" if d["p95Ms"] is None else f"{d['p95Ms']:.1f}"
         mtls = "-" if d["mtlsShare"] is None else f"{100 * d['mtlsShare']:.0f}"
         codes = ",".join(f"{c}:{n}" for c, n in d["codes"].items())
+        if d.get("protocol") == "tcp":  # an L4 edge: connections per second, and the bytes they carried
+            codes = f"tcp {d['bytes']}B"
         flags = ",".join(f"{f}:{n}" for f, n in d["flags"].items()) or "-"
         lines.append(
             f"{node_label(nodes[d['source']]):<24} {node_label(nodes[d['target']]):<26} {d['rate']:>7.2f} "

@@ -85,6 +85,9 @@ def node_label(node: Mapping[str, Any]) -> str:
 def edge_label(edge: Mapping[str, Any]) -> str:
     """``🔒 4.2 rps, 10.0 % err`` (the lock only when most of the traffic was mutual TLS)."""
     lock = "🔒 " if _mtls(edge) > 0.5 else ""
+    if edge.get("protocol") == "tcp":  # a ztunnel (L4) edge: bytes, not requests
+        bytes_rate, err = float(edge.get("bytesRate") or 0), 100 * float(edge.get("errorRatio") or 0)
+        return f"{lock}TCP {bytes_rate:.0f} B/s, {err:.1f} % err"
     return (
         f"{lock}{float(edge.get('rate') or 0):.1f} rps, {100 * float(edge.get('errorRatio') or 0):.1f} % err"
     )
@@ -106,7 +109,7 @@ def service_graph(graph: Mapping[str, Any]) -> go.Figure:
     nodes, edges = graph_elements(graph)
     depth = hop_depths(nodes, edges)
     pos = _positions(nodes, depth)
-    max_rate = max((float(e.get("rate") or 0) for e in edges), default=0.0) or 1.0
+    max_rate = max((float(e.get("rate") or 0) for e in edges if e.get("protocol") != "tcp"), default=0.0) or 1.0
     labels = {n["id"]: node_label(n) for n in nodes}
     last = max(depth.values(), default=0)
     fig = go.Figure()
@@ -115,7 +118,7 @@ def service_graph(graph: Mapping[str, Any]) -> go.Figure:
         (sx, sy), (tx, ty) = pos[e["source"]], pos[e["target"]]
         err = float(e.get("errorRatio") or 0)
         color = ERROR_RED if err > 0 else EDGE_OK
-        width = 1.5 + 4.5 * float(e.get("rate") or 0) / max_rate
+        width = 1.5 if e.get("protocol") == "tcp" else 1.5 + 4.5 * float(e.get("rate") or 0) / max_rate
         secure = _mtls(e) > 0.5
         fig.add_trace(
             go.Scatter(

@@ -322,3 +322,34 @@ def test_ztunnels_csr_names_the_workload_and_its_token_covers_only_ambient_pods(
     assert status == 403 and "may only ask certificates for ambient pods of its node" in body
     status, body = _as_ztunnel(mesh, {"pod": curl.name, "identity": CURL, "validity_duration": 10**9})
     assert status == 400 and "validity_duration: Invalid value" in body
+
+
+def test_service_graph_shows_ztunnel_tcp_edges_apart_from_http_edges(mesh: Mesh) -> None:
+    from meshkit.telemetry.graph import format_graph
+    from meshkit.viz.graph import edge_label, service_graph
+
+    for _ in range(3):
+        assert mesh.curl()[0] == 200  # gateway (sidecar, HTTP) → customer → preference → recommendation (ztunnel)
+    g = mesh.graph(window_s=3600)
+    nodes = {n["data"]["id"]: n["data"] for n in g["elements"]["nodes"]}
+    edges = {(nodes[e["data"]["source"]].get("app"), nodes[e["data"]["target"]].get("app"),
+              nodes[e["data"]["target"]]["nodeType"], e["data"]["protocol"]): e["data"] for e in g["elements"]["edges"]}
+    # the gateway's sidecar reports HTTP; between ambient pods only ztunnel sees the traffic: TCP edges
+    http = edges[("istio-ingressgateway", "customer", "service", "http")]
+    assert http["count"] >= 3 and set(http["codes"]) == {"200"} and "bytes" not in http
+    for caller, callee in (("customer", "preference"), ("preference", "recommendation")):
+        assert (caller, callee, "service", "http") not in edges
+        tcp = edges[(caller, callee, "service", "tcp")]
+        assert tcp["id"].endswith(":tcp") and tcp["count"] >= 1 and tcp["bytes"] > 0 and tcp["mtlsShare"] == 1.0
+        assert tcp["traffic"]["protocol"] == "tcp" and float(tcp["traffic"]["rates"]["tcp"]) > 0
+        assert edges[(callee, callee, "app", "tcp")]["bytes"] == tcp["bytes"]  # service → its workload
+    # the edge's bytes are ztunnel's byte counters for that caller and service, both ways
+    counted = sum(_metric(mesh, name, 'reporter="source"', 'source_workload="customer"',
+                          'destination_service="preference.tutorial.svc.cluster.local"')
+                  for name in ("istio_tcp_sent_bytes_total", "istio_tcp_received_bytes_total"))
+    assert edges[("customer", "preference", "service", "tcp")]["bytes"] == counted
+    table = format_graph(g)
+    assert any(line.startswith("customer v1") and "tcp " in line for line in table.splitlines())
+    tcp_edge = edges[("customer", "preference", "service", "tcp")]
+    assert edge_label(tcp_edge).startswith("🔒 TCP ") and "B/s" in edge_label(tcp_edge)
+    assert len(service_graph(g).data) >= len(g["elements"]["edges"])

@@ -588,6 +588,16 @@ class LocalBackend(Backend):
         result: dict[str, Any] = self._call("POST", "/label", {"kind": kind, "name": name, "labels": dict(labels)})
         return result
 
+    def tcp_increase(self, since: float, until: float) -> list[dict[str, Any]]:
+        """ztunnel's ``istio_tcp_*`` series increase over ``(since, until]`` (none without a ztunnel)."""
+        zt = [p for p in self.pods() if p.app == "ztunnel" and p.extra.get("ports", {}).get("admin")]
+        if not zt:
+            return []
+        path = f"/tcp_increase?since={since}&until={until}"
+        with urllib.request.urlopen(self._owner_request(int(zt[0].extra["ports"]["admin"]), path), timeout=10) as resp:
+            rows: list[dict[str, Any]] = json.loads(resp.read())
+        return rows
+
     def ztunnel_dump(self) -> dict[str, Any]:
         """The node ztunnel's config dump (its ``localhost:15000/config_dump``)."""
         zt = [p for p in self.pods() if p.app == "ztunnel"]

@@ -563,6 +563,14 @@ class Ztunnel(Pod):
             text = ("\n".join(lines) + "\n") if lines else ""
             return Response(200, {"content-type": "text/plain", "x-log-lines": str(self.telemetry.logged)},
                             text.encode())
+        if path == "/tcp_increase":  # the series' increase over a window (what Kiali reads from Prometheus)
+            q = dict(part.partition("=")[::2] for part in req.path.partition("?")[2].split("&") if part)
+            try:
+                window = float(q.get("since") or 0), float(q.get("until") or time.time())
+            except ValueError:
+                return Response(400, {"content-type": "text/plain"}, b"since, until: must be numbers\n")
+            rows = json.dumps(self.telemetry.increase(*window)).encode()
+            return Response(200, {"content-type": "application/json"}, rows)
         if path in ("/ready", "/healthz/ready"):
             return Response(200, {"content-type": "text/plain"}, b"ready\n")
         if path == PROBE_PATH:

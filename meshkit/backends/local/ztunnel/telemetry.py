@@ -40,6 +40,7 @@ SOCKETS = "istio_tcp_sockets_open"
 FAILURE_FLAGS = frozenset({"CONNECT", "DENY", "TLS_FAILURE", "H2_HANDSHAKE_FAILURE", "NETWORK_POLICY",
                            "IDENTITY_ERROR"})
 POLICY_CHANGE = "connection closed due to policy change"
+HISTORY_S = 3600  # seconds of per-second increments kept for windowed rates (the service graph)
 CLUSTER = "Kubernetes"
 
 
@@ -78,6 +79,8 @@ class ZtunnelTelemetry:
         self.counters: dict[tuple[str, tuple[str, ...]], int] = {}
         self.sockets: dict[str, int] = {"source": 0, "destination": 0}
         self.open: dict[int, Connection] = {}  # opened and not yet closed: ``ztunnel-config connections``
+        # what Prometheus would have scraped: counter increments per second, for rates over a window
+        self.history: deque[tuple[int, dict[tuple[str, tuple[str, ...]], int]]] = deque(maxlen=HISTORY_S)
         self.log: deque[str] = deque(maxlen=log_capacity)
         self.logged = 0
 
@@ -125,6 +128,26 @@ class ZtunnelTelemetry:
 
     def _add(self, name: str, key: tuple[str, ...], n: int) -> None:
         self.counters[(name, key)] = self.counters.get((name, key), 0) + n
+        second = int(time.time())
+        if not self.history or self.history[-1][0] != second:
+            self.history.append((second, {}))
+        bucket = self.history[-1][1]
+        bucket[(name, key)] = bucket.get((name, key), 0) + n
+
+    def increase(self, since: float, until: float) -> list[dict[str, Any]]:
+        """Each series' increase over ``(since, until]`` (whole seconds), as Prometheus' ``increase()``
+        would give it: ``{"metric": name, "labels": {...}, "value": n}``, for the service graph.
+
+        >>> ZtunnelTelemetry().increase(0, time.time())
+        []
+        """
+        total: dict[tuple[str, tuple[str, ...]], int] = {}
+        for second, bucket in self.history:
+            if since < second + 1 and second <= until:
+                for k, n in bucket.items():
+                    total[k] = total.get(k, 0) + n
+        return [{"metric": name, "labels": dict(zip(LABELS, key, strict=True)), "value": n}
+                for (name, key), n in sorted(total.items())]
 
     def access(self, c: Connection, sent: int, received: int, error: str = "") -> None:
         """``<time>\\t<level>\\taccess\\tconnection complete\\t<fields>``, ztunnel's layout and order."""
