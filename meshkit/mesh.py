@@ -378,6 +378,22 @@ class Mesh:
         result: dict[str, Any] = label(kind, name, labels)
         return result
 
+    def rollout_restart(self, *deployments: str) -> None:
+        """``kubectl rollout restart deployment/NAME...``: the deployments' pods are replaced by new ones,
+        with or without a sidecar as the namespace's ``istio-injection`` label now says.
+
+        Example::
+
+            mesh.label("Namespace", "tutorial", {"istio-injection": None})   # no more injection
+            mesh.rollout_restart("customer")                                  # customer's new pod: no sidecar
+        """
+        restart = getattr(self.backend, "rollout_restart", None)
+        if not callable(restart):
+            from meshkit.errors import Unsupported
+
+            raise Unsupported(f"on a cluster: kubectl rollout restart deployment {' '.join(deployments)}")
+        restart(*deployments)
+
     def ztunnel_dump(self) -> dict[str, Any]:
         """The node ztunnel's config (workloads, services, policies, certificates, connections)."""
         dump = getattr(self.backend, "ztunnel_dump", None)

@@ -155,8 +155,13 @@ def _notebook_lab() -> str | None:
 
 
 def tidy(mesh: Mesh) -> None:
-    """Bring the workloads back to the defaults: one healthy, fast replica per default deployment."""
-    replicas = Counter(p.deployment for p in mesh.pods())
+    """Bring the workloads back to the defaults: one healthy, fast replica per default deployment,
+    each with its sidecar (lab 06 moves the sample to ambient; every lab starts from sidecars)."""
+    from meshkit.lab.ambient import restore_sidecars
+
+    restore_sidecars(mesh)
+    # ztunnel is part of the install (the ambient profile), not a workload a lab added
+    replicas = Counter(p.deployment for p in mesh.pods() if p.app != "ztunnel")
     for deployment in replicas:
         if deployment not in DEFAULT_DEPLOYMENTS and deployment != GATEWAY:
             mesh.undeploy(deployment)

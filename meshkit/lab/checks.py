@@ -535,6 +535,88 @@ class Checks:
                            f"{chain.get('VALID CERT', '-')}, serial {chain.get('SERIAL NUMBER', '-')}", want,
                            "the sidecar gets its certificate from istiod at start; is the pod ready?")
 
+    # ambient (lab 06) ------------------------------------------------------------------------------
+    @staticmethod
+    @_check
+    def dataplane(mesh: Mesh, mode: str, same_pids: Mapping[str, int] | None = None,
+                  apps: Sequence[str] = ("customer", "preference", "recommendation")) -> CheckResult:
+        """Every pod of ``apps`` runs in data plane ``mode`` (``sidecar``, ``ambient``, ``none``); with
+        ``same_pids`` (pod → pid from before) those pods are still there, in the same process."""
+        pods = [p for p in mesh.pods() if p.app in apps]
+        modes = dict(Counter(str(p.extra.get("dataplane", "sidecar" if p.sidecar else "none")) for p in pods))
+        ok = bool(pods) and set(modes) == {mode}
+        seen = f"data planes {modes}"
+        if same_pids is not None:
+            now = {p.name: int(p.extra.get("pid") or 0) for p in mesh.pods()}
+            moved = [name for name, pid in same_pids.items() if now.get(name) != pid]
+            ok = ok and not moved
+            seen += f"; {len(same_pids) - len(moved)} of {len(same_pids)} pods in the same process"
+        return CheckResult(f"data plane {mode}", ok, seen, f"every pod of {', '.join(apps)} {mode}"
+                           + (", none restarted" if same_pids is not None else ""),
+                           "a pod with a sidecar never enrolls; label the namespace istio.io/dataplane-mode=ambient "
+                           "and restart the deployments without injection")
+
+    @staticmethod
+    @_check
+    def connection_reset(mesh: Mesh, pod: str, url: str, log: str = "connection closed due to policy rejection",
+                         ) -> CheckResult:
+        """A call from ``pod`` to ``url`` gets no HTTP status, only a reset (curl's exit 56), and the
+        node's ztunnel logs ``log`` for it."""
+        code, body = mesh.exec(pod, url)
+        app_log = getattr(mesh.backend, "app_log", None)
+        zt = next((p.name for p in mesh.pods() if p.app == "ztunnel"), None)
+        line = None
+        deadline = time.monotonic() + 5.0
+        while callable(app_log) and zt is not None:  # written when the connection closes
+            line = next((x for x in reversed(str(app_log(zt)).splitlines()) if log in x), None)
+            if line is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        reset = code == 0 and "(56)" in body
+        ok = reset and (line is not None or not callable(app_log))
+        why = line[line.find('error="'):] if line and 'error="' in line else (line or "no such line")[-160:]
+        seen = f"{code} {body.strip()[:90]!r}; ztunnel: {why}"
+        return CheckResult("connection reset by ztunnel", ok, seen,
+                           f"curl: (56) Recv failure: Connection reset by peer, and a ztunnel line with {log!r}",
+                           "an L4 AuthorizationPolicy (principals, namespaces, ports) on the destination decides")
+
+    @staticmethod
+    @_check
+    def ztunnel_identity(mesh: Mesh, source: str, destination: str) -> CheckResult:
+        """The destination's ztunnel counts connections from app ``source`` to app ``destination`` as
+        ``mutual_tls``, with both SPIFFE identities (taken from the peers' certificates) as labels."""
+        import re
+
+        accounts = {p.app: p.service_account or p.app for p in mesh.pods()}
+        want = {f"spiffe://cluster.local/ns/tutorial/sa/{accounts.get(a, a)}" for a in (source, destination)}
+        mesh.curl()
+        lines = [x for x in mesh.metrics().splitlines() if x.startswith("istio_tcp_connections_opened_total{")
+                 and 'reporter="destination"' in x and f'source_canonical_service="{source}"' in x
+                 and f'destination_canonical_service="{destination}"' in x]
+        line = lines[-1] if lines else ""
+        ids = set(re.findall(r'(?:source|destination)_principal="([^"]+)"', line))
+        policy = re.search(r'connection_security_policy="([^"]+)"', line)
+        seen = (f"{source}→{destination}: {policy.group(1) if policy else 'no connection counted'}, "
+                f"identities {sorted(ids) or 'none'}")
+        return CheckResult("identity from the certificate", bool(policy) and policy.group(1) == "mutual_tls"  # type: ignore[union-attr]
+                           and ids == want, seen, f"mutual_tls, {sorted(want)}",
+                           "both pods must be enrolled (istio.io/dataplane-mode=ambient) for HBONE mTLS")
+
+    @staticmethod
+    @_check
+    def policy_status(mesh: Mesh, name: str, type_: str, reason: str, message: str = "") -> CheckResult:
+        """AuthorizationPolicy ``name`` carries the condition istiod writes: ``type_`` with ``reason``
+        (and ``message`` in its text)."""
+        found = [r for r in mesh.get("AuthorizationPolicy") if r["metadata"]["name"] == name]
+        conds = [c for r in found for c in (r.get("status") or {}).get("conditions") or []]
+        hit = next((c for c in conds if c.get("type") == type_ and c.get("reason") == reason
+                    and message in str(c.get("message", ""))), None)
+        seen = "; ".join(f"{c.get('type')} {c.get('status')} {c.get('reason')}: {c.get('message')}" for c in conds)
+        return CheckResult(f"status of {name}", hit is not None, seen or "no condition",
+                           f"{type_} {reason}" + (f" saying {message!r}" if message else ""),
+                           "ambient's istiod writes ZtunnelAccepted (selector policies) or WaypointAccepted "
+                           "(targetRefs); meshkit get authorizationpolicy NAME -o yaml shows it")
+
 
 def _rows(table: Any) -> list[dict[str, Any]]:
     return list(table.to_dict("records")) if hasattr(table, "to_dict") else list(table)

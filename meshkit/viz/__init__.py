@@ -27,6 +27,7 @@ _EXPORTS = {
     "service_graph": "figures",
     "pods_table": "figures",
     "config_push_timeline": "figures",
+    "dataplane_figure": "dataplanes",
     "InvalidData": "figures",
     "LiveFigure": "live",
     "RecordSource": "live",

@@ -11,7 +11,7 @@ import pytest
 
 from tests.labs.conftest import LABS, NOTEBOOKS, REPO
 
-EXPECTED = ["00_setup", "01_traffic_control", "02_resiliency", "03_chaos", "04_observability", "05_security"]
+EXPECTED = ["00_setup", "01_traffic_control", "02_resiliency", "03_chaos", "04_observability", "05_security", "06_ambient"]
 
 
 def test_every_chapter_has_its_lab() -> None:

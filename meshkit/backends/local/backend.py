@@ -194,6 +194,9 @@ class LocalBackend(Backend):
                     self._restart_locked(timeout)
                 else:
                     self.wait_ready(timeout)
+                if dataplane == "ambient":  # the ambient profile over a running mesh: ztunnel joins
+                    self._call("POST", "/ambient", {})
+                    self.wait_ready(timeout)
                 return
             self._refuse_unknown_control_plane()
             self._start_control_plane(profile, outbound, gateway_port, timeout, dataplane)
@@ -510,6 +513,12 @@ class LocalBackend(Backend):
         self.wait_ready()
         return str(reply["deployment"])
 
+    def rollout_restart(self, *deployments: str) -> None:
+        """``kubectl rollout restart deployment/NAME...``: new pods, injected as the namespace now says."""
+        for name in deployments:
+            self._call("POST", "/rollout", {"deployment": name})
+        self.wait_ready()
+
     def scale(self, deployment: str, replicas: int) -> None:
         self._call("POST", "/scale", {"deployment": deployment, "replicas": replicas})
         self.wait_ready()
@@ -662,12 +671,17 @@ class LocalBackend(Backend):
         from meshkit.traffic import run_load
 
         pod = self._pods_of(target)[0]
-        admin = pod.extra["ports"]["admin"]
-        post = self._owner_request(admin, f"/sniff?seconds={seconds}", "POST", b"")
+        admin, query = pod.extra["ports"]["admin"], ""
+        if pod.extra.get("dataplane") == "ambient":  # the wire to an ambient pod ends at ztunnel's HBONE port
+            ztunnel = next((p for p in self.pods() if p.app == "ztunnel"), None)
+            if ztunnel is None:
+                raise MeshkitError(f"pod {pod.name} is enrolled in ambient but no ztunnel runs")
+            admin, query = ztunnel.extra["ports"]["admin"], f"pod={pod.name}&"
+        post = self._owner_request(admin, f"/sniff?{query}seconds={seconds}", "POST", b"")
         urllib.request.urlopen(post, timeout=10).close()
         self.wait_synced()
         run_load(self.gateway_url(), n=requests, headers=headers)
-        with urllib.request.urlopen(self._owner_request(admin, "/sniff"), timeout=10) as resp:
+        with urllib.request.urlopen(self._owner_request(admin, f"/sniff?{query.rstrip('&')}"), timeout=10) as resp:
             views: list[dict[str, Any]] = json.loads(resp.read())
         return views
 

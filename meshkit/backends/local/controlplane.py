@@ -459,6 +459,10 @@ class ControlPlane:
                             (await self._metrics(pod_name)).encode())
         if route == "POST /label":
             return await self._label(body)
+        if route == "POST /rollout":
+            return await self._rollout(self._deployment(body))
+        if route == "POST /ambient":
+            return await self._install_ambient()
         if route == "POST /shutdown":
             # ``meshkit down`` stops the pods with the control plane; ``meshkit restart`` keeps them
             self.keep_pods = bool(body.get("keep_pods", False))
@@ -608,6 +612,28 @@ class ControlPlane:
             pass  # a pod that just died is captured no more
         finally:
             client.close()
+
+    async def _rollout(self, spec: DeploymentSpec) -> dict[str, Any]:
+        """``kubectl rollout restart``: new pods replace the old ones, and injection is decided again
+        from the namespace's ``istio-injection`` label, as the injection webhook decides at pod creation."""
+        assert self.deployments is not None
+        if not spec.gateway and spec.service != ZTUNNEL:
+            labels = self.namespace_labels().get(spec.namespace, {})
+            spec = dataclasses.replace(spec, sidecar=labels.get("istio-injection") == "enabled")
+        await self.deployments.rollout(spec)
+        self.bump()
+        return {"deployment": spec.name, "sidecar": spec.sidecar}
+
+    async def _install_ambient(self) -> dict[str, Any]:
+        """The ambient profile installed over a running mesh: the node's ztunnel joins; every pod keeps
+        its data plane until its namespace or itself is labelled (sidecar pods never enroll)."""
+        assert self.deployments is not None
+        installed = self.has_ztunnel()
+        if not installed:
+            await self.deployments.ensure(ambient.ZTUNNEL_SPEC)
+            self.dataplane = "ambient"
+            self.bump()
+        return {"ztunnel": True, "installed": not installed}
 
     async def _label(self, body: dict[str, Any]) -> dict[str, Any]:
         """``kubectl label``: a Namespace's or a pod's labels change in place (pods are not restarted)."""

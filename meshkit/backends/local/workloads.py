@@ -256,6 +256,18 @@ class Deployments:
         self.specs = specs
         await self.converge(spec.name)
 
+    async def rollout(self, spec: DeploymentSpec) -> None:
+        """Replace every pod of the deployment with a new one made from ``spec`` (new pods first)."""
+        old = [p for p in self.pods.values() if p.deployment == spec.name and not p.stopping]
+        specs = {**self.specs, spec.name: spec}
+        self.save(specs)
+        self.specs = specs
+        for _ in range(spec.replicas):
+            await self.start_pod(spec)
+        for pod in old:
+            await self.stop_pod(pod)
+        self.on_change()
+
     async def converge(self, name: str) -> None:
         spec = self.specs.get(name)
         current = [p for p in self.pods.values() if p.deployment == name and not p.stopping]

@@ -35,6 +35,7 @@ from meshkit.backends.local.ca import WorkloadCert, csr_for, peer_spiffe_id, spi
 from meshkit.backends.local.peerauth import effective_mtls_mode
 from meshkit.backends.local.pod import Pod
 from meshkit.backends.local.probes import PATH as PROBE_PATH
+from meshkit.backends.local.sniff import Tap, describe
 from meshkit.backends.local.trust import owner_only
 from meshkit.backends.local.ztunnel import hbone
 from meshkit.backends.local.ztunnel.certs import Certificates, Held
@@ -96,6 +97,10 @@ class Ztunnel(Pod):
         self.inbound_open: dict[int, tuple[str, str | None, Callable[[], None], Connection]] = {}
         self.late_rejected: set[int] = set()  # closed by a policy change: their close is a DENY
         self.certs = Certificates(self._request_cert)
+        # `meshkit sniff POD`: a tap in front of an enrolled pod's HBONE port (15008) while it lasts
+        self.hbone_taps: dict[int, Tap] = {}
+        self.sniffs: dict[str, Tap] = {}
+        self._sniff_stops: set[asyncio.Future[None]] = set()
 
     # lifecycle ----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -302,7 +307,7 @@ class Ztunnel(Pod):
         c = Connection("outbound", e.side(src_addr), workload_side(dst, f"127.0.0.1:{dst['hbone_port']}", fqdn),
                        "mutual_tls", authority, original_dst=original)
         try:
-            stream = await hbone.open_stream(int(dst["hbone_port"]), e.client_ctx, authority)
+            stream = await hbone.open_stream(self._via_tap(int(dst["hbone_port"])), e.client_ctx, authority)
         except ssl.SSLError as exc:
             self.telemetry.opened(c)
             self.telemetry.closed(c, 0, 0, "TLS_FAILURE", f"tls error: {exc}")
@@ -548,9 +553,56 @@ class Ztunnel(Pod):
         # the stream was sent by the reporting side and what came out of it was received
         return to_stream, from_stream
 
+    # sniffing the wire to a pod's HBONE port ----------------------------------------------------------
+    def _via_tap(self, port: int) -> int:
+        tap = self.hbone_taps.get(port)
+        return tap.port if tap is not None else port
+
+    async def _sniff_pod(self, pod: str, seconds: float) -> bool:
+        """Put a tap on the wire to ``pod``'s HBONE listener for ``seconds``; its open connections are
+        closed so that the callers' next ones cross the tap (the apps reconnect by themselves)."""
+        e = self.enrolled.get(pod)
+        if e is None or "hbone" not in e.ports:
+            return False
+        port = e.ports["hbone"]
+        old = self.sniffs.pop(pod, None)
+        if old is not None:
+            old.close()
+        tap = Tap("HBONE (15008)", port)
+        await tap.start()
+        self.hbone_taps[port] = self.sniffs[pod] = tap
+        for key, (name, _, abort, *_) in list(self.inbound_open.items()):
+            if name == pod:
+                self.inbound_open.pop(key, None)
+                abort()
+
+        async def stop() -> None:
+            await asyncio.sleep(seconds)
+            if self.hbone_taps.get(port) is tap:
+                del self.hbone_taps[port]  # new connections go straight again; the captures stay readable
+
+        stopping = asyncio.ensure_future(stop())
+        self._sniff_stops.add(stopping)
+        stopping.add_done_callback(self._sniff_stops.discard)
+        return True
+
     # admin (the pod's localhost:15000 and :15020/metrics) ------------------------------------------
     async def admin(self, req: Request) -> Response:
         path = req.path.split("?", 1)[0]
+        if path == "/sniff":
+            query = dict(p.partition("=")[::2] for p in req.path.partition("?")[2].split("&") if p)
+            pod = query.get("pod", "")
+            if req.method == "POST":
+                try:
+                    seconds = min(max(float(query.get("seconds") or 3), 0.1), 60.0)
+                except ValueError:
+                    return Response(400, {"content-type": "text/plain"}, b"seconds: must be a number\n")
+                if not await self._sniff_pod(pod, seconds):
+                    return Response(404, {"content-type": "text/plain"}, f"pod {pod[:80]} is not enrolled\n".encode())
+                return Response(200, {"content-type": "application/json"}, b'{"sniffing": true}')
+            tap = self.sniffs.get(pod)
+            views = [describe(c) for c in tap.captures()] if tap is not None else []
+            return Response(200, {"content-type": "application/json"}, json.dumps(views).encode())
         if path in ("/stats/prometheus", "/metrics"):
             return Response(200, {"content-type": "text/plain; version=0.0.4"}, self.telemetry.exposition().encode())
         if path == "/config_dump":
