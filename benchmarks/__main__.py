@@ -4,7 +4,8 @@ Everything runs on 127.0.0.1 and is measured in the same run against its own bas
 
 * seconds from ``meshkit up`` to the first successful request (fresh state directory);
 * Envoy's limits: the HTTP/1.1 path's cost per request, RE2 against a backtracking regex, and
-  a 256 MB upload through the gateway (every pod's PSS, another client's p50/p99 meanwhile);
+  a 256 MB upload and a 256 MB download through the gateway (every pod's PSS and CPU, another
+  client's p50/p99 meanwhile; the download also from the three apps wired directly);
 * the whole chain (gateway + 5 sidecar passes) vs the same three apps wired directly, at full
   speed (closed loop) and paced at 1,000 requests/s: throughput, p50/p99, the latency and CPU each
   proxy pass adds, and memory (PSS) of every process;
@@ -230,12 +231,14 @@ def main(argv: list[str] | None = None) -> None:
     print()
     envoystats.main()
 
-    print("\nEnvoy's limits: the HTTP/1.1 path per request, the header regex engine, a 256 MB upload")
-    from benchmarks import http1_path, regex_match, upload
+    print("\nEnvoy's limits: the HTTP/1.1 path per request, the header regex engine, a 256 MB upload "
+          "and a 256 MB download")
+    from benchmarks import download, http1_path, regex_match, upload
 
     http1_path.main([])
     regex_match.main()
     upload.main(["--mb", "256"])
+    download.main(["--mb", "256"])
 
     print("\nthe control plane's life, under a paced load of 200 requests/s through the gateway")
     for name, (sent, lost, took) in bench_control_plane().items():

@@ -5,8 +5,10 @@ the body a piece at a time (never whole in memory); every proxy on the way passe
 arrives. A process of its own reads it and hashes it, while another client sends steady GETs.
 Printed: the download's throughput through the mesh and, in the same run, through the same three
 apps wired directly (no proxy: the baseline); every pod's proportional memory (PSS) before and at
-its peak; the other client's p50/p99 before and during the download. ``--slow`` reads at a capped
-rate instead, to show back-pressure: the proxies' memory stays put while the reader lags.
+its peak and the CPU each used meanwhile; the other client's p50/p99 before and during the
+download (at least 200 requests each: the download is repeated until the client has them), with
+the load average. ``--slow`` reads at a capped rate instead, to show back-pressure: the proxies'
+memory stays put while the reader lags.
 
 Example::
 
@@ -23,14 +25,12 @@ import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
 import meshkit
-from benchmarks.proc import pss_mb
-from benchmarks.upload import _Steady, quantile
+from benchmarks.upload import report_steady, while_steady
 from meshkit import Mesh
 from meshkit.sample.app import pattern_digest
 from meshkit.sample.ingress import gateway_customer
@@ -41,7 +41,8 @@ import hashlib, http.client, json, sys, time
 READ = 256 * 1024
 host, port, path, rate = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
 conn = http.client.HTTPConnection(host, port, timeout=300)
-started = time.perf_counter()
+conn.connect()
+began, started = time.time(), time.perf_counter()
 conn.request("GET", path)
 resp = conn.getresponse()
 digest, got, error = hashlib.sha256(), 0, ""
@@ -54,7 +55,7 @@ try:
 except Exception as exc:
     error = type(exc).__name__ + ": " + str(exc)
 print(json.dumps({"status": resp.status, "bytes": got, "digest": digest.hexdigest(), "error": error,
-                  "seconds": time.perf_counter() - started}))
+                  "seconds": time.perf_counter() - started, "window": [began, time.time()]}))
 """
 
 
@@ -81,48 +82,22 @@ def download(host: str, port: int, path: str, rate: float = 0.0) -> dict[str, An
 
 
 def measure_download(mesh: Mesh, megabytes: int = 256, rate: float = 20.0, baseline_s: float = 3.0,
-                     read_rate: float = 0.0, path: str = "/customer") -> dict[str, Any]:
+                     read_rate: float = 0.0, path: str = "/customer", min_samples: int = 0) -> dict[str, Any]:
     """Download ``megabytes`` through the gateway (``download_route`` applied) while a steady
-    client GETs ``path``; the figures."""
+    client GETs ``path``; the figures (see :func:`benchmarks.upload.while_steady`)."""
     url = urlsplit(mesh.backend.gateway_url())
     host, port = url.hostname or "127.0.0.1", int(url.port or 80)
-    pids = {p.name: int(p.extra["pid"]) for p in mesh.pods()}
-    before = {name: pss_mb(pid) for name, pid in pids.items()}
-    peak = dict(before)
-    sampling = threading.Event()
-
-    def sample() -> None:
-        while not sampling.is_set():
-            for name, pid in pids.items():
-                peak[name] = max(peak[name], pss_mb(pid))
-            sampling.wait(0.05)
-
     size = megabytes * 2**20
-    with _Steady(host, port, path, rate) as steady:
-        time.sleep(baseline_s)
-        baseline = steady.take()
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
+
+    def once() -> dict[str, Any]:
         got = download(host, port, f"/customer/bytes?n={size}", read_rate)
-        during = steady.take()
-        sampling.set()
-        sampler.join(5)
-        failures = steady.failures
-    seconds = got["seconds"] or 0.0
-    return {
-        "megabytes": megabytes,
-        "status": got["status"],
-        "bytes": got["bytes"],
-        "digest_ok": got["digest"] == pattern_digest(size),
-        "error": got["error"],
-        "seconds": seconds,
-        "mb_per_s": got["bytes"] / 2**20 / seconds if seconds else 0.0,
-        "pss_before_mb": before,
-        "pss_peak_mb": peak,
-        "baseline_latencies": baseline,
-        "during_latencies": during,
-        "other_failures": failures,
-    }
+        seconds = got["seconds"] or 0.0
+        return {"megabytes": megabytes, "status": got["status"], "bytes": got["bytes"],
+                "digest_ok": got["digest"] == pattern_digest(size), "error": got["error"], "seconds": seconds,
+                "mb_per_s": got["bytes"] / 2**20 / seconds if seconds else 0.0,
+                "window": tuple(got.get("window") or (0.0, 0.0))}
+
+    return while_steady(mesh, once, rate, baseline_s, min_samples, path)
 
 
 def measure_direct(megabytes: int) -> dict[str, Any]:
@@ -153,20 +128,14 @@ def report(figures: dict[str, Any], direct: dict[str, Any] | None = None) -> Non
         print(f"same download from the three apps wired directly: HTTP {direct['status']}, sha256 "
               f"{'ok' if direct['digest_ok'] else 'WRONG'} in {direct['seconds']:.1f} s "
               f"({direct['mb_per_s']:.0f} MB/s)")
-    print(f"{'process':44s} {'PSS before':>11s} {'PSS peak':>9s}")
-    for name, peak in sorted(figures["pss_peak_mb"].items()):
-        print(f"{name:44s} {figures['pss_before_mb'][name]:9.1f} MB {peak:6.1f} MB")
-    for label, key in (("before the download", "baseline_latencies"), ("during the download", "during_latencies")):
-        lat = figures[key]
-        print(f"other client {label}: n={len(lat)} p50 {quantile(lat, 0.5) * 1e3:.1f} ms"
-              f"  p99 {quantile(lat, 0.99) * 1e3:.1f} ms")
-    print(f"other client failures: {figures['other_failures']}")
+    report_steady(figures, "download")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mb", type=int, default=256)
-    parser.add_argument("--rate", type=float, default=20.0, help="the other client's requests per second")
+    parser.add_argument("--rate", type=float, default=50.0, help="the other client's requests per second")
+    parser.add_argument("--samples", type=int, default=200, help="the other client's requests before and during")
     parser.add_argument("--slow", type=float, default=0.0, help="read at most this many MB/s (back-pressure)")
     args = parser.parse_args(argv)
     direct = measure_direct(args.mb) if not args.slow else None
@@ -175,7 +144,8 @@ def main(argv: list[str] | None = None) -> None:
         try:
             mesh.apply(download_route())
             time.sleep(1.0)  # the push reaches the gateway
-            report(measure_download(mesh, args.mb, args.rate, read_rate=args.slow * 2**20), direct)
+            report(measure_download(mesh, args.mb, args.rate, read_rate=args.slow * 2**20, min_samples=args.samples),
+                   direct)
         finally:
             mesh.backend.down()
 
