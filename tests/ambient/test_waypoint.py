@@ -189,6 +189,10 @@ def test_waypoint_metrics_carry_reporter_waypoint_and_both_peers(mesh: Mesh) -> 
     assert labels["destination_workload"].startswith("recommendation-v")
     assert labels["connection_security_policy"] == "mutual_tls"
     assert labels["request_protocol"] == "http" and labels["response_flags"] == "-"
+    # and the waypoint's rows reach the collector: it may report as a waypoint (no sidecar may)
+    assert mesh.backend.flush_telemetry()  # type: ignore[attr-defined]
+    assert any(r["reporter"] == "waypoint" and r["source_workload"] == "curl" for r in mesh.request_log())
+    assert mesh.backend.status()["telemetry"]["refused"] == 0  # type: ignore[attr-defined]
 
 
 def test_source_labels_matches_are_dropped_at_the_waypoint(mesh: Mesh, tmp_path: Path) -> None:

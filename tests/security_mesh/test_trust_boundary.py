@@ -204,7 +204,7 @@ def test_telemetry_rows_are_taken_only_from_their_own_pod(strict: Mesh) -> None:
     status = strict.backend.status()  # type: ignore[attr-defined]
     assert status["telemetry"]["refused"] >= len(lies)
     assert next(p for p in status["pods"] if p["name"] == customer)["telemetry_refused"] == len(lies)
-    assert "reporter 'waypoint'" in status["telemetry"]["last_refusal"]
+    assert "reporter 'waypoint' from " + customer + ", which is no waypoint" in status["telemetry"]["last_refusal"]
 
     # and the real proxies' rows still arrive end to end: every hop of a request, from both sides
     mark = time.time()

@@ -177,3 +177,28 @@ def test_capacities_must_be_positive() -> None:
         Collector(max_records=0)
     with pytest.raises(ValueError, match="limit must be >= 1"):
         Collector().jaeger_traces(limit=0)
+
+
+def _row(**fields: Any) -> list[Any]:
+    from meshkit.telemetry.record import FIELDS, RequestRecord
+
+    rec = RequestRecord(**fields)
+    return [getattr(rec, f) for f in FIELDS]
+
+
+def test_a_reporter_ships_its_own_side_and_only_a_waypoint_ships_waypoint_rows() -> None:
+    from meshkit.backends.local.collector import Reporter
+
+    principal = "spiffe://cluster.local/ns/tutorial/sa/waypoint"
+    waypoint = Reporter.of("waypoint-5d8f-abcde", "waypoint", "waypoint", "", principal, "tutorial", waypoint=True)
+    sidecar = Reporter.of("customer-v1-abc", "customer", "customer", "v1",
+                          "spiffe://cluster.local/ns/tutorial/sa/customer", "tutorial")
+    # what a waypoint saw: the client and the service it fronts, never the waypoint itself
+    seen = _row(proxy="waypoint-5d8f-abcde", reporter="waypoint", source_workload="customer",
+                destination_service="recommendation.tutorial.svc.cluster.local")
+    c = Collector()
+    assert c.ingest_rows([seen], waypoint) == 0 and len(c) == 1
+    assert c.ingest_rows([seen], sidecar) == 1  # another pod's proxy name, and no waypoint
+    own = _row(proxy="customer-v1-abc", reporter="waypoint")
+    assert c.ingest_rows([own], sidecar) == 1 and "which is no waypoint" in c.last_refusal
+    assert len(c) == 1 and c.stats()["refused"] == 2 and c.refused_by_pod == {"customer-v1-abc": 2}

@@ -76,7 +76,9 @@ class Reporter:
     its ``source_*`` side must be that pod's workload, app, version and SPIFFE principal; a
     ``reporter="destination"`` row is about a request its pod received, so its ``destination_*``
     side (service included) must be the pod's. The other side is the peer, which the proxy only
-    heard about. Rows from anyone else, or with another ``proxy`` or reporter, are refused.
+    heard about. A waypoint pod also reports ``reporter="waypoint"`` rows, which name the client and
+    the service it stands in front of, never the waypoint: only a waypoint pod may send those. Rows
+    from anyone else, or with another ``proxy`` or reporter, are refused.
 
     Example::
 
@@ -89,9 +91,11 @@ class Reporter:
     pod: str
     source: tuple[tuple[str, frozenset[str]], ...]  # (field, values) a source row may carry
     destination: tuple[tuple[str, frozenset[str]], ...]  # (field, values) a destination row may carry
+    waypoint: bool = False  # the pod is a waypoint proxy (Gateway of class istio-waypoint)
 
     @classmethod
-    def of(cls, pod: str, workload: str, app: str, version: str, principal: str, namespace: str) -> Reporter:
+    def of(cls, pod: str, workload: str, app: str, version: str, principal: str, namespace: str,
+           waypoint: bool = False) -> Reporter:
         own = [("workload", workload), ("app", app), ("version", version or "unknown"), ("principal", principal)]
         # a request the inbound codec refused names no service: Istio labels it unknown
         service = [("service", f"{app}.{namespace}.svc.cluster.local"), ("service_name", app)]
@@ -100,15 +104,18 @@ class Reporter:
             tuple((f"source_{k}", frozenset({v})) for k, v in own),
             (*((f"destination_{k}", frozenset({v})) for k, v in own),
              *((f"destination_{k}", frozenset({v, "unknown"})) for k, v in service)),
+            waypoint,
         )
 
     def refuses(self, rec: RequestRecord) -> str | None:
         """Why ``rec`` is not this pod's to report, or None when it is."""
         if rec.proxy != self.pod:
             return f"row for proxy {rec.proxy!r} sent by pod {self.pod}"
+        if rec.reporter == "waypoint":
+            return None if self.waypoint else f"reporter 'waypoint' from {self.pod}, which is no waypoint"
         own = self.source if rec.reporter == "source" else self.destination if rec.reporter == "destination" else None
         if own is None:
-            return f"reporter {rec.reporter!r}: a sidecar reports as source or destination"
+            return f"reporter {rec.reporter!r}: a proxy reports as source, destination or waypoint"
         for name, allowed in own:
             got = getattr(rec, name)
             if got not in allowed:

@@ -939,7 +939,7 @@ def _reporter(pod: PodState) -> Reporter:
                        service_account(spec), spec.gateway)
     sa = me.service_account
     principal = f"spiffe://cluster.local/ns/{me.namespace}/sa/{sa}" if sa else "unknown"
-    return Reporter.of(pod.name, me.workload, me.app, me.version, principal, me.namespace)
+    return Reporter.of(pod.name, me.workload, me.app, me.version, principal, me.namespace, spec.waypoint)
 
 
 def _json(data: Any, status: int = 200) -> Response:
