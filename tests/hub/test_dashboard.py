@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -84,9 +85,59 @@ def stop(proc: subprocess.Popen[str]) -> None:
         proc.wait()
 
 
+@dataclass
+class Jupyter:
+    proc: subprocess.Popen[bytes]
+    runtime: Path
+    token: str
+    launched: list[tuple[int, str]] = field(default_factory=list)
+
+
 @pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    m = start_mesh(tmp_path_factory.mktemp("dash"))
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("dash")
+
+
+@pytest.fixture(scope="module")
+def jupyter(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jupyter]:
+    """A Jupyter server with jupyter-server-proxy at base URL /user/learner/, for the mesh in ``home``.
+
+    Started before the mesh (its imports take the longest) and waited for by the test that uses it.
+    """
+    tmp = tmp_path_factory.mktemp("jupyter")
+    token = "t" + os.urandom(12).hex()
+    extra = _entry_points_dir(tmp / "ep")
+    runtime = tmp / "runtime"
+    env = dict(os.environ, MESHKIT_HOME=str(home), JUPYTER_RUNTIME_DIR=str(runtime),
+               JUPYTER_CONFIG_DIR=str(tmp / "config"), JUPYTER_DATA_DIR=str(tmp / "data"),
+               PYTHONPATH=os.pathsep.join(p for p in (str(REPO), str(extra or ""), os.environ.get("PYTHONPATH", ""))
+                                          if p))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "jupyter_server", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+           f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False", f"--ServerApp.root_dir={tmp}",
+           "--ServerApp.base_url=/user/learner/", '--ServerApp.jpserver_extensions={"jupyter_server_proxy": True}']
+    if os.geteuid() == 0:
+        cmd.append("--allow-root")
+    server = Jupyter(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), runtime,
+                     token)
+    try:
+        yield server
+    finally:
+        # a throw-away server: no graceful shutdown to wait for; the dashboard it launched goes too
+        server.proc.kill()
+        server.proc.wait()
+        for pid, _ in server.launched:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture(scope="module")
+def mesh(home: Path, jupyter: Jupyter) -> Iterator[Mesh]:
+    m = start_mesh(home)
     for _ in range(4):
         m.curl("/customer", headers={"user-agent": HOSTILE})
     yield m
@@ -265,72 +316,44 @@ def _children_cmdlines(pid: int) -> list[tuple[int, str]]:
     return out
 
 
-def test_the_launcher_starts_the_dashboard_through_jupyter_server_proxy(mesh: Mesh, tmp_path: Path) -> None:
-    token = "t" + os.urandom(12).hex()
-    extra = _entry_points_dir(tmp_path / "ep")
-    runtime = tmp_path / "runtime"
-    env = dict(os.environ, MESHKIT_HOME=str(mesh.backend.home), JUPYTER_RUNTIME_DIR=str(runtime),  # type: ignore[attr-defined]
-               JUPYTER_CONFIG_DIR=str(tmp_path / "config"), JUPYTER_DATA_DIR=str(tmp_path / "data"),
-               PYTHONPATH=os.pathsep.join(p for p in (str(REPO), str(extra or ""), os.environ.get("PYTHONPATH", ""))
-                                          if p))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "jupyter_server", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-           f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False", f"--ServerApp.root_dir={tmp_path}",
-           "--ServerApp.base_url=/user/learner/", '--ServerApp.jpserver_extensions={"jupyter_server_proxy": True}']
-    if os.geteuid() == 0:
-        cmd.append("--allow-root")
-    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    launched: list[tuple[int, str]] = []
-    try:
-        info = wait_for(lambda: next(iter(runtime.glob("jpserver-*.json")), None), 60, "Jupyter server starts")
-        port = json.loads(info.read_text())["port"]
-        auth = {"Authorization": f"token {token}"}
+def test_the_launcher_starts_the_dashboard_through_jupyter_server_proxy(mesh: Mesh, jupyter: Jupyter) -> None:
+    info = wait_for(lambda: next(iter(jupyter.runtime.glob("jpserver-*.json")), None), 90, "Jupyter server starts")
+    port = json.loads(info.read_text())["port"]
+    auth = {"Authorization": f"token {jupyter.token}"}
 
-        def get(path: str) -> tuple[int, dict[str, str], str]:
-            return request(http.client.HTTPConnection("127.0.0.1", port, timeout=60), path, headers=auth)
+    def get(path: str) -> tuple[int, dict[str, str], str]:
+        return request(http.client.HTTPConnection("127.0.0.1", port, timeout=60), path, headers=auth)
 
-        status, _, body = wait_for(lambda: (r := get("/user/learner/server-proxy/servers-info"))[0] == 200 and r,
-                                   60, "servers-info answers")
-        entries = {s["name"]: s["launcher_entry"] for s in json.loads(body)["server_processes"]}
-        assert entries["mesh-dashboard"]["title"] == "Mesh dashboard"
-        assert {"kiali", "jaeger", "prometheus"} <= set(entries)
-        assert entries["mesh-dashboard"]["icon_url"] == "/user/learner/server-proxy/icon/mesh-dashboard"
-        status, _, svg = get("/user/learner/server-proxy/icon/mesh-dashboard")
-        assert status == 200 and svg.lstrip().startswith("<svg")
+    status, _, body = wait_for(lambda: (r := get("/user/learner/server-proxy/servers-info"))[0] == 200 and r,
+                               60, "servers-info answers")
+    entries = {s["name"]: s["launcher_entry"] for s in json.loads(body)["server_processes"]}
+    assert entries["mesh-dashboard"]["title"] == "Mesh dashboard"
+    assert {"kiali", "jaeger", "prometheus"} <= set(entries)
+    assert entries["mesh-dashboard"]["icon_url"] == "/user/learner/server-proxy/icon/mesh-dashboard"
+    status, _, svg = get("/user/learner/server-proxy/icon/mesh-dashboard")
+    assert status == 200 and svg.lstrip().startswith("<svg")
 
-        # the first request launches `meshkit dashboard` on a socket jupyter-server-proxy makes, then proxies
-        status, _, body = get("/user/learner/mesh-dashboard/api/services")
-        assert status == 200, body[:500]
-        assert {"customer", "preference", "recommendation"} <= {r["service"] for r in json.loads(body)}
-        status, _, page = get("/user/learner/mesh-dashboard/")
-        assert status == 200 and ESCAPED in page and HOSTILE not in page
-        assert 'href="api/traces"' in page  # relative links: right under any prefix
+    # the first request launches `meshkit dashboard` on a socket jupyter-server-proxy makes, then proxies
+    status, _, body = get("/user/learner/mesh-dashboard/api/services")
+    jupyter.launched.extend((pid, c) for pid, c in _children_cmdlines(jupyter.proc.pid)
+                            if "dashboard --unix-socket" in c)
+    assert status == 200, body[:500]
+    assert {"customer", "preference", "recommendation"} <= {r["service"] for r in json.loads(body)}
+    status, _, page = get("/user/learner/mesh-dashboard/")
+    assert status == 200 and ESCAPED in page and HOSTILE not in page
+    assert 'href="api/traces"' in page  # relative links: right under any prefix
 
-        launched = [(pid, c) for pid, c in _children_cmdlines(server.pid) if "dashboard --unix-socket" in c]
-        assert len(launched) == 1, _children_cmdlines(server.pid)
-        sock = launched[0][1].split("--unix-socket", 1)[1].split()[0]
-        assert stat.S_IMODE(os.stat(os.path.dirname(sock)).st_mode) == 0o700
-        # no TCP listener of the dashboard: its process holds only the Unix socket
-        net = Path("/proc/net/tcp").read_text() + Path("/proc/net/tcp6").read_text()
-        inodes = {os.readlink(f).split("[")[1].rstrip("]") for f in Path(f"/proc/{launched[0][0]}/fd").iterdir()
-                  if os.readlink(f).startswith("socket:[")}
-        listening = {line.split()[9] for line in net.splitlines()[1:] if line.split()[3] == "0A"}
-        assert not inodes & listening
-        # without the Jupyter token, the proxy refuses (Jupyter's own auth guards the launcher's process)
-        status, _, _ = request(http.client.HTTPConnection("127.0.0.1", port, timeout=60),
-                               "/user/learner/mesh-dashboard/api/traces")
-        assert status in (302, 403)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        for pid, _ in launched:  # jupyter-server-proxy ends its processes on exit; make sure
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
+    assert len(jupyter.launched) == 1, _children_cmdlines(jupyter.proc.pid)
+    pid, cmdline = jupyter.launched[0]
+    sock = cmdline.split("--unix-socket", 1)[1].split()[0]
+    assert stat.S_IMODE(os.stat(os.path.dirname(sock)).st_mode) == 0o700
+    # no TCP listener of the dashboard: its process holds only the Unix socket
+    net = Path("/proc/net/tcp").read_text() + Path("/proc/net/tcp6").read_text()
+    inodes = {os.readlink(f).split("[")[1].rstrip("]") for f in Path(f"/proc/{pid}/fd").iterdir()
+              if os.readlink(f).startswith("socket:[")}
+    listening = {line.split()[9] for line in net.splitlines()[1:] if line.split()[3] == "0A"}
+    assert not inodes & listening
+    # without the Jupyter token, the proxy refuses (Jupyter's own auth guards the launcher's process)
+    status, _, _ = request(http.client.HTTPConnection("127.0.0.1", port, timeout=60),
+                           "/user/learner/mesh-dashboard/api/traces")
+    assert status in (302, 403)
