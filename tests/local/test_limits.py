@@ -121,6 +121,43 @@ def test_refused_requests_reach_the_access_log_metrics_stats_and_collector(mesh:
     assert status["telemetry"]["refused"] == 0  # the proxies' own rows are never taken for lies
 
 
+def test_connections_over_the_gateways_cap_are_closed_at_accept_and_counted(mesh: Mesh) -> None:
+    """The gateway's listener takes at most 1024 connections (the cap every listener has here); the
+    rest are closed as soon as they are accepted and counted in ``downstream_cx_overflow``."""
+    host, port = _gateway(mesh)
+    gateway = next(p.name for p in mesh.pods() if p.app == "istio-ingressgateway")
+    cap, extra = 1024, 8
+
+    def stat(name: str) -> int:
+        text = mesh.envoy_admin(gateway, "/stats?filter=" + name)
+        return next(int(v) for n, _, v in (line.partition(": ") for line in text.splitlines()) if n == name)
+
+    overflow, active = "listener.0.0.0.0_8080.downstream_cx_overflow", "listener.0.0.0.0_8080.downstream_cx_active"
+    before, already = stat(overflow), stat(active)
+    socks = []
+    try:
+        for _ in range(cap + extra):
+            socks.append(socket.create_connection((host, port), timeout=30))
+        closed = 0
+        for sock in socks[cap:]:  # always past the cap (accepted in order; we hold the first ones)
+            try:
+                sock.settimeout(30)
+                closed += sock.recv(1) == b""
+            except ConnectionResetError:
+                closed += 1
+        # connections still open from before may have closed meanwhile: they made room for as many
+        grown = stat(overflow) - before
+        assert extra <= grown <= extra + already, (grown, already)
+        assert closed >= extra
+    finally:
+        for sock in socks:
+            sock.close()
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    conn.request("GET", "/customer")
+    assert conn.getresponse().status == 200  # places free again once they closed
+    conn.close()
+
+
 def test_a_large_upload_streams_through_the_gateway_in_bounded_memory(mesh: Mesh) -> None:
     """128 MB here to keep the suite fast (the benchmark sends 256 MB): memory does not follow the size."""
     figures = measure_upload(mesh, megabytes=128, rate=20.0, baseline_s=3.0)

@@ -8,7 +8,9 @@ and a gateway's ``0.0.0.0_8080`` / ``0.0.0.0_8443``. ``/stats`` prints, per Envo
 is closed at once and counted in ``downstream_cx_overflow``: Envoy sends no HTTP answer and writes
 no access log for it) and per HCM ``http.<stat_prefix>.downstream_rq_{total,1xx..5xx,completed}``,
 ``downstream_cx_protocol_error`` (requests the codec refused: 400 and 431), ``downstream_rq_idle_timeout``
-(408 after a stream idle timeout) and ``downstream_rq_too_large`` (413).
+(408 after a stream idle timeout) and ``downstream_rq_too_large`` (413). (A real sidecar keeps
+these only when its ``proxyStatsMatcher`` includes ``http\\..*`` and ``listener\\..*``: Istio's default
+stats matcher drops them, as it drops most ``cluster.*`` stats, which the local mesh shows too.)
 
 A request the codec refuses never reaches the filter chain, but Envoy still logs and measures it:
 its local reply gets an access-log line with flag ``DPE`` (``SI`` for the idle timeout) and counts
