@@ -832,22 +832,25 @@ class ControlPlane:
         for pod in adopted:
             if pod.spec.gateway and pod.ports.get("outbound"):
                 self.gateway_port = self.deployments.gateway_port = pod.ports["outbound"]
+        defaults: list[dict[str, Any]] = []  # stored in one durable write below
         if not self.store.list("Gateway"):
-            self.store.put_all(gateway_customer())
+            defaults += gateway_customer()
         if not self.store.list(f"GatewayClass.{GATEWAY_API_GROUP}"):
-            self.store.put_all(builtin_gateway_classes())
+            defaults += builtin_gateway_classes()
         self.kube = KubeObjects(self.store, self.deployments)
         specs = self.deployments.load()
         if not specs:  # a fresh mesh: the sample's namespace, accounts and Services come with its pods
             specs = list(deployments)
-            self.kube.seed()
+            self.kube.seed(defaults)
             if self.dataplane == "ambient":
                 self._seed_ambient()
+        elif defaults:
+            self.store.put_all(defaults)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_event.set)
         self._write_state()
-        await asyncio.gather(*(self.deployments.ensure(s) for s in specs))
+        await self.deployments.ensure_all(specs)
         await asyncio.wrap_future(self._issuer)  # made while the pods start; a failure stops the start here
         owner = {OWNER_HEADER: self.credential}  # a pod's admin port answers its owner only
         prober = asyncio.ensure_future(self.deployments.probe_loop(self.probes, owner.copy))

@@ -21,7 +21,7 @@ import signal
 import string
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -251,10 +251,15 @@ class Deployments:
 
     async def ensure(self, spec: DeploymentSpec) -> None:
         """Create or update a deployment and converge its pods to ``replicas``."""
-        specs = {**self.specs, spec.name: spec}
-        self.save(specs)  # stored first: a deployment that cannot be stored is not created
-        self.specs = specs
-        await self.converge(spec.name)
+        await self.ensure_all([spec])
+
+    async def ensure_all(self, specs: Iterable[DeploymentSpec]) -> None:
+        """:meth:`ensure` for several deployments: stored in one durable write, converged together."""
+        wanted = list(specs)
+        merged = {**self.specs, **{spec.name: spec for spec in wanted}}
+        self.save(merged)  # stored first: a deployment that cannot be stored is not created
+        self.specs = merged
+        await asyncio.gather(*(self.converge(spec.name) for spec in wanted))
 
     async def rollout(self, spec: DeploymentSpec) -> None:
         """Replace every pod of the deployment with a new one made from ``spec`` (new pods first)."""
