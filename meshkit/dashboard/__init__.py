@@ -38,7 +38,7 @@ from meshkit.mesh import Mesh
 
 HEADERS = {
     # no script may run in the page whatever a telemetry string holds; framing only by Jupyter's own page
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
                                "frame-ancestors 'self'; base-uri 'none'; form-action 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",

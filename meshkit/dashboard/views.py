@@ -174,20 +174,26 @@ def _num(value: float | None, fmt: str = "{:.1f}") -> tuple[str, str]:
     return ("-" if value is None else fmt.format(value), "n")
 
 
-def graph_svg(g: Mapping[str, Any]) -> str:
-    """The graph drawn in columns by call depth (the gateway left); labels escaped."""
-    nodes = {n["data"]["id"]: n["data"] for n in g["elements"]["nodes"]}
+def depths(g: Mapping[str, Any]) -> dict[str, int]:
+    """Each node's call depth: 0 for nodes nothing calls (the gateway), then one more per hop."""
+    nodes = [n["data"]["id"] for n in g["elements"]["nodes"]]
     edges = [edge["data"] for edge in g["elements"]["edges"]]
-    if not nodes:
-        return ""
     targets = {d["target"] for d in edges}
     depth = {n: 0 for n in nodes if n not in targets}
     for _ in range(len(nodes)):
         for d in edges:
             if d["source"] in depth and depth.get(d["target"], -1) < depth[d["source"]] + 1 <= len(nodes):
                 depth[d["target"]] = depth[d["source"]] + 1
-    for n in nodes:
-        depth.setdefault(n, 0)
+    return {n: depth.get(n, 0) for n in nodes}
+
+
+def graph_svg(g: Mapping[str, Any]) -> str:
+    """The graph drawn in columns by call depth (the gateway left); labels escaped."""
+    nodes = {n["data"]["id"]: n["data"] for n in g["elements"]["nodes"]}
+    edges = [edge["data"] for edge in g["elements"]["edges"]]
+    if not nodes:
+        return ""
+    depth = depths(g)
     columns: dict[int, list[str]] = defaultdict(list)
     for n in sorted(nodes):
         columns[depth[n]].append(n)
@@ -222,7 +228,8 @@ def render(data: Mapping[str, Any], home: str = "", error: str = "", query: str 
     q = "?" + "&".join(p for p in (f"window={window:g}" if window != 60 else "", query) if p)
     q = "" if q == "?" else q
     out = ['<!doctype html><html lang="en"><head><meta charset="utf-8">',
-           f'<meta http-equiv="refresh" content="5; url=./{e(q)}">', "<title>Mesh dashboard</title>",
+           f'<meta http-equiv="refresh" content="5; url=./{e(q)}">', '<link rel="icon" href="data:,">',
+           "<title>Mesh dashboard</title>",
            f"<style>{STYLE}</style></head><body>",
            f'<h1>Mesh dashboard <span class="muted">last {e(f"{window:g}")} s, refreshed every 5 s</span></h1>']
     if home:
@@ -239,6 +246,7 @@ def render(data: Mapping[str, Any], home: str = "", error: str = "", query: str 
             out.append(f'<p class="muted">no requests in the last {e(window)} s</p>')
         else:
             nodes = {n["data"]["id"]: n["data"] for n in g["elements"]["nodes"]}
+            order = depths(g)
             out.append(graph_svg(g))
             out.append(_table(
                 ["source", "target", "rps", "5xx %", "p95 ms", "mTLS %", "codes", "flags"],
@@ -247,7 +255,8 @@ def render(data: Mapping[str, Any], home: str = "", error: str = "", query: str 
                   _num(None if d["mtlsShare"] is None else 100 * d["mtlsShare"], "{:.0f}"),
                   (" ".join(f"{k}:{v}" for k, v in sorted(d["codes"].items())), ""),
                   (" ".join(f"{k}:{v}" for k, v in sorted(d["flags"].items())) or "-", "")]
-                 for d in (edge["data"] for edge in edges)]))
+                 for d in sorted((edge["data"] for edge in edges),
+                                 key=lambda d: (order[d["source"]], d["source"], d["target"]))]))
     rows = data.get("services")
     if rows is not None:
         out.append("<h2>Requests per service</h2>")
