@@ -68,11 +68,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     backend = get_backend(args.backend)(**_backend_options(args))
     status_of = getattr(backend, "status", None)
+    refused: dict[str, Any] = {}
     if not callable(status_of):
         backend = _mesh(args).backend
         pods, cp, gateway = backend.pods(), {"state": "running"}, backend.gateway_url()
     else:
         status = status_of()
+        refused = status.get("telemetry") or {}
         cp = status.get("control_plane", {"state": "running"})
         pods = backend.pods() if cp.get("state") == "running" else _pods_of_status(status)
         gateway = f"http://127.0.0.1:{status['gateway_port']}" if "gateway_port" in status else backend.gateway_url()
@@ -98,6 +100,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             _print(f"{p.name}: {p.extra['probe']}")  # as `kubectl describe pod` shows a probe's event
         if p.extra.get("last_error"):
             _print(f"{p.name}: config rejected: {p.extra['last_error']}")
+    if refused.get("refused"):
+        # rows a pod sent about another workload: dropped by the collector, never in metrics or traces
+        _print(f"telemetry: {refused['refused']} row(s) refused, a pod reported as another workload "
+               f"(last: {refused.get('last_refusal', '')})")
     if down:
         _print(f"\ncontrol plane: DOWN (pid {cp.get('pid', '?')} is gone); the pods keep serving their last "
                "config. `meshkit up` starts a new control plane that adopts them, `meshkit down` ends them.")

@@ -157,7 +157,7 @@ def _rows(*records: RequestRecord) -> dict[str, Any]:
     return {"rows": [[getattr(r, f) for f in FIELDS] for r in records]}
 
 
-def test_telemetry_rows_are_taken_only_from_their_own_pod(strict: Mesh) -> None:
+def test_telemetry_rows_are_taken_only_from_their_own_pod(strict: Mesh, capsys: pytest.CaptureFixture[str]) -> None:
     """A pod's token ships rows about that pod's own side only; strangers and the owner ship none."""
     credential = _credential(strict)
     customer = _pod(strict, "customer")
@@ -205,6 +205,12 @@ def test_telemetry_rows_are_taken_only_from_their_own_pod(strict: Mesh) -> None:
     assert status["telemetry"]["refused"] >= len(lies)
     assert next(p for p in status["pods"] if p["name"] == customer)["telemetry_refused"] == len(lies)
     assert "reporter 'waypoint' from " + customer + ", which is no waypoint" in status["telemetry"]["last_refusal"]
+    from meshkit.cli import main
+
+    capsys.readouterr()
+    assert main(["--home", str(_home(strict)), "status"]) == 0
+    assert f"telemetry: {status['telemetry']['refused']} row(s) refused, a pod reported as another workload" \
+        in capsys.readouterr().out
 
     # and the real proxies' rows still arrive end to end: every hop of a request, from both sides
     mark = time.time()
