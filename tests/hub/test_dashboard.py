@@ -85,6 +85,22 @@ def stop(proc: subprocess.Popen[str]) -> None:
         proc.wait()
 
 
+# Stands in for `kubectl port-forward` (no cluster here): listens where it is told and answers with the
+# arguments it was given and the path each request reached it with.
+KUBECTL_STAND_IN = r'''
+import json, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+address, port = sys.argv[sys.argv.index("--address") + 1], int(sys.argv[-1].split(":")[0])
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"argv": sys.argv[1:], "path": self.path}).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+HTTPServer((address, port), H).serve_forever()
+'''
+
+
 @dataclass
 class Jupyter:
     proc: subprocess.Popen[bytes]
@@ -105,10 +121,15 @@ def jupyter(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ju
     Started before the mesh (its imports take the longest) and waited for by the test that uses it.
     """
     tmp = tmp_path_factory.mktemp("jupyter")
+    (tmp / "bin").mkdir()
+    stand_in = tmp / "bin" / "kubectl"
+    stand_in.write_text(f"#!{sys.executable}\n{KUBECTL_STAND_IN}")
+    stand_in.chmod(0o755)
     token = "t" + os.urandom(12).hex()
     extra = _entry_points_dir(tmp / "ep")
     runtime = tmp / "runtime"
     env = dict(os.environ, MESHKIT_HOME=str(home), JUPYTER_RUNTIME_DIR=str(runtime),
+               PATH=os.pathsep.join([str(tmp / "bin"), os.environ.get("PATH", "")]),
                JUPYTER_CONFIG_DIR=str(tmp / "config"), JUPYTER_DATA_DIR=str(tmp / "data"),
                PYTHONPATH=os.pathsep.join(p for p in (str(REPO), str(extra or ""), os.environ.get("PYTHONPATH", ""))
                                           if p))
@@ -357,3 +378,34 @@ def test_the_launcher_starts_the_dashboard_through_jupyter_server_proxy(mesh: Me
     status, _, _ = request(http.client.HTTPConnection("127.0.0.1", port, timeout=60),
                            "/user/learner/mesh-dashboard/api/traces")
     assert status in (302, 403)
+
+
+def test_kind_launchers_run_port_forward_on_loopback_and_keep_the_addons_paths(mesh: Mesh, jupyter: Jupyter) -> None:
+    """With a stand-in kubectl (no cluster here): jupyter-server-proxy runs each addon's port-forward on a free
+    loopback port and sends Kiali and Jaeger the path with Jupyter's base URL kept (their UIs' own base path
+    when Jupyter is at /), Prometheus the path with it removed."""
+    info = wait_for(lambda: next(iter(jupyter.runtime.glob("jpserver-*.json")), None), 90, "Jupyter server starts")
+    port = json.loads(info.read_text())["port"]
+
+    def get(path: str) -> tuple[int, dict[str, str], str]:
+        return request(http.client.HTTPConnection("127.0.0.1", port, timeout=60), path,
+                       headers={"Authorization": f"token {jupyter.token}"})
+
+    entries = {s["name"]: s["launcher_entry"] for s in json.loads(get("/user/learner/server-proxy/servers-info")[2])[
+        "server_processes"]}
+    assert all(entries[name]["enabled"] for name in ("kiali", "jaeger", "prometheus"))  # kubectl is on PATH
+    context = os.environ.get("MESHKIT_CONTEXT") or "kind-meshkit"
+    for name, service, target, path, seen in (
+            ("kiali", "svc/kiali", 20001, "", "/user/learner/kiali/"),
+            ("jaeger", "svc/tracing", 80, "search", "/user/learner/jaeger/search"),
+            ("prometheus", "svc/prometheus", 9090, "query?g0.expr=up", "/query?g0.expr=up")):
+        status, _, body = get(f"/user/learner/{name}/{path}")
+        jupyter.launched.extend((pid, c) for pid, c in _children_cmdlines(jupyter.proc.pid) if "port-forward" in c)
+        assert status == 200, body[:300]
+        answer = json.loads(body)
+        argv = answer["argv"]
+        assert argv[:-2] == ["--context", context, "--namespace", "istio-system", "port-forward",
+                             "--address", "127.0.0.1"] and argv[-2] == service
+        local, remote = argv[-1].split(":")
+        assert local.isdigit() and int(local) != port and remote == str(target)
+        assert answer["path"] == seen
