@@ -246,7 +246,7 @@ class WaypointPod(Pod):
                                       rule=f"AuthorizationPolicy at waypoint {sidecar.waypoint}: {decision.reason}")
         if resp is None:
             resp = await sidecar.outbound(ex)
-        sidecar.telemetry.finish(ex, resp, started, span)
+        sidecar.telemetry.finish_at_end(ex, resp, started, span)
         return resp
 
     async def run(self) -> None:
