@@ -21,8 +21,14 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax labs/
 
+# DATAPLANE=ambient runs the ambient install's live suite (its own cluster) instead of the sidecar one
+DATAPLANE ?= sidecar
 test-kind: $(STAMP)
-	MESHKIT_KIND_TESTS=1 $(PY) -m pytest -q -m kind
+ifeq ($(DATAPLANE),ambient)
+	MESHKIT_KIND_TESTS=1 $(PY) -m pytest -q -m kind tests/kind/test_kind_ambient_live.py
+else
+	MESHKIT_KIND_TESTS=1 $(PY) -m pytest -q -m kind --ignore=tests/kind/test_kind_ambient_live.py
+endif
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check meshkit tests benchmarks screenshots

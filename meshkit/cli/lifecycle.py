@@ -20,7 +20,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         kind_opts = _backend_options(args)
         if args.gateway_port:
             kind_opts["host_port"] = args.gateway_port
-        get_backend(args.backend)(**kind_opts).up(profile=args.profile, dry_run=True)
+        get_backend(args.backend)(**kind_opts).up(profile=args.profile, dry_run=True, dataplane=args.dataplane)
         return 0
     started = time.monotonic()
     backend = get_backend(args.backend)(**_backend_options(args))
@@ -31,6 +31,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                 "dataplane": args.dataplane}
     elif args.restart_control_plane or args.reset_state:
         raise MeshkitError("--restart-control-plane and --reset-state are for the local backend")
+    elif args.backend == "kind":
+        opts = {"dataplane": args.dataplane}
     backend.up(profile=args.profile, **opts)
     pods = backend.pods()
     _print(

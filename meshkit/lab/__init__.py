@@ -160,8 +160,10 @@ def tidy(mesh: Mesh) -> None:
     from meshkit.lab.ambient import restore_sidecars
 
     restore_sidecars(mesh)
-    # ztunnel is part of the install (the ambient profile), not a workload a lab added
-    replicas = Counter(p.deployment for p in mesh.pods() if p.app != "ztunnel")
+    from meshkit.lab.ambient import is_waypoint
+
+    # ztunnel is part of the install (the ambient profile), a waypoint belongs to its Gateway (reset removes it)
+    replicas = Counter(p.deployment for p in mesh.pods() if p.app != "ztunnel" and not is_waypoint(p))
     for deployment in replicas:
         if deployment not in DEFAULT_DEPLOYMENTS and deployment != GATEWAY:
             mesh.undeploy(deployment)

@@ -37,6 +37,7 @@ SAMPLE_DEPLOYMENTS = ("customer", "preference-v1", "recommendation-v1", "recomme
 SAMPLE_APPS = ("customer", "preference", "recommendation")
 DATAPLANE_LABEL = "istio.io/dataplane-mode"
 INJECTION_LABEL = "istio-injection"
+WAYPOINT_LABEL = "istio.io/use-waypoint"
 #: proxy pods of the ambient data plane (the node's ztunnel, waypoints)
 _AMBIENT_PROXIES = ("ztunnel",)
 _CLK = os.sysconf("SC_CLK_TCK")
@@ -46,9 +47,12 @@ def _sample(mesh: Mesh) -> list[Any]:
     return [p for p in mesh.pods() if p.app in SAMPLE_APPS and p.deployment in SAMPLE_DEPLOYMENTS]
 
 
-def _waypoint(pod: Any) -> bool:
-    return bool(pod.extra.get("waypoint")) or str(pod.extra.get("gateway_class", "")) == "istio-waypoint" \
-        or pod.app == "waypoint" or pod.deployment == "waypoint"
+def is_waypoint(pod: Any) -> bool:
+    """A waypoint proxy's pod (a Gateway of class istio-waypoint; istioctl names it ``waypoint``)."""
+    return bool(pod.extra.get("waypoint")) or pod.app == "waypoint" or pod.deployment == "waypoint"
+
+
+_waypoint = is_waypoint
 
 
 def pids(mesh: Mesh) -> dict[str, int]:
@@ -127,14 +131,19 @@ def restore_sidecars(mesh: Mesh) -> list[str]:
     namespaces = mesh.get("Namespace", "tutorial")
     labels = dict(((namespaces or [{}])[0].get("metadata") or {}).get("labels") or {})
     lines = []
-    if labels.get(INJECTION_LABEL) != "enabled" or DATAPLANE_LABEL in labels:
-        mesh.label("Namespace", "tutorial", {INJECTION_LABEL: "enabled", DATAPLANE_LABEL: None})
+    if labels.get(INJECTION_LABEL) != "enabled" or DATAPLANE_LABEL in labels or WAYPOINT_LABEL in labels:
+        mesh.label("Namespace", "tutorial", {INJECTION_LABEL: "enabled", DATAPLANE_LABEL: None, WAYPOINT_LABEL: None})
         lines.append("namespace/tutorial labeled")
     for pod in mesh.pods():
         if pod.app in SAMPLE_APPS and pod.extra.get("dataplane") == "ambient" and pod.namespace == "tutorial":
             own = (mesh.get("pods", pod.name, namespace="tutorial") or [{}])[0]
             if DATAPLANE_LABEL in ((own.get("metadata") or {}).get("labels") or {}):
                 mesh.label("Pod", pod.name, {DATAPLANE_LABEL: None})
+    for svc in mesh.get("Service"):  # a Service bound to a waypoint that reset() removed
+        meta = svc.get("metadata") or {}
+        if WAYPOINT_LABEL in (meta.get("labels") or {}) and meta.get("namespace", "tutorial") == "tutorial":
+            mesh.label("Service", str(meta["name"]), {WAYPOINT_LABEL: None})
+            lines.append(f"service/{meta['name']} unlabeled")
     stale = sorted({p.deployment for p in _sample(mesh) if not p.sidecar})
     if stale:
         mesh.rollout_restart(*stale)

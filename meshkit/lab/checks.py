@@ -604,6 +604,17 @@ class Checks:
 
     @staticmethod
     @_check
+    def http_denied(mesh: Mesh, pod: str, url: str, code: int = 403, body: str = "RBAC: access denied") -> CheckResult:
+        """A call from ``pod`` to ``url`` gets an HTTP answer ``code`` with ``body``: a proxy that reads
+        HTTP (a waypoint, a sidecar) refused it, where ztunnel could only reset the connection."""
+        got, text = mesh.exec(pod, url)
+        ok = got == code and text.strip() == body
+        return CheckResult("refused at L7", ok, f"{got} {text.strip()[:120]!r}", f"{code} {body!r}",
+                           "bind the Service to a waypoint (istio.io/use-waypoint) and attach the policy to it "
+                           "with targetRefs")
+
+    @staticmethod
+    @_check
     def policy_status(mesh: Mesh, name: str, type_: str, reason: str, message: str = "") -> CheckResult:
         """AuthorizationPolicy ``name`` carries the condition istiod writes: ``type_`` with ``reason``
         (and ``message`` in its text)."""

@@ -111,3 +111,39 @@ def test_grafana_is_optional() -> None:
 def test_down_deletes_only_meshkits_cluster() -> None:
     (step,) = plan.down_plan(PlanOptions(home=HOME, cluster_name="lab"))
     assert step.argv == ("kind", "delete", "cluster", "--name", "lab")
+
+
+def test_ambient_with_istioctl_installs_the_ambient_profile_and_enrolls_the_namespace() -> None:
+    steps = install_plan(PlanOptions(home=HOME, image=IMAGE, dataplane="ambient"))
+    install = steps[index_of(steps, "istioctl install")]
+    assert install.argv == ("istioctl", "install", "-y", "-f", f"{HOME}/istio-operator.yaml",
+                            "--set", "profile=ambient", "--context", "kind-meshkit")
+    assert "ambient profile: istiod, istio-cni, ztunnel" in install.description
+    for ds in ("istio-cni-node", "ztunnel"):
+        wait = steps[index_of(steps, f"daemonset/{ds}")]
+        assert wait.argv == ("kubectl", "--context", "kind-meshkit", "-n", "istio-system", "rollout", "status",
+                             f"daemonset/{ds}", "--timeout=300s")
+    text = format_plan(steps, "meshkit up --backend kind --dataplane ambient")
+    assert text.startswith("meshkit up --backend kind --dataplane ambient: 25 steps")
+    assert "create namespace tutorial with istio.io/dataplane-mode=ambient" in text
+    assert "istio-injection" not in text and "2/2" not in text
+    order = [index_of(steps, n) for n in (
+        "gateway-api/releases", "istioctl install", "deployment/istiod", "daemonset/istio-cni-node",
+        "daemonset/ztunnel", plan.WAIT_WEBHOOK, "namespace.yaml", "sample.yaml", plan.WAIT_AMBIENT_PODS,
+        plan.WAIT_GATEWAY)]
+    assert order == sorted(order)  # the Gateway API CRDs first (waypoints are Gateways), the pods enrolled last
+    assert plan.WAIT_PODS not in text
+    # the sidecar plan is untouched by the option's existence
+    assert "profile=ambient" not in format_plan(install_plan(PlanOptions(home=HOME, image=IMAGE)))
+
+
+def test_ambient_with_helm_adds_the_cni_and_ztunnel_charts_in_istios_order() -> None:
+    steps = install_plan(PlanOptions(home=HOME, image=IMAGE, installer="helm", dataplane="ambient"))
+    helm = [s.argv for s in steps if s.argv[:1] == ("helm",) and "--install" in s.argv]
+    releases = [argv[argv.index("--install") + 1] for argv in helm]
+    assert releases == ["istio-base", "istiod", "istio-cni", "ztunnel", "istio-ingressgateway"]
+    by_release = dict(zip(releases, helm, strict=True))
+    for release in ("istiod", "istio-cni"):
+        assert by_release[release][-2:] == ("--set", "profile=ambient")
+    assert by_release["ztunnel"][by_release["ztunnel"].index("--install") + 2] == "istio/ztunnel"
+    assert "profile=ambient" not in " ".join(by_release["istio-base"] + by_release["istio-ingressgateway"])

@@ -159,3 +159,30 @@ def test_dry_run_prints_the_plan_without_running_anything(tmp_path: Path, capsys
     out = capsys.readouterr().out
     assert out.startswith("meshkit up --backend kind: 23 steps (Istio 1.30.3")
     assert f"{tmp_path}/kind-meshkit/kind-config.yaml" in out and run.calls == []
+
+
+def test_pods_ready_in_ambient_wants_istio_cnis_mark_and_no_sidecar(api: FakeApiServer, kc: KubeClient) -> None:
+    add_pods(api, pod("customer-6b8c7f5d9c-a1b2c", "customer", "v1", ready=(True,), sidecar=False))
+    ok, seen = cluster.pods_ready(kc, "ambient")
+    assert not ok and seen.startswith("pods not enrolled in ambient: customer-6b8c7f5d9c-a1b2c (is namespace "
+                                      "tutorial labelled istio.io/dataplane-mode=ambient")
+    enrolled = pod("customer-6b8c7f5d9c-a1b2c", "customer", "v1", ready=(True,), sidecar=False)
+    enrolled["metadata"]["annotations"] = {"ambient.istio.io/redirection": "enabled"}
+    add_pods(api, enrolled)
+    assert cluster.pods_ready(kc, "ambient") == (True, "customer-6b8c7f5d9c-a1b2c 1/1 ambient")
+    assert [p.extra["dataplane"] for p in kc.pods()] == ["ambient"]
+    add_pods(api, pod("preference-v1-6b8c7f5d9c-zz9q8", "preference", "v1"))  # a sidecar pod never enrolls
+    ok, seen = cluster.pods_ready(kc, "ambient")
+    assert not ok and "preference-v1-6b8c7f5d9c-zz9q8" in seen
+
+
+def test_dry_run_with_the_ambient_data_plane(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = Recorder({})
+    KindBackend(str(tmp_path), run=run, installer="istioctl").up(dry_run=True, dataplane="ambient")
+    out = capsys.readouterr().out
+    assert out.startswith("meshkit up --backend kind --dataplane ambient: 25 steps (Istio 1.30.3")
+    assert "--set profile=ambient" in out and run.calls == []
+    from meshkit.errors import InvalidConfig
+
+    with pytest.raises(InvalidConfig, match='unknown data plane "sidecars"; choose one of: sidecar, ambient'):
+        KindBackend(str(tmp_path), run=run).up(dry_run=True, dataplane="sidecars")

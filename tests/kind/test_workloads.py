@@ -155,3 +155,16 @@ def test_render_writes_the_plans_files_with_the_chosen_port_and_image(tmp_path: 
     assert json.loads(json.dumps(yaml.safe_load((backend.home / "namespace.yaml").read_text())))["metadata"][
         "labels"
     ] == {"istio-injection": "enabled"}
+
+
+def test_render_for_ambient_labels_the_namespace_for_ztunnel(tmp_path: Path) -> None:
+    backend = KindBackend(str(tmp_path))
+    backend.render(PlanOptions(home=backend.home, image="meshkit-sample:0123456789ab", dataplane="ambient"))
+    ns = yaml.safe_load((backend.home / "namespace.yaml").read_text())
+    assert ns["metadata"]["labels"] == {"istio.io/dataplane-mode": "ambient"}
+    sample = list(yaml.safe_load_all((backend.home / "sample.yaml").read_text()))
+    # nothing in the sample's pods asks for a sidecar: the namespace's label enrolls them
+    for d in sample:
+        if d["kind"] == "Deployment":
+            labels = d["spec"]["template"]["metadata"].get("labels") or {}
+            assert labels.get("sidecar.istio.io/inject") != "true"

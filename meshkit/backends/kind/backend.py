@@ -70,6 +70,7 @@ class KindBackend(ClusterBackend):
         self.cluster_name, self.host_port, self.https_host_port = cluster_name, host_port, https_host_port
         self.installer = installer
         self.profile = "current"
+        self.dataplane = "sidecar"  # `up --dataplane ambient`: the ambient profile, the namespace enrolled
 
     def options(self, installer: str | None = None) -> plan.PlanOptions:
         chosen = installer or self.installer
@@ -83,6 +84,7 @@ class KindBackend(ClusterBackend):
             namespace=self.namespace,
             image=self._image(),
             installer=chosen,
+            dataplane=self.dataplane,
         )
 
     def plan_steps(self) -> list[plan.Step]:
@@ -93,8 +95,13 @@ class KindBackend(ClusterBackend):
         if profile not in manifests.PROFILES:
             raise InvalidConfig([f"unknown profile {profile!r}; choose one of: {', '.join(manifests.PROFILES)}"])
         self.profile = profile
+        dataplane = str(options.get("dataplane") or "sidecar")
+        if dataplane not in ("sidecar", "ambient"):
+            raise InvalidConfig([f'unknown data plane "{dataplane}"; choose one of: sidecar, ambient'])
+        self.dataplane = dataplane
         if options.get("dry_run"):
-            print(plan.format_plan(self.plan_steps()))
+            title = "meshkit up --backend kind" + (" --dataplane ambient" if dataplane == "ambient" else "")
+            print(plan.format_plan(self.plan_steps(), title))
             return
         prereqs = check_prerequisites(installer=self.installer)
         opts = self.options(prereqs.installer)
@@ -113,6 +120,13 @@ class KindBackend(ClusterBackend):
                 what=step.waits_for,
             ),
             plan.WAIT_PODS: self._wait_pods,
+            plan.WAIT_AMBIENT_PODS: lambda step: poll_until(
+                lambda: cluster.pods_ready(self.kc, "ambient"),
+                step.timeout_s,
+                2.0,
+                self._retry_reporter(step),
+                what=step.waits_for,
+            ),
             plan.WAIT_GATEWAY: lambda step: poll_until(
                 lambda: cluster.http_answers(self.gateway_url() + "/customer"),
                 step.timeout_s,
@@ -132,7 +146,7 @@ class KindBackend(ClusterBackend):
             "helm-istiod-values.yaml": [manifests.helm_istiod_values(self.profile)],
             "helm-gateway-values.yaml": [manifests.helm_gateway_values()],
             "telemetry.yaml": [manifests.mesh_telemetry()],
-            "namespace.yaml": [manifests.namespace(opts.namespace)],
+            "namespace.yaml": [manifests.namespace(opts.namespace, opts.dataplane)],
             "sample.yaml": manifests.sample_manifests(opts.image, opts.namespace),
             "gateway-customer.yaml": manifests.gateway_customer(opts.namespace),
         }

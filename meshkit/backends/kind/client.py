@@ -102,6 +102,9 @@ def pod_from_object(obj: Mapping[str, Any]) -> Pod:
     }
     ready_count = sum(1 for s in statuses if s.get("ready"))
     deleting = bool(meta.get("deletionTimestamp"))
+    # istio-cni marks the pods it enrolled in ambient (the redirection is set up in the pod's netns)
+    enrolled = (meta.get("annotations") or {}).get("ambient.istio.io/redirection") == "enabled"
+    dataplane = "sidecar" if SIDECAR in names else "ambient" if enrolled else "none"
     return Pod(
         name=meta.get("name", ""),
         app=labels.get("app", ""),
@@ -116,6 +119,7 @@ def pod_from_object(obj: Mapping[str, Any]) -> Pod:
             "phase": "Terminating" if deleting else status.get("phase", ""),
             "ip": status.get("podIP", ""),
             "containers": f"{ready_count}/{len(statuses)}",
+            "dataplane": dataplane,
         },
     )
 

@@ -123,12 +123,23 @@ def webhook_answers(kc: KubeClient) -> tuple[bool, str]:
     return True, "the validation webhook answered"
 
 
-def pods_ready(kc: KubeClient) -> tuple[bool, str]:
-    """Every pod in the namespace is Ready with all containers and has its istio-proxy sidecar."""
+def pods_ready(kc: KubeClient, dataplane: str = "sidecar") -> tuple[bool, str]:
+    """Every pod in the namespace is Ready with all containers and has its istio-proxy sidecar (with
+    ``dataplane="ambient"``: no sidecar, and istio-cni's ``ambient.istio.io/redirection: enabled``)."""
     pods = kc.pods()
     if not pods:
         return False, f"no pods yet in namespace {kc.where.namespace}"
     waiting = [f"{p.name} {p.extra.get('containers')} {p.extra.get('phase')}" for p in pods if not p.ready]
+    if dataplane == "ambient":
+        outside = [p.name for p in pods if p.extra.get("dataplane") != "ambient"]
+        if outside:
+            return False, (
+                f"pods not enrolled in ambient: {', '.join(outside)} (is namespace {kc.where.namespace} labelled "
+                "istio.io/dataplane-mode=ambient, and istio-cni running on the node?)"
+            )
+        if waiting:
+            return False, "not ready: " + ", ".join(waiting)
+        return True, ", ".join(f"{p.name} {p.extra.get('containers')} ambient" for p in pods)
     missing = [p.name for p in pods if not p.sidecar]
     if missing:
         return False, (

@@ -158,12 +158,10 @@ def mesh_telemetry() -> Doc:
     }
 
 
-def namespace(name: str = "tutorial") -> Doc:
-    return {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": name, "labels": {"istio-injection": "enabled"}},
-    }
+def namespace(name: str = "tutorial", dataplane: str = "sidecar") -> Doc:
+    """The sample's namespace: sidecar injection on, or (``dataplane="ambient"``) enrolled in ambient."""
+    labels = {"istio.io/dataplane-mode": "ambient"} if dataplane == "ambient" else {"istio-injection": "enabled"}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
 
 
 def deployment_name(service: str, version: str) -> str:

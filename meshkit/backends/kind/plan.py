@@ -45,6 +45,7 @@ RENDER = "render-files"
 CHECK_ISTIO_VERSION = "check-istio-version"
 WAIT_WEBHOOK = "wait-webhook"
 WAIT_PODS = "wait-pods"
+WAIT_AMBIENT_PODS = "wait-ambient-pods"
 WAIT_GATEWAY = "wait-gateway-route"
 
 
@@ -60,6 +61,11 @@ class PlanOptions:
     image: str = f"{images.REPOSITORY}:dev"
     installer: str = "istioctl"  # or "helm"
     grafana: bool = False
+    dataplane: str = "sidecar"  # or "ambient": istio-cni and ztunnel, the namespace enrolled
+
+    @property
+    def ambient(self) -> bool:
+        return self.dataplane == "ambient"
 
     @property
     def context(self) -> str:
@@ -104,9 +110,13 @@ def _wait_available(opts: PlanOptions, ns: str, targets: list[str], timeout: int
 
 def _istio_install_steps(opts: PlanOptions) -> list[Step]:
     if opts.installer == "istioctl":
+        # the ambient profile: istiod with ambient on, istio-cni and the ztunnel DaemonSet; the file's
+        # mesh config and ingress gateway stay
+        profile = ("--set", "profile=ambient") if opts.ambient else ()
+        what = "ambient profile: istiod, istio-cni, ztunnel" if opts.ambient else "demo profile"
         return [
             Step(
-                f"install Istio {versions.ISTIO_VERSION} (demo profile, access logs, 100% tracing, "
+                f"install Istio {versions.ISTIO_VERSION} ({what}, access logs, 100% tracing, "
                 "REGISTRY_ONLY, gateway on NodePort 30080/30443)",
                 (
                     "istioctl",
@@ -114,6 +124,7 @@ def _istio_install_steps(opts: PlanOptions) -> list[Step]:
                     "-y",
                     "-f",
                     str(opts.file("istio-operator.yaml")),
+                    *profile,
                     "--context",
                     opts.context,
                 ),
@@ -123,6 +134,21 @@ def _istio_install_steps(opts: PlanOptions) -> list[Step]:
         ]
     helm = ("helm", "--kube-context", opts.context)
     chart = ("-n", "istio-system", "--version", versions.ISTIO_VERSION, "--wait", "--timeout", "10m")
+    ambient = ("--set", "profile=ambient") if opts.ambient else ()
+    ambient_charts = [
+        Step(
+            "install istio-cni (chart istio/cni, ambient profile): the node agent that enrolls ambient pods",
+            (*helm, "upgrade", "--install", "istio-cni", "istio/cni", *chart, *ambient),
+            waits_for="the istio-cni-node DaemonSet to be ready",
+            timeout_s=600,
+        ),
+        Step(
+            "install ztunnel (chart istio/ztunnel): the node proxy of ambient mode",
+            (*helm, "upgrade", "--install", "ztunnel", "istio/ztunnel", *chart),
+            waits_for="the ztunnel DaemonSet to be ready",
+            timeout_s=600,
+        ),
+    ] if opts.ambient else []
     return [
         Step(
             "add the Istio Helm repository",
@@ -146,10 +172,12 @@ def _istio_install_steps(opts: PlanOptions) -> list[Step]:
                 *chart,
                 "-f",
                 str(opts.file("helm-istiod-values.yaml")),
+                *ambient,
             ),
             waits_for="istiod to be ready",
             timeout_s=600,
         ),
+        *ambient_charts,
         Step(
             "install the ingress gateway (chart istio/gateway, NodePort 30080/30443)",
             (
@@ -259,6 +287,19 @@ def install_plan(opts: PlanOptions) -> list[Step]:
             waits_for="deployment istiod to be Available",
             timeout_s=310,
         ),
+        *(
+            [
+                Step(
+                    f"wait for {ds}",
+                    _kubectl(opts, "-n", "istio-system", "rollout", "status", f"daemonset/{ds}", "--timeout=300s"),
+                    waits_for=f"daemonset {ds} to be ready on every node",
+                    timeout_s=310,
+                )
+                for ds in ("istio-cni-node", "ztunnel")
+            ]
+            if opts.ambient
+            else []
+        ),
         Step(
             "wait for the validation webhook (server dry-run of a VirtualService)",
             action=WAIT_WEBHOOK,
@@ -289,7 +330,8 @@ def install_plan(opts: PlanOptions) -> list[Step]:
             timeout_s=60,
         ),
         Step(
-            f"create namespace {opts.namespace} with istio-injection=enabled",
+            f"create namespace {opts.namespace} with "
+            + ("istio.io/dataplane-mode=ambient" if opts.ambient else "istio-injection=enabled"),
             _apply(opts, "namespace.yaml"),
             timeout_s=60,
         ),
@@ -321,6 +363,13 @@ def install_plan(opts: PlanOptions) -> list[Step]:
             timeout_s=310,
         ),
         Step(
+            "check every sample pod runs 1/1 without a sidecar, enrolled in ambient by istio-cni",
+            action=WAIT_AMBIENT_PODS,
+            waits_for="all containers Ready and ambient.istio.io/redirection: enabled on each pod",
+            timeout_s=120,
+        )
+        if opts.ambient
+        else Step(
             "check every sample pod runs 2/2 (app + istio-proxy)",
             action=WAIT_PODS,
             waits_for="all containers Ready and a sidecar in each pod",
