@@ -114,6 +114,39 @@ def test_codec_refusals_at_a_gateway_are_logged_measured_and_counted() -> None:
     _with(GATEWAY, Limits(stream_idle_timeout=0.2), body)
 
 
+def _stall(identity: ProxyIdentity, host: str) -> dict[str, str]:
+    """A request whose body stops halfway (408 after the stream idle timeout); its series' labels."""
+    found: dict[str, str] = {}
+
+    async def body(proxy: Sidecar) -> None:
+        head = (f"POST /customer?x=1 HTTP/1.1\r\nhost: {host}\r\nuser-agent: slow/1.0\r\n"
+                "x-request-id: stalled-1\r\ncontent-length: 100\r\n\r\n").encode()
+        answer = await _raw(proxy.ports["outbound"], head + b"only part of it")
+        assert answer.startswith(b"HTTP/1.1 408") and answer.endswith(b"stream timeout")
+        [line] = [parse_line(line) for line in proxy.telemetry.access_log.tail()]
+        assert (line["method"], line["path"], line["authority"], line["user_agent"], line["request_id"]) == (
+            "POST", "/customer?x=1", host, "slow/1.0", "stalled-1")
+        assert (line["response_code"], line["response_flags"], line["response_code_details"]) == (
+            408, "SI", "stream_idle_timeout")
+        assert line["bytes_received"] >= len(b"only part of it")
+        assert _stats(proxy)["http.outbound_0.0.0.0_8080.downstream_rq_idle_timeout"] == 1
+        [series] = _requests_total(proxy)
+        found.update(series)
+
+    _with(identity, Limits(stream_idle_timeout=0.2), body)
+    return found
+
+
+def test_a_request_whose_body_stalls_is_logged_with_its_head() -> None:
+    # no route was taken: a sidecar's outbound stats fall back to the Host header for the service ...
+    series = _stall(PREFERENCE, "recommendation:8080")
+    assert (series["reporter"], series["source_workload"]) == ("source", "preference-v1")
+    assert series["destination_service"] == series["destination_service_name"] == "recommendation:8080"
+    # ... a gateway's do not (Istio sets disable_host_header_fallback for gateways and inbound)
+    series = _stall(GATEWAY, "customer.example.com")
+    assert series["destination_service"] == series["destination_service_name"] == "unknown"
+
+
 def test_an_inbound_refusal_is_reported_by_the_destination_as_itself() -> None:
     async def body(sidecar: Sidecar) -> None:
         port = sidecar.ports["inbound"]

@@ -16,7 +16,9 @@ A request the codec refuses never reaches the filter chain, but Envoy still logs
 its local reply gets an access-log line with flag ``DPE`` (``SI`` for the idle timeout) and counts
 in ``istio_requests_total``. Only what the proxy knows about itself is labelled: its own side
 (source for the outbound listeners and gateways, destination for the inbound one); the peer and
-the destination service, which no route was picked to name, are ``unknown``.
+the destination service, which no route was picked to name, are ``unknown`` (a sidecar's outbound
+listener that had the whole request head names it after the Host header: Istio's stats filter falls
+back to it there, and is configured not to on inbound listeners and gateways).
 
 Example::
 
@@ -40,7 +42,8 @@ _DETAIL_COUNTERS = {"DPE": "downstream_cx_protocol_error", "SI": "downstream_rq_
 class Downstream:
     """One Envoy listener and the HTTP connection manager on it: counters, and the refused requests."""
 
-    __slots__ = ("_make_record", "_report", "address", "codes", "counters", "listener", "started", "stat_prefix")
+    __slots__ = ("_make_record", "_report", "address", "codes", "counters", "host_fallback", "listener",
+                 "started", "stat_prefix")
 
     def __init__(
         self,
@@ -49,6 +52,7 @@ class Downstream:
         limits: Limits,
         make_record: Callable[[], RequestRecord] | None = None,
         report: Callable[[RequestRecord], None] | None = None,
+        host_fallback: bool = False,
     ) -> None:
         self.address = address  # the listener's stat name: 0.0.0.0_15006
         self.stat_prefix = stat_prefix  # the HCM's: inbound_0.0.0.0_8080
@@ -59,6 +63,8 @@ class Downstream:
                          "downstream_rq_too_large": 0}
         self._make_record = make_record
         self._report = report
+        # Istio's disable_host_header_fallback is set for inbound and gateway listeners, not outbound
+        self.host_fallback = host_fallback
 
     def begin(self) -> None:
         """Count a request that reached the HCM's filter chain."""
@@ -78,7 +84,7 @@ class Downstream:
         if self._make_record is None or self._report is None:
             return
         rec = self._make_record()
-        fill_refusal(rec, refusal)
+        fill_refusal(rec, refusal, self.host_fallback)
         self._report(rec)
 
     def stats(self) -> Iterator[tuple[str, int, str]]:
@@ -103,8 +109,9 @@ class Downstream:
         return iter(sorted(rows))
 
 
-def fill_refusal(rec: RequestRecord, refusal: Refusal) -> None:
-    """Fill ``rec`` (its own side already set) with what the codec knew of a request it refused."""
+def fill_refusal(rec: RequestRecord, refusal: Refusal, host_fallback: bool = False) -> None:
+    """Fill ``rec`` (its own side already set) with what the codec knew of a request it refused;
+    ``host_fallback`` names the destination service after the Host header (sidecar outbound only)."""
     rec.start_time = refusal.started or time.time()
     rec.duration_ms = refusal.duration_ms
     rec.response_code = refusal.status
@@ -124,6 +131,8 @@ def fill_refusal(rec: RequestRecord, refusal: Refusal) -> None:
     rec.downstream_local_address = f"127.0.0.1:{refusal.local_port}" if refusal.local_port else ""
     if refusal.peer:
         rec.downstream_remote_address = f"{refusal.peer[0]}:{refusal.peer[1]}"
+    if host_fallback and rec.authority:  # no cluster was picked to name the service
+        rec.destination_service = rec.destination_service_name = rec.authority
     if rec.reporter == "destination":  # the inbound side knows how the connection came in
         rec.connection_security_policy = "mutual_tls" if refusal.tls else "none"
     rec.sampled = False  # no span: the request never reached the tracer

@@ -104,7 +104,7 @@ class Sidecar:
             self.downstreams = [self.outbound_downstream, self.https_downstream]
         else:
             self.outbound_downstream = Downstream("0.0.0.0_15001", "outbound_0.0.0.0_8080", DEFAULT_LIMITS,
-                                                  self._refused_outbound, report)
+                                                  self._refused_outbound, report, host_fallback=True)
             self.inbound_downstream = Downstream("0.0.0.0_15006", "inbound_0.0.0.0_8080", DEFAULT_LIMITS,
                                                  self._refused_inbound, report)
             self.https_downstream = self.outbound_downstream  # a sidecar has no HTTPS server of its own
