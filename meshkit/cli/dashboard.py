@@ -47,6 +47,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
+    finally:
+        server.close()
     return 0
 
 

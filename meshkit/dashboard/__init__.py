@@ -218,6 +218,7 @@ class Dashboard:
                 os.umask(old)
             self.token = None
             self.url = f"unix:{path}"
+            self.socket_path: Path | None = path
         else:
             self.token = token or secrets.token_urlsafe(24)
             try:
@@ -225,6 +226,7 @@ class Dashboard:
             except OSError as exc:
                 raise DashboardError(f"--port {port}: {exc.strerror}") from None
             self.url = f"http://127.0.0.1:{self.server.server_address[1]}/?token={self.token}"
+            self.socket_path = None
         self.server.connect, self.server.home, self.server.token = connect, home, self.token
         self.server.verbose = verbose
 
@@ -233,4 +235,10 @@ class Dashboard:
 
     def shutdown(self) -> None:
         self.server.shutdown()
+        self.close()
+
+    def close(self) -> None:
+        """Stop listening; a Unix socket's file goes too."""
         self.server.server_close()
+        if self.socket_path is not None:
+            self.socket_path.unlink(missing_ok=True)
