@@ -6,6 +6,7 @@
   record (bytes, duration) is written at the end of the body;
 * a client gone mid-body: flag DC, the upstream connection closed and its producer stopped;
 * a streamed 5xx is dropped with its connection and retried (nothing went downstream yet);
+* a mirror's streamed answer is read and dropped, its connection freed;
 * a pooled client never hands out a connection whose response body is still unread;
 * an upstream that resets mid-body: the client's connection is reset (a short body), the record
   says UC ``upstream_reset_after_response_started{connection_termination}`` as Envoy's does, and the
@@ -15,12 +16,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from meshkit.backends.local.proxy.cluster import Cluster
-from meshkit.backends.local.proxy.config import ProxyIdentity, RetryPolicy
+from meshkit.backends.local.proxy.config import Mirror, ProxyIdentity, RetryPolicy
 from meshkit.backends.local.proxy.exchange import Exchange
 from meshkit.backends.local.proxy.router import Router
 from meshkit.backends.local.proxy.telemetry import Telemetry
@@ -274,5 +276,43 @@ def test_a_pooled_client_never_reuses_a_connection_before_its_body_was_read() ->
         assert len(client.idle) == 2  # both back in the pool once read to the end
         client.close()
         up.close()
+
+    run(body())
+
+
+def test_a_mirrors_streamed_answer_is_read_and_dropped_and_its_connection_pooled() -> None:
+    """The shadow's reply never reaches the client: Envoy reads and drops it; its connection is
+    then free for the next shadow."""
+    shadow_cluster = "outbound|8080|v2|recommendation.tutorial.svc.cluster.local"
+
+    async def big(req: Request) -> Response:
+        return Response(200, {}, stream=GeneratedBody(_pieces(8 * MB), 8 * MB))
+
+    async def small(req: Request) -> Response:
+        return Response(200, {}, b"primary")
+
+    async def body() -> None:
+        primary, shadow = await serve(small, "127.0.0.1", 0), await serve(big, "127.0.0.1", 0)
+        main_cluster = make_cluster([endpoint("v1", primary.sockets[0].getsockname()[1])])
+        mirror_cluster = make_cluster([endpoint("v2", shadow.sockets[0].getsockname()[1])])
+        clusters = {CLUSTER: main_cluster, shadow_cluster: mirror_cluster}
+        router = Router(lambda: clusters, random.Random(1), _no_sleep, prepare, lambda: False)
+        route = dataclasses.replace(make_route(), mirrors=(
+            Mirror(shadow_cluster, "recommendation.tutorial.svc.cluster.local", "v2", 100.0),))
+        for _ in range(2):
+            ex = Exchange(Request("GET", "/", {"host": "recommendation:8080"}),
+                          RequestRecord(proxy="proxy", reporter="source"))
+            ex.route = route
+            resp = await router(ex)
+            assert resp.status == 200 and resp.body == b"primary"
+        for _ in range(500):
+            if mirror_cluster.active_requests == 0 and mirror_cluster.stats["upstream_cx_total"] >= 1:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        assert mirror_cluster.active_requests == 0
+        assert mirror_cluster.connections <= 2  # pooled again after each shadow answer was read
+        primary.close()
+        shadow.close()
 
     run(body())
