@@ -10,8 +10,9 @@ Per repetition and version:
 * ``up``: seconds from ``meshkit.up()`` (fresh home) to the first 200 through the gateway, and the
   CPU seconds every mesh process (control plane and pods) used to get there;
 * ``pass``: a paced load through the gateway; CPU milliseconds per request of the gateway (one
-  proxy pass: client → gateway → customer's sidecar, mTLS upstream) and of the whole mesh;
-* ``memory``: PSS of the gateway and of every mesh process after that load.
+  proxy pass: client → gateway → customer's sidecar, mTLS upstream) and of the whole mesh, p50/p99;
+* ``memory``: PSS of the gateway and of every mesh process after that load;
+* ``throughput``: then a closed loop of 8 connections for as long: successful requests per second.
 
 Example::
 
@@ -85,8 +86,13 @@ with tempfile.TemporaryDirectory() as home:
             out["ok_ratio"] = ok / max(1, summary["requests"])
             out["gw_cpu_ms_per_req"] = 1000 * (after[gw_name] - before[gw_name]) / max(1, ok)
             out["mesh_cpu_ms_per_req"] = 1000 * sum(after[n] - before[n] for n in after) / max(1, ok)
+            out["p50_ms"] = summary["latency_ms"]["p50"]
+            out["p99_ms"] = summary["latency_ms"]["p99"]
             out["gw_pss_mb"] = pss(pids[gw_name])
             out["mesh_pss_mb"] = sum(pss(p) for p in pids.values()) + pss(cp)
+            closed = run_load(url, duration=seconds, concurrency=8, path="/customer").summary()
+            out["max_rps"] = closed["codes"].get("200", 0) / max(1e-9, closed["duration_s"]) \
+                if "duration_s" in closed else closed["rps"]
     finally:
         mesh.backend.down()
 print("RESULT " + json.dumps(out))
@@ -99,7 +105,10 @@ METRICS = (
     ("mesh_cpu_ms_per_req", "whole mesh CPU per request", "ms"),
     ("gw_pss_mb", "gateway PSS", "MB"),
     ("mesh_pss_mb", "whole mesh PSS", "MB"),
-    ("rps", "achieved rps", ""),
+    ("rps", "achieved rps of the paced load", ""),
+    ("p50_ms", "paced load p50 through the chain", "ms"),
+    ("p99_ms", "paced load p99 through the chain", "ms"),
+    ("max_rps", "closed loop, 8 connections: requests/s", ""),
 )
 
 
