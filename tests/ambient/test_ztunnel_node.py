@@ -356,3 +356,83 @@ def test_service_graph_shows_ztunnel_tcp_edges_apart_from_http_edges(mesh: Mesh)
     tcp_edge = edges[("customer", "preference", "service", "tcp")]
     assert edge_label(tcp_edge).startswith("🔒 TCP ") and "B/s" in edge_label(tcp_edge)
     assert len(service_graph(g).data) >= len(g["elements"]["edges"])
+
+
+GATEWAY = "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
+
+
+def test_sidecars_and_ambient_pods_talk_hbone_identities_checked_on_both_ends(mesh: Mesh, tmp_path: Path) -> None:
+    """In the ambient profile a sidecar speaks HBONE to an ambient pod, and ztunnel speaks HBONE to a
+    sidecar's 15008; STRICT admits both (mutual TLS) and refuses a plaintext caller outside the mesh."""
+    name = mesh.deploy("recommendation", "v9", sidecar=True)
+    v9 = next(p for p in mesh.pods() if p.deployment == name)
+    curl = _pod(mesh, "curl")
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(yaml.safe_dump({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+                                      "metadata": {"name": "default", "namespace": "tutorial"},
+                                      "spec": {"mtls": {"mode": "STRICT"}}}))
+    try:
+        mesh.backend.wait_synced()  # type: ignore[attr-defined]
+        assert "hbone" in v9.extra["ports"]  # an HBONE-enabled sidecar (ISTIO_META_ENABLE_HBONE)
+        mesh.apply(str(strict))
+        mesh.backend.wait_synced()  # type: ignore[attr-defined]
+        # sidecar → ambient: the gateway's sidecar tunnels to customer's ztunnel, which sees its identity
+        assert mesh.curl()[0] == 200
+        assert _metric(mesh, "istio_tcp_connections_opened_total", 'reporter="destination"',
+                       f'source_principal="{GATEWAY}"', 'destination_workload="customer"',
+                       'connection_security_policy="mutual_tls"') > 0
+        rows = [r for r in mesh.ztunnel_config("connections")[1:] if r[0].startswith("customer-") and
+                r[1] == "Inbound"]
+        assert rows and {(r[4], r[5]) for r in rows} == {("customer.tutorial.svc.cluster.local", "HBONE")}
+        # ambient → sidecar: curl's ztunnel tunnels to v9's sidecar and checks the identity it presents
+        before = len(_log(mesh))
+        answers = [mesh.exec(curl.name, "http://recommendation:8080/") for _ in range(3)]  # v1, v2, v9 in turn
+        assert all(status == 200 for status, _ in answers) and any("v9" in body for _, body in answers)
+        out = _wait_line(mesh, "connection complete", 'direction="outbound"', f'dst.workload="{v9.name}"',
+                         since=before)
+        fields = dict(_fields(out))
+        assert fields["dst.addr"] == f'127.0.0.1:{v9.extra["ports"]["hbone"]}'
+        assert fields["dst.hbone_addr"] == f'127.0.0.1:{v9.extra["ports"]["app"]}'
+        assert (fields["src.identity"], fields["dst.identity"]) == (CURL, "spiffe://cluster.local/ns/tutorial/sa/"
+                                                                          "recommendation")
+        # ... and the sidecar read the caller's identity from the tunnel's certificate (STRICT let it in)
+        [rec] = [r for r in mesh.settled_request_log()
+                 if r.get("proxy") == v9.name and r.get("reporter") == "destination"][-1:]
+        assert (rec["source_principal"], rec["connection_security_policy"], rec["response_code"]) == (
+            CURL, "mutual_tls", 200)
+        # a plaintext caller outside the mesh is refused at the sidecar (and at ambient pods' ztunnel)
+        for port in (v9.extra["ports"]["inbound"], _pod(mesh, "preference").extra["ztunnel_ports"]["inbound"]):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                raw.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+                try:
+                    got = raw.recv(65536)
+                except ConnectionResetError:
+                    got = b""
+                assert not got.startswith(b"HTTP/1.1 200"), got
+    finally:
+        mesh.reset()
+        mesh.undeploy(name)
+        mesh.backend.wait_synced()  # type: ignore[attr-defined]
+
+
+def test_a_sidecar_refuses_an_hbone_peer_with_the_wrong_identity(mesh: Mesh) -> None:
+    """The sidecar's HBONE client checks the certificate the tunnel presents against the pod's identity."""
+    import asyncio
+
+    from meshkit.backends.local.ca import CertificateAuthority
+    from meshkit.backends.local.tls import client_context
+    from meshkit.backends.local.ztunnel.hbone import connect_http, hbone_context
+    from meshkit.http1 import ClientProtocol
+
+    ca = CertificateAuthority.load_or_create(Path(mesh.backend.home) / "ca")  # type: ignore[attr-defined]
+    ctx = hbone_context(client_context(ca.issue("tutorial", "customer")))
+    pref = _pod(mesh, "preference")
+    port, target = int(pref.extra["ztunnel_ports"]["hbone"]), f'127.0.0.1:{pref.extra["ports"]["app"]}'
+
+    async def attempt(expected: str) -> None:
+        transport = await connect_http(port, ctx, target, expected, ClientProtocol())
+        transport.abort()
+
+    asyncio.run(attempt(PREFERENCE))  # the right identity: the tunnel opens
+    with pytest.raises(ssl.SSLError, match="identity verification error: peer is " + re.escape(PREFERENCE)):
+        asyncio.run(attempt("spiffe://cluster.local/ns/tutorial/sa/recommendation"))

@@ -53,7 +53,8 @@ def ztunnel_workloads(pods: list[PodState], ns_labels: Mapping[str, Mapping[str,
             "service_account": service_account(p.spec), "dataplane": mode, "ready": p.ready,
             "app_port": p.ports.get("app", 0),
             # how to reach it: an enrolled pod over HBONE, others at the address they listen on
-            "hbone_port": p.ztunnel_ports.get("hbone", 0) if mode == "ambient" else 0,
+            "hbone_port": p.ztunnel_ports.get("hbone", 0) if mode == "ambient" else
+            p.ports.get("hbone", 0) if mode == "sidecar" else 0,  # an HBONE-enabled sidecar takes HBONE too
             "port": p.ports.get("inbound") or p.ports.get("app", 0),
         })
     return out

@@ -826,6 +826,7 @@ class ControlPlane:
         self.deployments = Deployments(self.home, f"http://127.0.0.1:{self.api_port}", self.bump, self.gateway_port,
                                        credential=self.credential)
         self.deployments.gateway_port_strict = self.gateway_port_strict
+        self.deployments.hbone = self.dataplane == "ambient"
         # pods left serving by an earlier control plane are adopted, not started again
         adopted = self.deployments.adopt()
         self.version = max(int(previous.get("version") or 0), *(p.acked_version for p in adopted), 0) + 1

@@ -106,6 +106,7 @@ class Pod:
             self.sidecar = Sidecar(identity, app_port=self.ports.get("app"), contexts=self.contexts,
                                    seed_name=f"{identity.workload}#{a.get('ordinal', 0)}")
             self.envoy_admin = EnvoyAdmin(self.sidecar, self.sidecar.dump_context)
+            self.sidecar.accept_hbone = bool(a.get("hbone"))  # ambient profile: ztunnel may tunnel to this pod
             ports = await self._start_sidecar(a)
             self.ports.update(ports)
             if self.app is not None:

@@ -134,6 +134,8 @@ class PodState:
             # the node's ztunnel, as the CNI's redirection sends them there (plaintext, or mTLS from sidecars)
             return {"pod": self.name, "address": "127.0.0.1", "port": self.ztunnel_ports["inbound"],
                     "tls_port": self.ztunnel_ports["mtls"], "app": spec.labels().get("app", spec.service),
+                    "hbone_port": self.ztunnel_ports.get("hbone", 0),
+                    "hbone_target": f"127.0.0.1:{self.ports.get('app', 0)}",
                     "version": spec.version, "workload": spec.name, "labels": self.labels(),
                     "principal": f"spiffe://cluster.local/ns/{self.namespace}/sa/{service_account(spec)}",
                     "ready": self.ready}
@@ -189,6 +191,7 @@ class Deployments:
         self.on_change = on_change
         self.gateway_port = gateway_port
         self.gateway_port_strict = False
+        self.hbone = False  # an ambient mesh: sidecars also listen for HBONE, as Istio's ambient profile has them
         self.specs: dict[str, DeploymentSpec] = {}
         self.pods: dict[str, PodState] = {}
         self.path = home / "deployments.json"
@@ -308,6 +311,7 @@ class Deployments:
             "sidecar": spec.sidecar,
             "gateway": spec.gateway,
             "waypoint": spec.waypoint,
+            "hbone": self.hbone,
             "control": self.control_url,
             "gateway_port": self.gateway_port if spec.gateway and not spec.gateway_of else 0,
             "gateway_port_strict": self.gateway_port_strict,

@@ -70,6 +70,8 @@ class Endpoint:
     labels: Mapping[str, str] = field(default_factory=dict)
     principal: str = ""  # spiffe://cluster.local/ns/<ns>/sa/<sa>
     ready: bool = True
+    hbone_port: int = 0  # an ambient pod: its ztunnel's HBONE listener (15008)
+    hbone_target: str = ""  # the CONNECT authority there: the pod's address and target port
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,6 +358,8 @@ class Cluster:
         host.cx_total += 1
         self.stats["upstream_cx_total"] += 1
         try:
+            if ctx is not None and port and port == host.endpoint.hbone_port:
+                return await _connect_hbone(host.endpoint, ctx, self.spec.limits.connect_timeout)
             return await connect(host.endpoint.address, port, ctx, timeout=self.spec.limits.connect_timeout,
                                  stream_limit=DEFAULT_LIMITS.buffer_limit)
         except BaseException as exc:
@@ -558,3 +562,18 @@ class Cluster:
                 fut.set_exception(ConnectFailure("cluster removed"))
         self.waiters.clear()
         self.connections = 0
+
+
+async def _connect_hbone(ep: Endpoint, ctx: ssl.SSLContext, timeout: float | None) -> Connection:
+    """An upstream connection to an ambient pod: HTTP/1.1 inside an HBONE tunnel to its ztunnel, the
+    peer's certificate checked against the pod's identity (a mismatch or a refused CONNECT is a connect
+    failure, as for any upstream)."""
+    from meshkit.backends.local.ztunnel.hbone import connect_http
+    from meshkit.http1 import ClientProtocol
+
+    proto = ClientProtocol(DEFAULT_LIMITS.buffer_limit)
+    try:
+        await asyncio.wait_for(connect_http(ep.hbone_port, ctx, ep.hbone_target, ep.principal, proto), timeout)
+    except (TimeoutError, OSError, ssl.SSLError) as exc:
+        raise ConnectFailure(f"{type(exc).__name__}: {exc}") from exc
+    return Connection(proto, (ep.address, ep.hbone_port))

@@ -71,6 +71,7 @@ class WorkloadSecurity:
         self.limiter: LocalRateLimiter | None = None
         self.fingerprint = ""
         self.warnings: list[str] = []
+        self._hbone: tuple[int, ssl.SSLContext] | None = None  # (certificate generation, HBONE client context)
 
     # config -------------------------------------------------------------------------------------
     def apply(self, view: ProxyView, jwks: Mapping[str, Any]) -> bool:
@@ -115,6 +116,9 @@ class WorkloadSecurity:
     # client side --------------------------------------------------------------------------------
     def ssl_for(self, ep: Endpoint, spec: ClusterSpec) -> tuple[ssl.SSLContext | None, int]:
         """The TLS context and port to reach ``ep`` (Istio auto mTLS unless a DR sets tls.mode)."""
+        if not spec.external and ep.hbone_port and self.contexts is not None:
+            # an ambient pod: the sidecar tunnels to its ztunnel over HBONE, as Istio's HBONE-enabled sidecars do
+            return self.hbone_client(), ep.hbone_port
         if spec.external or not ep.tls_port or self.contexts is None:
             return None, ep.port
         mode = spec.tls
@@ -123,6 +127,16 @@ class WorkloadSecurity:
         if mode == "ISTIO_MUTUAL" or self.server_modes.get(ep.pod, "PERMISSIVE") != "DISABLE":
             return self.contexts.client, ep.tls_port
         return None, ep.port
+
+    def hbone_client(self) -> ssl.SSLContext:
+        """The workload's certificate as HBONE's client side (TLS 1.3, ALPN h2), remade after a rotation."""
+        from meshkit.backends.local.tls import client_context
+        from meshkit.backends.local.ztunnel.hbone import hbone_context
+
+        assert self.contexts is not None
+        if self._hbone is None or self._hbone[0] != self.contexts.generation:
+            self._hbone = (self.contexts.generation, hbone_context(client_context(self.contexts.cert)))
+        return self._hbone[1]
 
     # server side --------------------------------------------------------------------------------
     def inbound_filters(self) -> list[Filter]:

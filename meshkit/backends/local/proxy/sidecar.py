@@ -82,6 +82,7 @@ class Sidecar:
         self.ssl_for: Callable[[Endpoint, ClusterSpec], tuple[ssl.SSLContext | None, int]] = self.security.ssl_for
         self.servers: list[asyncio.base_events.Server] = []
         self.ports: dict[str, int] = {}
+        self.accept_hbone = False  # an ambient-profile mesh: an HBONE listener (15008) for ztunnel's callers
         self._app = SimpleClient("127.0.0.1", app_port, stream_limit=DEFAULT_LIMITS.buffer_limit) if app_port else None
         # set by the pod when the app shares this process: inbound requests are handed over directly
         self.app_handler: Callable[[Request], Awaitable[Response]] | None = None
@@ -247,7 +248,41 @@ class Sidecar:
                                   listener=shared)
                 self.servers.append(tls)
                 self.ports["inbound_tls"] = tls.sockets[0].getsockname()[1]
+            if self.accept_hbone and self.contexts is not None and self.app_port:
+                self.ports["hbone"] = await self._serve_hbone(self.contexts, self.app_port)
         return self.ports
+
+    async def _serve_hbone(self, contexts: RotatingContexts, app_port: int) -> int:
+        """Istio's HBONE-enabled sidecar inbound (15008): ambient callers' ztunnel tunnels here; each
+        CONNECT to this pod's address runs into the same inbound chain (peer authentication sees the
+        tunnel's mutual TLS, so STRICT admits it and authorization gets the caller's identity)."""
+        from meshkit.backends.local.tls import server_context
+        from meshkit.backends.local.ztunnel.hbone import hbone_context, nodelay, reset, serve_http
+        from meshkit.http1 import ServerProtocol
+
+        current: dict[int, ssl.SSLContext] = {}
+
+        def switch(obj: ssl.SSLObject, _name: str | None, _ctx: ssl.SSLContext) -> None:
+            if contexts.generation not in current:  # the certificate rotated: HBONE contexts from the new one
+                current.clear()
+                current[contexts.generation] = hbone_context(server_context(contexts.cert))
+            obj.context = current[contexts.generation]
+
+        listener = hbone_context(server_context(contexts.cert))
+        listener.sni_callback = switch
+        inbound = self.inbound_downstream.listener
+
+        async def tunnel(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nodelay(writer)
+            try:
+                await serve_http(reader, writer, f"127.0.0.1:{app_port}",
+                                 lambda: ServerProtocol(self.handle_inbound, listener=inbound))
+            except Exception:
+                reset(writer)
+
+        server = await asyncio.start_server(tunnel, "127.0.0.1", 0, ssl=listener)
+        self.servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
 
     def _refused_outbound(self) -> RequestRecord:
         """The record of a request the outbound (or gateway) codec refused: this proxy is its source."""

@@ -229,3 +229,164 @@ def reset(writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, ValueError):  # ValueError: the socket is closed already
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.transport.abort()
+
+
+class StreamTransport(asyncio.Transport):
+    """An HBONE stream as an asyncio transport, so an HTTP/1.1 protocol (a sidecar's client or its
+    inbound server) runs over the tunnel unchanged. ``ssl_object`` is the outer mutual TLS: the peer's
+    identity is the tunnel's. Writes keep their order and follow HTTP/2 flow control; the protocol is
+    told to pause writing while more than a buffer's worth waits.
+
+    Example::
+
+        stream = await open_stream(port, ctx, "127.0.0.1:43121")
+        transport = StreamTransport(stream, http1.ClientProtocol())   # the protocol sees connection_made
+    """
+
+    HIGH_WATER = 1 << 20
+
+    def __init__(self, stream: HboneStream, protocol: asyncio.Protocol) -> None:
+        super().__init__()
+        self._stream = stream
+        self._protocol = protocol
+        self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._pending = 0
+        self._paused = False
+        self._closing = False
+        self._lost = False
+        self.done = asyncio.Event()  # set once the protocol has been told the connection is lost
+        self._reading = asyncio.Event()
+        self._reading.set()
+        protocol.connection_made(self)
+        self._tasks = [asyncio.ensure_future(self._send_loop()), asyncio.ensure_future(self._recv_loop())]
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        if name == "ssl_object":
+            return self._stream.ssl_object
+        if name in ("peername", "sockname"):
+            return self._stream.writer.get_extra_info(name, default)
+        return default
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol  # type: ignore[assignment]
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing or not data:
+            return
+        chunk = bytes(data)
+        self._pending += len(chunk)
+        self._outbox.put_nowait(chunk)
+        if not self._paused and self._pending > self.HIGH_WATER:
+            self._paused = True
+            self._protocol.pause_writing()
+
+    def writelines(self, list_of_data: object) -> None:
+        for data in list_of_data:  # type: ignore[attr-defined]
+            self.write(data)
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self._outbox.put_nowait(None)
+
+    def close(self) -> None:
+        """End the stream once what was written has gone (a half close, then the tunnel's end)."""
+        if not self._closing:
+            self._closing = True
+            self._outbox.put_nowait(None)
+
+    def abort(self) -> None:
+        self._closing = True
+        self._stream.reset = True
+        for task in self._tasks:
+            task.cancel()
+        self._stream.close()
+        self._lose(None)
+
+    def pause_reading(self) -> None:
+        self._reading.clear()
+
+    def resume_reading(self) -> None:
+        self._reading.set()
+
+    def is_reading(self) -> bool:
+        return self._reading.is_set()
+
+    def _lose(self, exc: Exception | None) -> None:
+        if not self._lost:
+            self._lost = True
+            self.done.set()
+            self._protocol.connection_lost(exc)
+
+    async def _send_loop(self) -> None:
+        try:
+            while (chunk := await self._outbox.get()) is not None:
+                await self._stream.send(chunk)
+                self._pending -= len(chunk)
+                if self._paused and self._pending <= self.HIGH_WATER // 4:
+                    self._paused = False
+                    self._protocol.resume_writing()
+            self._stream.end()
+        except (OSError, ConnectionError, h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError):
+            self.abort()
+            return
+        if self._closing:
+            # our side is done; the peer's answer may still be coming (the receive loop closes the tunnel)
+            await asyncio.sleep(0)
+
+    async def _recv_loop(self) -> None:
+        try:
+            while True:
+                await self._reading.wait()
+                data = await self._stream.recv()
+                if data is None:
+                    break
+                self._protocol.data_received(data)
+            if not self._stream.reset and hasattr(self._protocol, "eof_received"):
+                self._protocol.eof_received()
+        finally:
+            self._closing = True
+            self._stream.close()
+            self._lose(ConnectionResetError("HBONE stream reset") if self._stream.reset else None)
+
+
+async def connect_http(port: int, ctx: ssl.SSLContext, authority: str, expected_identity: str,
+                       protocol: asyncio.Protocol, timeout: float = HANDSHAKE_TIMEOUT_S) -> StreamTransport:
+    """A sidecar's upstream connection to an ambient pod: HBONE to its ztunnel, the peer's certificate
+    checked against the pod's identity, ``protocol`` (HTTP/1.1) run over the tunnel.
+
+    Raises ``ConnectionRefusedError`` when the CONNECT is refused (a policy denial answers 401), and
+    ``ssl.SSLError`` when the peer is not the identity the registry names."""
+    from meshkit.backends.local.ca import peer_spiffe_id
+
+    stream = await open_stream(port, ctx, authority, timeout)
+    peer = peer_spiffe_id(stream.ssl_object) or ""
+    if expected_identity and peer != expected_identity:
+        stream.close()
+        raise ssl.SSLError(f"identity verification error: peer is {peer or 'unknown'}, expected {expected_identity}")
+    if stream.status != 200:
+        stream.close()
+        raise ConnectionRefusedError(f"HBONE CONNECT answered {stream.status}")
+    return StreamTransport(stream, protocol)
+
+
+async def serve_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, target: str,
+                     protocol_factory: Callable[[], asyncio.Protocol]) -> None:
+    """A sidecar's HBONE listener (15008): one CONNECT to ``target`` (the pod's own address:port) carried
+    into the sidecar's inbound HTTP server, the tunnel's mutual TLS standing for the connection's."""
+
+    async def decide(_stream: HboneStream, authority: str) -> int:
+        return 200 if authority == target else 400
+
+    async def on_open(stream: HboneStream, _authority: str) -> None:
+        transport = StreamTransport(stream, protocol_factory())
+        await transport.done.wait()
+
+    await serve_stream(reader, writer, decide, on_open)

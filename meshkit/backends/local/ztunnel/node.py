@@ -296,7 +296,7 @@ class Ztunnel(Pod):
             return
         counter = self.rr.setdefault(fqdn, itertools.count())
         dst = eps[next(counter) % len(eps)]  # L4 round-robin, one pick per connection
-        if dst.get("dataplane") == "ambient" and dst.get("hbone_port"):
+        if dst.get("hbone_port"):  # an ambient pod's ztunnel, or an HBONE-enabled sidecar
             await self._outbound_hbone(e, src_addr, reader, writer, dst, fqdn, original=f"{fqdn}:{_port_text}")
         else:
             await self._outbound_plain(e, src_addr, reader, writer, dst, fqdn, original=f"{fqdn}:{_port_text}")
