@@ -44,20 +44,20 @@ def ztunnel_table(dump: dict[str, Any], kind: str, namespace: str | None = None,
         for w in sorted(dump["workloads"], key=lambda w: (w["namespace"], w["name"])):
             if namespace in (None, w["namespace"]):
                 rows.append((w["namespace"], w["name"], ",".join(w["workloadIps"]), w["node"],
-                             w.get("waypoint") or "None", w["protocol"]))
+                             _waypoint_name(w.get("waypoint"), dump["services"]), w["protocol"]))
     elif which == "services":
         for s in sorted(dump["services"], key=lambda s: (s["namespace"], s["name"])):
             if namespace in (None, s["namespace"]):
                 eps = s["endpoints"].values()
                 healthy = sum(1 for e in eps if e["status"] == "Healthy")
                 rows.append((s["namespace"], s["name"], ",".join(v for v in s["vips"] if v),
-                             s.get("waypoint") or "None", f"{healthy}/{len(eps)}"))
+                             _waypoint_name(s.get("waypoint"), dump["services"]), f"{healthy}/{len(eps)}"))
     elif which == "certificates":
         rows += _certificate_rows(dump["certificates"], time.time() if now is None else now)
     elif which == "policies":
         for p in sorted(dump["policies"], key=lambda p: (p["namespace"], p["name"])):
             if namespace in (None, p["namespace"]):
-                rows.append((p["namespace"], p["name"], p["action"], p["scope"]))  # istioctl: the bare name
+                rows.append((p["namespace"], f'{p["namespace"]}/{p["name"]}', p["action"], p["scope"]))
     else:
         rows += _connection_rows(dump, namespace)
     return rows
@@ -120,3 +120,15 @@ def _connection_rows(dump: dict[str, Any], namespace: str | None) -> list[tuple[
             rows.append((name, "Outbound", lookup(c["src"]), lookup(c["actualDst"]), lookup(c["originalDst"]),
                          c["protocol"]))
     return rows
+
+
+def _waypoint_name(address: Any, services: list[dict[str, Any]]) -> str:
+    """istioctl's WAYPOINT cell: the name of the Service the waypoint address names (``None`` unbound)."""
+    if not address:
+        return "None"
+    destination = str(address.get("destination", "")) if isinstance(address, dict) else str(address)
+    for svc in services:
+        if f"{svc['namespace']}/{svc['hostname']}" == destination or destination in svc.get("vips", []):
+            return str(svc["name"])
+    # the waypoint's own Service, named like its Gateway
+    return destination.partition("/")[2].split(".", 1)[0] or "NA"

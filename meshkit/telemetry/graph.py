@@ -21,6 +21,8 @@ Which proxy's view is used, and why:
   flags from the source reporter (the destination's when the caller is outside the mesh), mTLS from
   the destination reporter. They carry ``protocol: "tcp"`` and Kiali's ``rates: {"tcp": bytes/s}``, and
   are separate from any HTTP edge between the same nodes.
+* requests between ambient pods through a waypoint are seen by the waypoint alone
+  (``reporter="waypoint"``): its report gives both the traffic and the server view of their edges.
 
 Example::
 
@@ -196,6 +198,18 @@ class _Builder:
         self.edges[(svc, callee)].add_server_view(rec)
 
 
+    def add_waypoint_report(self, rec: Mapping[str, Any]) -> None:
+        """A waypoint's report: the one HTTP view of a request between ambient pods (their callers have
+        no sidecar), so it carries the traffic and, as it ends the client's mTLS, the server view too."""
+        caller, svc = self.app_node(rec, "source"), self.service_node(rec)
+        self.edges[(caller, svc)].add_traffic(rec)
+        self.edges[(caller, svc)].add_server_view(rec)
+        if rec.get("destination_workload", UNKNOWN) != UNKNOWN:
+            callee = self.app_node(rec, "destination")
+            self.edges[(svc, callee)].add_traffic(rec)
+            self.edges[(svc, callee)].add_server_view(rec)
+
+
 def _edge_data(source: str, target: str, edge: _Edge, window_s: float, out_of_source: int) -> dict[str, Any]:
     errors = sum(n for code, n in edge.codes.items() if code.startswith("5"))
     p95 = _p95(edge.dest_durations or edge.source_durations)
@@ -300,6 +314,8 @@ def graph(
             builder.add_source_report(rec)
         elif rec.get("reporter") == "destination":
             builder.add_destination_report(rec)
+        elif rec.get("reporter") == "waypoint":
+            builder.add_waypoint_report(rec)
     for row in tcp:
         builder.add_tcp_series(row)
     out_of: Counter[str] = Counter()

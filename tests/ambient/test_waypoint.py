@@ -87,6 +87,11 @@ def test_waypoint_apply_prints_istioctl_lines_and_list_status_columns(applied: t
         "Resource programmed, assigned to service(s) waypoint.tutorial.svc.cluster.local:15008"]
     pod = next(p for p in mesh.pods() if p.app == "waypoint")
     assert pod.namespace == "tutorial" and pod.extra["dataplane"] == "none"
+    # ztunnel-config: the Service's waypoint, and the waypoint's own pod as a plain-TCP workload
+    services = {r[1]: r for r in mesh.ztunnel_config("services")[1:]}
+    assert services["recommendation"][3] == "waypoint" and services["preference"][3] == "None"
+    workloads = {r[1]: r for r in mesh.ztunnel_config("workloads")[1:]}
+    assert workloads[pod.name][4:] == ("None", "TCP")
     gw = mesh.get("gtw", "waypoint")[0]
     assert gw["spec"]["listeners"] == [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]
     assert {c["type"]: c["status"] for c in gw["status"]["conditions"]}["Accepted"] == "True"
@@ -172,7 +177,9 @@ def test_the_destination_ztunnel_sees_the_waypoint_identity(mesh: Mesh, tmp_path
         if lines or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    assert lines and f'src.identity="{WAYPOINT_ID}"' in lines[-1]
+    # an HBONE tunnel from the waypoint's pod (dst.hbone_addr: the CONNECT's pod address:targetPort)
+    assert lines and f'src.identity="{WAYPOINT_ID}"' in lines[-1], lines[-1:]
+    assert 'src.workload="waypoint-' in lines[-1] and "dst.hbone_addr=" in lines[-1]
 
 
 def test_waypoint_metrics_carry_reporter_waypoint_and_both_peers(mesh: Mesh) -> None:
@@ -210,3 +217,31 @@ def test_source_labels_matches_are_dropped_at_the_waypoint(mesh: Mesh, tmp_path:
                  "route": [{"destination": {"host": "recommendation", "subset": "v2"}}]},
                 {"route": [{"destination": {"host": "recommendation", "subset": "v1"}}]}]}})
     assert _versions_from_curl(mesh, 10) == {"v1": 10}
+
+
+def test_waypoint_traces_access_log_and_graph_edges(mesh: Mesh) -> None:
+    since = time.time()
+    assert mesh.exec(_curl_pod(mesh), "http://recommendation:8080/")[0] == 200
+    wp = next(p.name for p in mesh.pods() if p.app == "waypoint")
+    log = mesh.backend.access_log(wp)  # type: ignore[attr-defined]
+    assert any('"GET / HTTP/1.1" 200' in line for line in log), log[-3:]
+    mesh.backend.flush_telemetry()  # type: ignore[attr-defined]  # the waypoint ships its spans now
+    traces = mesh.traces(service="waypoint", limit=5)["data"]
+    assert traces
+    spans = [s for t in traces for s in t["spans"]
+             if t["processes"][s["processID"]]["serviceName"] == "waypoint.tutorial"]
+    tags = {t["key"]: t["value"] for t in spans[0]["tags"]}
+    assert tags["node_id"].startswith(f"waypoint~127.0.0.1~{wp}.tutorial~") and tags["span.kind"] == "server"
+    # the graph: curl -> recommendation (svc) -> a recommendation version, from the waypoint's reports
+    deadline = time.monotonic() + 10
+    while True:
+        graph = mesh.graph(window_s=max(0.01, time.time() - since))
+        http = {(e["data"]["source"], e["data"]["target"]): e["data"] for e in graph["elements"]["edges"]
+                if e["data"]["protocol"] == "http"}  # ztunnel's TCP edges run between the same nodes
+        callers = [k for k in http if k == ("tutorial/curl/v1", "tutorial/svc/recommendation")]
+        if callers or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert callers, http
+    assert http[callers[0]]["mtlsShare"] == 1.0 and http[callers[0]]["codes"] == {"200": 1}
+    assert any(k[0] == "tutorial/svc/recommendation" and k[1].startswith("tutorial/recommendation/v") for k in http)

@@ -45,10 +45,12 @@ def ztunnel_workloads(pods: list[PodState], ns_labels: Mapping[str, Mapping[str,
     """The workloads ztunnel learns of (its WDS): every pod of the node, with its data-plane mode."""
     out = []
     for p in pods:
-        if p.spec.service == ZTUNNEL or p.spec.gateway or not p.ports:
+        if p.spec.service == ZTUNNEL or (p.spec.gateway and not p.spec.waypoint) or not p.ports:
             continue
         mode = dataplane_mode(p, ns_labels)
         out.append({
+            # a waypoint's pod is a workload ztunnel knows (not captured: it speaks HBONE itself)
+            "waypoint_of": p.spec.gateway_of if p.spec.waypoint else "",
             "pod": p.name, "namespace": p.namespace, "workload": p.spec.name, "labels": p.labels(),
             "service_account": service_account(p.spec), "dataplane": mode, "ready": p.ready,
             "app_port": p.ports.get("app", 0),

@@ -203,6 +203,9 @@ def operation_name(rec: RequestRecord) -> str:
 
 def _own_identity(rec: RequestRecord) -> tuple[str, str, str]:
     """(app, version, namespace) of the proxy that made the record."""
+    if rec.reporter == "waypoint":
+        # a waypoint's canonical service is its Gateway's name (its pod: <gateway>-<hash>-<suffix>)
+        return rec.proxy.rsplit("-", 2)[0], "latest", rec.namespace
     if rec.reporter == "source":
         app, version = rec.source_app, rec.source_version
         ns = workload_namespace(rec.source_workload, rec.source_principal, rec.namespace)
@@ -232,7 +235,7 @@ def finish_span(ctx: SpanContext, rec: RequestRecord, operation: str | None = No
     """
     app, version, ns = _own_identity(rec)
     gateway = rec.reporter == "source" and rec.source_workload in GATEWAY_WORKLOADS
-    node_kind = "router" if gateway else "sidecar"
+    node_kind = "router" if gateway else "waypoint" if rec.reporter == "waypoint" else "sidecar"
     tags = [
         _tag("component", "proxy"),
         _tag("span.kind", ctx.kind),

@@ -135,7 +135,7 @@ def with_waypoint(svc: Mapping[str, Any], binding: Binding, pods: Iterable[Any])
         spec = pod.spec
         if spec.waypoint and spec.gateway_of == wp.name and pod.namespace == wp.namespace and pod.ready \
                 and pod.ports.get("hbone"):
-            out["waypoint"] = {"name": wp.name, "namespace": wp.namespace, "identity": wp.identity,
+            out["waypoint"] = {"name": wp.name, "namespace": wp.namespace, "identity": wp.identity, "key": wp.key,
                                "hbone_port": pod.ports["hbone"], "pod": pod.name}
             break
     return out

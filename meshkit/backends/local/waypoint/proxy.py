@@ -105,8 +105,8 @@ def _without_source_labels(rules: list[Any]) -> list[dict[str, Any]]:
 class WaypointSidecar(Sidecar):
     """The sidecar's compiled view and chain, fed the waypoint's view of the VirtualServices."""
 
-    def __init__(self, identity: ProxyIdentity, contexts: RotatingContexts, waypoint: str) -> None:
-        super().__init__(identity, app_port=None, contexts=contexts)
+    def __init__(self, identity: ProxyIdentity, contexts: RotatingContexts, waypoint: str, seed_name: str = "") -> None:
+        super().__init__(identity, app_port=None, contexts=contexts, seed_name=seed_name)
         self.waypoint = waypoint  # the Gateway's name (the pod's name has a hash)
         self.peers: dict[str, tuple[str, str, str]] = {}
         self._policies: dict[str, AuthzPolicySet] = {}
@@ -174,7 +174,8 @@ class WaypointPod(Pod):
         identity = ProxyIdentity(a["pod"], a["labels"].get("app", a["service"]), "", a["labels"], a["namespace"],
                                  a["service_account"], False)
         self.contexts = RotatingContexts(await self._while_control_plane_restarts(self._fetch_cert))
-        self.sidecar = WaypointSidecar(identity, self.contexts, a["service"])
+        self.sidecar = WaypointSidecar(identity, self.contexts, a["service"],
+                                       seed_name=f"{identity.workload}#{a.get('ordinal', 0)}")
         self.envoy_admin = EnvoyAdmin(self.sidecar, self.sidecar.dump_context)
         # HTTP inside the tunnels: served on a loopback port only the waypoint's own pipes may use
         http = await serve(self.handle, "127.0.0.1", 0)

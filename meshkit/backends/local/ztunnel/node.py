@@ -506,6 +506,9 @@ class Ztunnel(Pod):
         for w in self.config["workloads"]:
             if w.get("dataplane") == "ambient" and spiffe_id_for(w["namespace"], w["service_account"]) == identity:
                 return workload_side(w, addr)
+            if w.get("waypoint_of") and spiffe_id_for(w["namespace"], w["service_account"]) == identity:
+                return Side(addr, w["workload"], w["namespace"], identity, w["labels"].get("app", ""), "", "",
+                            w["pod"])
         ns = identity.split("/ns/", 1)[-1].split("/", 1)[0] if "/ns/" in identity else ""
         return Side(addr, namespace=ns, identity=identity)
 
@@ -640,7 +643,8 @@ class Ztunnel(Pod):
             workloads.append({"name": w["pod"], "namespace": w["namespace"], "workloadIps": ["127.0.0.1"],
                               "node": NODE, "protocol": protocol, "serviceAccount": w["service_account"],
                               "workloadName": w["workload"], "canonicalName": w["labels"].get("app", ""),
-                              "status": "Healthy" if w.get("ready") else "Unhealthy", "waypoint": None,
+                              "status": "Healthy" if w.get("ready") else "Unhealthy",
+                              "waypoint": _gateway_address(w.get("waypoint")),
                               "appPort": w.get("app_port") or w.get("port") or 0,
                               "ports": {k: v for k, v in self.enrolled[w["pod"]].ports.items()}
                               if w["pod"] in self.enrolled else {}})
@@ -653,7 +657,8 @@ class Ztunnel(Pod):
                              "hostname": f"{svc['name']}.{svc.get('namespace', 'tutorial')}.svc.cluster.local",
                              "vips": [svc.get("vip", "")], "ports": {str(svc.get("port", 8080)): 8080},
                              "endpoints": {w["pod"]: {"status": "Healthy" if w.get("ready") else "Unhealthy"}
-                                           for w in eps}, "waypoint": None})
+                                           for w in eps},
+                             "waypoint": _gateway_address((svc.get("waypoint") or {}).get("key"))})
         policies = [{"name": p.name, "namespace": p.namespace, "action": p.action, "scope": p.scope,
                      "rules": p.rules} for p in self.policies]
         return {"workloads": workloads, "services": services, "policies": policies, "certificates": self.certs.dump(),
@@ -720,6 +725,14 @@ async def _dial(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
 def _abort(*writers: asyncio.StreamWriter) -> None:
     for w in writers:
         hbone.reset(w)
+
+
+def _gateway_address(key: str | None) -> dict[str, str] | None:
+    """ztunnel's ``GatewayAddress`` of a waypoint ``<ns>/<name>``: ``<ns>/<name>.<ns>.svc.cluster.local``."""
+    if not key:
+        return None
+    ns, _, name = key.partition("/")
+    return {"destination": f"{ns}/{name}.{ns}.svc.cluster.local"}
 
 
 def daemon_pod_name() -> str:
