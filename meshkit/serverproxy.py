@@ -180,7 +180,7 @@ def dashboard() -> dict[str, Any]:
     return {
         "command": [sys.executable, "-m", "meshkit.cli", "dashboard", "--unix-socket", "{unix_socket}"],
         "unix_socket": True,
-        "timeout": 30,
+        "timeout": 90,  # a busy classroom server: the first start may take a while; any answer ends the wait
         "absolute_url": False,
         "new_browser_tab": False,
         "launcher_entry": {"title": "Mesh dashboard", "icon_path": str(ICONS / "mesh-dashboard.svg"),
@@ -196,7 +196,7 @@ def _addon(addon: Addon) -> dict[str, Any]:
         # users of a shared host can reach it too (docs/hub.md says what that means)
         "command": ["kubectl", "--context", context, "--namespace", "istio-system", "port-forward",
                     "--address", "127.0.0.1", addon.service, f"{{port}}:{addon.target_port}"],
-        "timeout": 30,
+        "timeout": 90,  # a busy classroom server: the first start may take a while; any answer ends the wait
         "absolute_url": addon.base != "/",
         "new_browser_tab": True,
         "launcher_entry": {"title": addon.title, "icon_path": str(ICONS / f"{addon.name}.svg"),

@@ -57,7 +57,7 @@ def ztunnel_table(dump: dict[str, Any], kind: str, namespace: str | None = None,
     elif which == "policies":
         for p in sorted(dump["policies"], key=lambda p: (p["namespace"], p["name"])):
             if namespace in (None, p["namespace"]):
-                rows.append((p["namespace"], f'{p["namespace"]}/{p["name"]}', p["action"], p["scope"]))
+                rows.append((p["namespace"], p["name"], p["action"], p["scope"]))  # istioctl: the bare name
     else:
         rows += _connection_rows(dump, namespace)
     return rows

@@ -190,7 +190,7 @@ class SampleApp:
                       f"javax.ws.rs.ProcessingException: {cause}", "WARN")
             self._log(f"Caused by: {cause}", "")
             return Response(503, dict(TEXT), f"{label} => {kind}: {message}\n".encode())
-        text = (await _read_capped(resp)).decode("utf-8", "replace")
+        text = (resp.body if resp.stream is None else await _read_capped(resp)).decode("utf-8", "replace")
         if 200 <= resp.status < 300:
             # customer trims what it got, preference passes it on as it came (both add a newline)
             got = text.strip() if name == "customer" else text

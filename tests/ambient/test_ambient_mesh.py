@@ -237,7 +237,7 @@ def test_explicit_l4_deny_resets_and_names_the_policy(clean: Mesh, tmp_path: Pat
                                      "to": [{"operation": {"ports": ["8080"]}}]}]}))
     assert _curl(mesh, "http://recommendation:8080/") == (0, RESET)
     _log_line(mesh, 'error="connection closed due to policy rejection: explicitly denied by: tutorial/deny-curl"')
-    assert ("tutorial", "tutorial/deny-curl", "Deny", "Namespace") in mesh.ztunnel_config("policies")
+    assert ("tutorial", "deny-curl", "Deny", "Namespace") in mesh.ztunnel_config("policies")
 
 
 def test_l7_fields_without_a_waypoint(clean: Mesh, tmp_path: Path) -> None:

@@ -436,3 +436,38 @@ def test_a_sidecar_refuses_an_hbone_peer_with_the_wrong_identity(mesh: Mesh) -> 
     asyncio.run(attempt(PREFERENCE))  # the right identity: the tunnel opens
     with pytest.raises(ssl.SSLError, match="identity verification error: peer is " + re.escape(PREFERENCE)):
         asyncio.run(attempt("spiffe://cluster.local/ns/tutorial/sa/recommendation"))
+
+
+@pytest.mark.parametrize(("kind", "header"), [
+    ("workloads", "NAMESPACE POD NAME ADDRESS NODE WAYPOINT PROTOCOL"),
+    ("s", "NAMESPACE SERVICE NAME SERVICE VIP WAYPOINT ENDPOINTS"),
+    ("certs", "CERTIFICATE NAME TYPE STATUS VALID CERT SERIAL NUMBER NOT AFTER NOT BEFORE"),
+    ("pol", "NAMESPACE POLICY NAME ACTION SCOPE"),
+    ("cons", "WORKLOAD DIRECTION LOCAL REMOTE REMOTE TARGET PROTOCOL"),
+])
+def test_every_ztunnel_config_table_from_the_cli(mesh: Mesh, kind: str, header: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from meshkit.cli import main
+
+    capsys.readouterr()
+    assert main(["--backend", "local", "--home", str(mesh.backend.home), "zc", kind]) == 0  # type: ignore[attr-defined]
+    lines = capsys.readouterr().out.splitlines()
+    assert " ".join(lines[0].split()) == header
+    if kind in ("workloads", "certs"):
+        assert len(lines) > 1
+
+
+def test_status_shows_each_pods_data_plane_mode(mesh: Mesh, capsys: pytest.CaptureFixture[str]) -> None:
+    from meshkit.cli import main
+
+    capsys.readouterr()
+    assert main(["--backend", "local", "--home", str(mesh.backend.home), "status"]) == 0  # type: ignore[attr-defined]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[-1] == "DATAPLANE"
+    table = lines[1:lines.index("")] if "" in lines else lines[1:]  # the pod rows, before the gateway's address
+    modes = {line.split()[0]: line.split()[-1] for line in table}
+    assert modes[_pod(mesh, "istio-ingressgateway").name] == "sidecar"
+    for app in ("customer", "preference", "recommendation", "curl"):
+        assert modes[_pod(mesh, app).name] == "ambient"
+    assert modes[_pod(mesh, "ztunnel").name] == "none"  # ztunnel itself is outside the mesh it carries
+    assert set(modes) == {p.name for p in mesh.pods()}

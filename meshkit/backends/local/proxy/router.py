@@ -319,7 +319,7 @@ class Router:
         try:
             coro = conn.roundtrip(self.prepare(ex, cluster, host, attempt))
             try:
-                started = asyncio.get_running_loop().time()
+                started = asyncio.get_running_loop().time() if per_try else 0.0
                 outcome = await (asyncio.wait_for(coro, per_try) if per_try else coro)
                 reusable = outcome.keep_alive
                 if outcome.stream is not None:
