@@ -67,3 +67,17 @@ def test_l7_allow_without_a_waypoint_gets_istiods_status(backend: KindBackend) -
         poll_until(condition, 60, 2.0, lambda _: None, what="istiod's ZtunnelAccepted condition")
     finally:
         mesh.delete("AuthorizationPolicy", "recommendation-get-only")
+
+
+def test_a_waypoint_applies_lists_and_enforces_l7_policy(backend: KindBackend) -> None:
+    mesh = Mesh(backend)
+    lines = mesh.waypoint_apply()
+    assert lines == ["✅ waypoint tutorial/waypoint applied", "✅ waypoint tutorial/waypoint is ready!"]
+    assert mesh.waypoint_list().splitlines()[1].split() == ["waypoint", "default", "service", "True"]
+    mesh.label("Service", "recommendation", {"istio.io/use-waypoint": "waypoint"})
+    try:
+        with urllib.request.urlopen(backend.gateway_url() + "/customer", timeout=10) as resp:
+            assert resp.read().decode().startswith("customer => preference => recommendation v")
+    finally:
+        mesh.label("Service", "recommendation", {"istio.io/use-waypoint": None})
+        assert mesh.waypoint_delete() == ["waypoint tutorial/waypoint deleted"]

@@ -250,6 +250,41 @@ class ClusterBackend(Backend):
             raise MeshkitError(f"istioctl {' '.join(args)} failed: {out.strip()}")
         return out
 
+    # ambient: labels and waypoints through kubectl and the real istioctl ------------------------------
+    def label(self, kind: str, name: str, labels: Mapping[str, str | None]) -> dict[str, Any]:
+        """``kubectl label`` a Namespace, Service or Pod (``--overwrite``; None removes a label)."""
+        from meshkit.backends.kind.waypoint import KUBECTL_KINDS, label_args
+
+        if kind not in KUBECTL_KINDS:
+            raise MeshkitError(f'kind: Unsupported value: "{kind}": supported values: "Namespace", "Pod", "Service"')
+        code, out = self.run(label_args(self.context, self.namespace, kind, name, labels), 60.0)
+        if code != 0:
+            raise MeshkitError(out.strip() or f"kubectl label failed (exit code {code})")
+        return {"kind": kind, "name": name, "labels": dict(labels)}
+
+    def waypoint_apply(self, namespace: str, name: str, for_: str | None, enroll_namespace: bool,
+                       overwrite: bool, wait: bool) -> list[str]:
+        from meshkit.backends.kind.waypoint import waypoint_args
+
+        out = self.istioctl(*waypoint_args("apply", self._ns(namespace), name, for_, enroll_namespace, overwrite,
+                                           wait))
+        return [line for line in out.splitlines() if line.strip()]
+
+    def waypoint_text(self, action: str, namespace: str, all_namespaces: bool) -> str:
+        from meshkit.backends.kind.waypoint import waypoint_args
+
+        return self.istioctl(*waypoint_args(action, self._ns(namespace), all_namespaces=all_namespaces))
+
+    def waypoint_delete(self, name: str, namespace: str) -> list[str]:
+        from meshkit.backends.kind.waypoint import waypoint_args
+
+        out = self.istioctl(*waypoint_args("delete", self._ns(namespace), name))
+        return [line for line in out.splitlines() if line.strip()]
+
+    def _ns(self, namespace: str) -> str:
+        # the tutorial's namespace is this backend's (a workshop attendee's own, on the kube backend)
+        return self.namespace if namespace == "tutorial" else namespace
+
     # telemetry -------------------------------------------------------------------------------
     def metrics_text(self, pod: str | None = None) -> str:
         return self.telemetry.metrics_text(pod)
