@@ -134,11 +134,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             mesh = self.server.connect()
-        except MeshkitError as exc:
+        except Exception as exc:  # no mesh (MeshkitError), or its state unreadable: one line, never a traceback
+            message = str(exc) if isinstance(exc, MeshkitError) else \
+                f"cannot reach the mesh: {type(exc).__name__}: {exc}"
             if route in api:
-                self._json(503, {"error": str(exc)})
+                self._json(503, {"error": message})
             else:
-                self._page({"window_s": window}, str(exc))
+                self._page({"window_s": window}, message)
             return
         try:
             sections = [api[route]] if route in api else list(views.SECTIONS)
