@@ -141,7 +141,8 @@ def test_retries_at_the_waypoint_hide_a_misbehaving_pod(mesh: Mesh, tmp_path: Pa
     assert _versions_from_curl(mesh, 12) == {"v1": 12}
 
 
-def test_waypoint_deny_is_a_403_while_an_l4_deny_is_a_reset(mesh: Mesh, tmp_path: Path) -> None:
+def test_waypoint_deny_is_a_403_while_an_l4_deny_is_a_reset(mesh: Mesh, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
     _apply(mesh, tmp_path,
            {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
             "metadata": {"name": "no-get", "namespace": "tutorial"},
@@ -157,6 +158,12 @@ def test_waypoint_deny_is_a_403_while_an_l4_deny_is_a_reset(mesh: Mesh, tmp_path
     status = {c["type"]: c for c in mesh.get("AuthorizationPolicy", "no-get")[0]["status"]["conditions"]}
     assert (status["WaypointAccepted"]["status"], status["WaypointAccepted"]["reason"],
             status["WaypointAccepted"]["message"]) == ("True", "Accepted", "bound to tutorial/waypoint")
+    # bound, the policy's condition is positive: istioctl analyze has nothing to say about it (no IST0171)
+    from meshkit.cli import main
+
+    capsys.readouterr()
+    main(["--backend", "local", "--home", str(mesh.backend.home), "analyze"])  # type: ignore[attr-defined]
+    assert not [line for line in capsys.readouterr().out.splitlines() if "IST0171" in line and "no-get" in line]
 
 
 def test_the_destination_ztunnel_sees_the_waypoint_identity(mesh: Mesh, tmp_path: Path) -> None:
@@ -245,3 +252,39 @@ def test_waypoint_traces_access_log_and_graph_edges(mesh: Mesh) -> None:
     assert callers, http
     assert http[callers[0]]["mtlsShare"] == 1.0 and http[callers[0]]["codes"] == {"200": 1}
     assert any(k[0] == "tutorial/svc/recommendation" and k[1].startswith("tutorial/recommendation/v") for k in http)
+
+
+def test_faults_are_injected_at_the_waypoint(mesh: Mesh, tmp_path: Path) -> None:
+    _apply(mesh, tmp_path, {
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "recommendation", "namespace": "tutorial"},
+        "spec": {"hosts": ["recommendation"], "http": [{
+            "fault": {"abort": {"httpStatus": 555, "percentage": {"value": 100}}},
+            "route": [{"destination": {"host": "recommendation"}}]}]}})
+    assert mesh.exec(_curl_pod(mesh), "http://recommendation:8080/") == (555, "fault filter abort")
+
+
+def test_enrolling_the_namespace_binds_every_service_but_one_labelled_none(mesh: Mesh) -> None:
+    try:
+        assert mesh.waypoint_apply(enroll_namespace=True) == [
+            "✅ waypoint tutorial/waypoint applied", "✅ waypoint tutorial/waypoint is ready!",
+            '✅ namespace tutorial labeled with "istio.io/use-waypoint: waypoint"']
+        assert mesh.waypoint_apply(enroll_namespace=True) == [
+            "⚠️ Warning: namespace (tutorial) already has an enrolled Waypoint. Consider adding the `--overwrite` "
+            "flag to your apply command."]
+        mesh.label("Service", "customer", {"istio.io/use-waypoint": "none"})
+        mesh.backend.wait_synced()  # type: ignore[attr-defined]
+        services = {r[1]: r[3] for r in mesh.ztunnel_config("services")[1:]}
+        assert (services["preference"], services["recommendation"], services["customer"]) == (
+            "waypoint", "waypoint", "None")
+        pod = _curl_pod(mesh)
+        assert mesh.exec(pod, "http://preference:8080/")[0] == 200
+        assert mesh.exec(pod, "http://customer:8080/")[0] == 200
+        seen = {dict(re.findall(r'(\w+)="([^"]*)"', line)).get("destination_service_name")
+                for line in mesh.metrics().splitlines()
+                if line.startswith("istio_requests_total{") and 'reporter="waypoint"' in line
+                and 'source_workload="curl"' in line}
+        assert "preference" in seen and "customer" not in seen
+    finally:
+        mesh.label("Namespace", "tutorial", {"istio.io/use-waypoint": None})
+        mesh.label("Service", "customer", {"istio.io/use-waypoint": None})
