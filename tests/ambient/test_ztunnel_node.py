@@ -471,3 +471,45 @@ def test_status_shows_each_pods_data_plane_mode(mesh: Mesh, capsys: pytest.Captu
         assert modes[_pod(mesh, app).name] == "ambient"
     assert modes[_pod(mesh, "ztunnel").name] == "none"  # ztunnel itself is outside the mesh it carries
     assert set(modes) == {p.name for p in mesh.pods()}
+
+
+def test_another_user_cannot_send_through_a_pods_capture(mesh: Mesh) -> None:
+    """ztunnel's outbound listener stands for the pod's own 15001: another local user dialing it would
+    be tunnelled under the pod's identity, so ztunnel refuses it (the owner's capture still works)."""
+    from meshkit.backends.local.trust import peer_uid
+
+    port = int(_pod(mesh, "curl").extra["ztunnel_ports"]["outbound"])
+    mine = Captured(mesh)
+    try:
+        assert mine.get()[0] == 200  # the owner's (the pod's) connection is served
+        assert peer_uid(port, mine.sock.getsockname()[1]) == os.getuid()  # the kernel's record ztunnel asks
+    finally:
+        mine.close()
+    if os.getuid() != 0:
+        return  # only root can connect as someone else; the owner's side ran above
+    before = len(_log(mesh))
+    result_r, result_w = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the second user's process
+        got = b""
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"preference:8080\nGET / HTTP/1.1\r\nhost: preference:8080\r\n\r\n")
+                try:
+                    got = sock.recv(65536)
+                except OSError:
+                    got = b""
+        finally:
+            os.write(result_w, (got[:64] or b"-").ljust(64))
+            os._exit(0)
+    try:
+        got = os.read(result_r, 64).rstrip()
+    finally:
+        os.waitpid(child, 0)
+        os.close(result_r)
+        os.close(result_w)
+    assert got == b"-"  # no answer: reset before a byte was read
+    line = _wait_line(mesh, "connection failed", "connection from uid 65534", since=before)
+    assert dict(_fields(line))["direction"] == "outbound"

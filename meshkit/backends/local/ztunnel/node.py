@@ -20,6 +20,7 @@ import contextlib
 import functools
 import itertools
 import json
+import os
 import secrets
 import ssl
 import time
@@ -36,7 +37,7 @@ from meshkit.backends.local.peerauth import effective_mtls_mode
 from meshkit.backends.local.pod import Pod
 from meshkit.backends.local.probes import PATH as PROBE_PATH
 from meshkit.backends.local.sniff import Tap, describe
-from meshkit.backends.local.trust import owner_only
+from meshkit.backends.local.trust import owner_only, peer_uid
 from meshkit.backends.local.ztunnel import hbone
 from meshkit.backends.local.ztunnel.certs import Certificates, Held
 from meshkit.backends.local.ztunnel.policy import L4Policy, Peer, compile_policies, evaluate
@@ -267,6 +268,15 @@ class Ztunnel(Pod):
     async def _outbound(self, pod: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         src_addr = "127.0.0.1:{}".format(writer.get_extra_info("peername")[1])
         e = self.enrolled.get(pod)
+        listen_port = writer.get_extra_info("sockname")[1]
+        uid = peer_uid(listen_port, writer.get_extra_info("peername")[1])
+        if uid is not None and uid != os.getuid():
+            # only the pod's own netns reaches its 15001 in Istio; here another local user could dial it
+            # and be tunnelled under the pod's identity: refused before a byte is read
+            self.telemetry.failed(src_addr, f"127.0.0.1:{listen_port}", "outbound",
+                                  f"connection from uid {uid}, not this mesh's user: not the pod's own traffic")
+            hbone.reset(writer)
+            return
         try:
             line = await asyncio.wait_for(reader.readline(), 5.0)
         except (TimeoutError, OSError, ValueError):
