@@ -288,3 +288,16 @@ def test_enrolling_the_namespace_binds_every_service_but_one_labelled_none(mesh:
     finally:
         mesh.label("Namespace", "tutorial", {"istio.io/use-waypoint": None})
         mesh.label("Service", "customer", {"istio.io/use-waypoint": None})
+
+
+def test_a_route_timeout_is_kept_by_the_waypoint(mesh: Mesh, tmp_path: Path) -> None:
+    _apply(mesh, tmp_path, {
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "recommendation", "namespace": "tutorial"},
+        "spec": {"hosts": ["recommendation"], "http": [{"timeout": "0.3s",
+                                                        "route": [{"destination": {"host": "recommendation"}}]}]}})
+    mesh.delay("recommendation", 3.0)  # ten times the timeout: the waypoint answers long before the app
+    try:
+        assert mesh.exec(_curl_pod(mesh), "http://recommendation:8080/") == (504, "upstream request timeout")
+    finally:
+        mesh.delay("recommendation", 0.0)
