@@ -28,12 +28,11 @@ FAST = False        # True scales delays and request counts down (CI, quick demo
 
 # %%
 from meshkit import lab
-from meshkit.lab import ambient, check
+from meshkit.lab import check
 
 mesh = lab.setup(backend=BACKEND, context=CONTEXT, namespace=NAMESPACE)
 FAST = FAST or lab.fast()          # MESHKIT_LAB_FAST=1 (CI, a quick demo) scales every lab down
 T = 0.1 if FAST else 1.0          # time scale: delays and timeouts of the tutorial × T
-N = 100 if FAST else 400          # requests per latency measurement
 
 # %% [markdown]
 # ## 1 · From sidecars to ambient
@@ -42,6 +41,9 @@ N = 100 if FAST else 400          # requests per latency measurement
 # costs now — memory of the pods, proxies, latency — to compare with ambient at the end.
 
 # %%
+from meshkit.lab import ambient
+
+N = 60 if FAST else 400           # requests per latency measurement
 sidecars = ambient.measure(mesh, "sidecars", n=N)
 print(sidecars)
 ambient.pods_frame(mesh)
@@ -116,6 +118,13 @@ check.ztunnel_identity(mesh, "customer", "preference")
 print(lab.cli(mesh, "sniff", "preference"))
 
 # %% [markdown]
+# Measure this data plane the way you measured the sidecars; the comparison comes in step 6.
+
+# %%
+in_ambient = ambient.measure(mesh, "ambient", n=N)
+print(in_ambient)
+
+# %% [markdown]
 # ## 3 · L4 authorization at ztunnel
 #
 # ztunnel enforces AuthorizationPolicy fields it can see at L4: who connects (`principals`,
@@ -161,23 +170,90 @@ check.policy_status(mesh, "recommendation-get-only", "ZtunnelAccepted", "Unsuppo
 check.denied(mesh, "customer => Error: 503 - preference => IOException: Connection reset by peer")
 
 # %% [markdown]
-# ## 5 · What each data plane costs
-#
-# The same measurement as at the start, now in ambient: the pods hold only their apps, and one ztunnel
-# carries the traffic of all of them. Per hop, a request now crosses ztunnel twice (the caller's side and
-# the destination's; on one node the same process) instead of two sidecars. Which one costs less depends
-# on how many pods share a node and on the proxies themselves: these are your machine's numbers, not
-# Envoy's and Rust ztunnel's.
+# HTTP rules belong to a **waypoint**: a proxy that reads HTTP, deployed per namespace
+# (`istioctl waypoint apply -n tutorial`) and used by the Services bound to it with the label
+# `istio.io/use-waypoint`. The traffic to recommendation then goes caller's ztunnel → waypoint →
+# recommendation's ztunnel.
 
 # %%
-mesh.reset()
-in_ambient = ambient.measure(mesh, "ambient", n=N)
-print(sidecars, in_ambient, sep="\n")
+print(*mesh.waypoint_apply(), sep="\n")
+mesh.label("Service", "recommendation", {"istio.io/use-waypoint": "waypoint"})
+print(mesh.waypoint_list())
+print(lab.cli(mesh, "zc", "services"))
+
+# %% [markdown]
+# Attach the rule to the Service with `targetRefs` instead of a selector: istiod sends it to the
+# waypoint, not to ztunnel. The chain's `GET /` passes; any other request to recommendation now gets an
+# HTTP answer, `403 RBAC: access denied`, from the waypoint — an answer ztunnel could never give.
+
+# %%
+lab.show("authorization-policy-recommendation-l7-waypoint.yaml")
+
+# %%
+mesh.apply(lab.istiofile("authorization-policy-recommendation-l7-waypoint.yaml"))
+check.succeeds(mesh, n=10)
+print(*mesh.exec(client, "http://recommendation:8080/admin"))
+
+# %%
+check.http_denied(mesh, client, "http://recommendation:8080/admin")
+
+# %% [markdown]
+# ## 5 · Traffic shifting through a waypoint
+#
+# Routing is L7 too: with a waypoint bound to recommendation, the same DestinationRule and
+# VirtualService as in lab 01 split its traffic — applied by the waypoint now, not by preference's
+# sidecar (preference has none). Start the traffic (the plot shows requests per version per second),
+# then move the canary to 75/25 with the sliders and press **Apply**; the panel shows the YAML it sends.
+
+# %%
+from meshkit.widgets import traffic_panel, weights_panel
+
+mesh.delete("AuthorizationPolicy", "recommendation-get-only")
+weights = weights_panel(mesh, weights={"v1": 90, "v2": 10}, with_subsets=True)
+weights.apply()
+weights
+
+# %%
+traffic = traffic_panel(mesh, rate=20 if FAST else 10)
+traffic.start()
+traffic
+
+# %% [markdown]
+# The next cell does from code what the sliders do, so the lab also runs unattended.
+
+# %%
+weights.controls["v1"].value, weights.controls["v2"].value = 75, 25
+weights.apply()
+check.canary(mesh, v2=25, n=300 if FAST else 2000, tolerance=10 if FAST else 4)   # ± 4 standard deviations
+
+# %%
+traffic.stop()
+
+# %% [markdown]
+# The waypoint counts the requests it routed with Istio's HTTP metrics, as `reporter="waypoint"`:
+
+# %%
+print(*[x for x in mesh.metrics().splitlines() if 'reporter="waypoint"' in x][:2], sep="\n")
+check.metrics(mesh, reporters=("waypoint",))
+
+# %% [markdown]
+# ## 6 · What each data plane costs
+#
+# Measure once more, with the waypoint in recommendation's path, and put the three side by side. In
+# ambient the pods hold only their apps and one ztunnel carries the traffic of all of them; per hop a
+# request crosses ztunnel twice (the caller's side and the destination's; on one node the same process)
+# instead of two sidecars, and the waypoint adds a proxy pass on the hops that use it. Which costs less
+# depends on how many pods share a node and on the proxies themselves: these are your machine's
+# numbers, for this mesh's Python proxies, not Envoy's and Rust ztunnel's.
+
+# %%
+with_waypoint = ambient.measure(mesh, "ambient + waypoint", n=N)
+print(sidecars, in_ambient, with_waypoint, sep="\n")
 
 # %%
 from meshkit.viz import dataplane_figure
 
-dataplane_figure([sidecars, in_ambient])
+dataplane_figure([sidecars, in_ambient, with_waypoint])
 
 # %% [markdown]
 # ### Exercise

@@ -96,7 +96,7 @@ def test_lab_after_run_all(path: Path, server: tuple[str, Path], browser: Any) -
         assert not [t for t in outputs if "Traceback" in t], [t for t in outputs if "Traceback" in t][:1]
         assert not [t for t in outputs if t.lstrip().startswith("✗")]
         solution_outputs = page.evaluate("""() => [...document.querySelectorAll('.jp-CodeCell')]
-          .filter(c => (c.querySelector('.jp-InputPlaceholder') || {}).innerText?.includes('# Solution'))
+          .filter(c => (c.querySelector('.jp-InputPlaceholder') || {}).textContent?.includes('# Solution'))
           .map(c => [...c.querySelectorAll('.jp-OutputArea-output')].map(o => o.innerText).join(''))""")
         assert solution_outputs and all(not text.strip() for text in solution_outputs), solution_outputs
         found = []

@@ -229,8 +229,11 @@ def measure(mesh: Mesh, label: str, n: int = 200) -> DataPlaneUse:
     if not ok:
         codes = sorted({r["code"] for r in result.records})
         raise Unsupported(f"no request succeeded (codes {codes}): the chain must answer to be measured")
-    pods = [p for p in mesh.pods() if (p.app in SAMPLE_APPS and p.deployment in SAMPLE_DEPLOYMENTS)
-            or p.app in _AMBIENT_PROXIES or _waypoint(p)]
+    every = mesh.pods()
+    sample = [p for p in every if p.app in SAMPLE_APPS and p.deployment in SAMPLE_DEPLOYMENTS]
+    # ztunnel and waypoints count when they carry the sample's traffic: some pod of it is enrolled
+    enrolled = any(p.extra.get("dataplane") == "ambient" for p in sample)
+    pods = sample + [p for p in every if enrolled and (p.app in _AMBIENT_PROXIES or _waypoint(p))]
     memory = {p.name: round(pss_mb(int(p.extra.get("pid") or 0)), 1) for p in pods}
     proxies = sum(1 for p in pods if p.sidecar or p.app in _AMBIENT_PROXIES or _waypoint(p))
     return DataPlaneUse(label, proxies, len(pods), memory, round(percentile(ok, 50), 3), 3, len(ok),

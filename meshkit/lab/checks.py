@@ -409,14 +409,18 @@ class Checks:
 
     @staticmethod
     @_check
-    def metrics(mesh: Mesh, metric: str = "istio_requests_total") -> CheckResult:
-        """The proxies expose ``metric`` as both reporters (source and destination)."""
+    def metrics(mesh: Mesh, metric: str = "istio_requests_total",
+                reporters: Sequence[str] = ("destination", "source")) -> CheckResult:
+        """The proxies expose ``metric`` as each of ``reporters`` (source and destination; a waypoint
+        reports ``waypoint``)."""
         mesh.load(n=10, flags=False)
         lines = [x for x in mesh.metrics().splitlines() if x.startswith(metric + "{")]
-        reporters = sorted({r for r in ("source", "destination") for x in lines if f'reporter="{r}"' in x})
-        return CheckResult(f"metric {metric}", reporters == ["destination", "source"],
-                           f"{len(lines)} series, reporters {reporters}", "series from both reporters",
-                           "send some traffic first; each request is counted by the caller's and the server's proxy")
+        want = sorted(reporters)
+        found = sorted({r for r in want for x in lines if f'reporter="{r}"' in x})
+        return CheckResult(f"metric {metric}", found == want,
+                           f"{len(lines)} series, reporters {found}", f"series from reporters {want}",
+                           "send some traffic first; each request is counted by the caller's and the server's proxy"
+                           " (in ambient, by the waypoint)")
 
     @staticmethod
     @_check

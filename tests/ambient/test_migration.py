@@ -1,9 +1,9 @@
-"""Lab 06's journey on a real local mesh: a sidecar mesh gets the ambient profile, its namespace is
-labelled (sidecar pods stay as they are), injection goes off and a rollout restart brings pods without
-sidecars that enroll at once; a sniffer on the wire to an ambient pod sees TLS on its HBONE port; the
-data planes' cost is measured from the pods' processes and drawn; and the sample goes back to sidecars.
+"""Lab 06's helpers on a real local mesh: a sniffer on the wire to an ambient pod sees TLS on its
+HBONE port, the data planes' cost is measured from the pods' processes and drawn, and the sample goes
+back to sidecars. (The way in, sidecars to ambient, is lab 06's first step: nbval runs it with strict
+checks.)
 
-One mesh for the module (about 20 s on a busy 2-core machine).
+One ambient mesh for the module.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 import meshkit
-from meshkit.lab import ambient, check
+from meshkit.cli import main
+from meshkit.lab import ambient, check, replay
 from meshkit.lab.ambient import DataPlaneUse
 from meshkit.mesh import Mesh
 from meshkit.viz.dataplanes import dataplane_figure, memory_by_holder
@@ -22,7 +23,7 @@ from tests.local.conftest import stop_mesh
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    m = meshkit.up(home=str(tmp_path_factory.mktemp("migration")))
+    m = meshkit.up(home=str(tmp_path_factory.mktemp("migration")), dataplane="ambient")
     yield m
     stop_mesh(m)
 
@@ -31,31 +32,13 @@ def _modes(mesh: Mesh) -> dict[str, str]:
     return {p.name: str(p.extra.get("dataplane")) for p in mesh.pods() if p.app in ambient.SAMPLE_APPS}
 
 
-def test_sidecars_to_ambient_and_back(mesh: Mesh) -> None:
-    sidecars = ambient.measure(mesh, "sidecars", n=20)
-    assert sidecars.proxies == 4 and sidecars.processes == 4  # a sidecar in each of the four pods
-    assert all(role.endswith("+ sidecar") for role in sidecars.roles.values())
-    assert sidecars.p50_ms > 0 and sidecars.requests == 20
-
-    # the ambient profile over the running mesh: ztunnel joins, the pods are untouched
-    pids = ambient.pids(mesh)
-    zt = ambient.install_ambient(mesh)
-    assert zt.startswith("ztunnel-") and ambient.pids(mesh) == pids
-    # a label restarts nothing, and a pod with a sidecar never enrolls
-    mesh.label("Namespace", "tutorial", {"istio.io/dataplane-mode": "ambient"})
-    assert check.dataplane(mesh, "sidecar", same_pids=pids, strict=True)
-    assert not check.dataplane(mesh, "ambient", strict=False)
-
-    # injection off + rollout restart: new pods, no sidecar, enrolled from the start
-    lines = ambient.remove_sidecars(mesh)
-    assert lines == ["namespace/tutorial unlabeled", *(f"deployment.apps/{d} restarted"
-                                                         for d in ambient.SAMPLE_DEPLOYMENTS)]
-    assert set(_modes(mesh).values()) == {"ambient"}
-    assert not set(ambient.pids(mesh)) & set(pids)  # every pod is new
+def test_ambient_measured_sniffed_and_back_to_sidecars(mesh: Mesh) -> None:
+    # the way in (ambient profile over a sidecar mesh, label, rollout) is lab 06's first step, which the
+    # suite runs under nbval with strict checks; this mesh starts in ambient and goes the way back
     rows = ambient.pod_rows(mesh)
     assert {r["READY"] for r in rows} == {"1/1"} and {r["DATAPLANE"] for r in rows} == {"ambient"}
     assert all(isinstance(r["PID"], int) and r["AGE"].endswith("s") for r in rows)
-    assert mesh.curl()[0] == 200
+    assert ambient.install_ambient(mesh).startswith("ztunnel-")  # already there: nothing changes
     assert check.ztunnel_identity(mesh, "customer", "preference", strict=True)
 
     # what crosses the wire to an ambient pod: TLS records on its HBONE listener, no HTTP
@@ -68,20 +51,35 @@ def test_sidecars_to_ambient_and_back(mesh: Mesh) -> None:
     assert in_ambient.proxies == 1 and in_ambient.processes == 5  # one ztunnel for the node
     assert {in_ambient.roles[n] for n in in_ambient.memory_mb if n.startswith("ztunnel-")} == {"ztunnel"}
     assert all(mb > 1 for mb in in_ambient.memory_mb.values())
+    assert in_ambient.p50_ms > 0 and in_ambient.requests == 20
     held = memory_by_holder(in_ambient)
     assert held["pods+sidecar"] == 0 and held["pods"] > 0 and held["ztunnel"] > 0
-    fig = dataplane_figure([sidecars, in_ambient])
-    assert [t.name for t in fig.data if t.type == "bar"][:3] == [
-        "sample pods (app + sidecar)", "sample pods (app only)", "ztunnel (one per node)"]
 
-    # back to the sample the other labs use
-    assert ambient.restore_sidecars(mesh)[0] == "namespace/tutorial labeled"
-    assert set(_modes(mesh).values()) == {"sidecar"}
+    # `meshkit lab reset 06`: back to the sample the other labs use: injection on, the ambient label gone,
+    # new pods with sidecars
+    pids = ambient.pids(mesh)
+    assert main(["--home", str(mesh.backend.home), "lab", "reset", "06"]) == 0  # type: ignore[attr-defined]
+    assert set(_modes(mesh).values()) == {"sidecar"} and not set(ambient.pids(mesh)) & set(pids)
     [ns] = mesh.get("Namespace", "tutorial")
     assert ns["metadata"]["labels"].get("istio-injection") == "enabled"
     assert "istio.io/dataplane-mode" not in ns["metadata"]["labels"]
     assert ambient.restore_sidecars(mesh) == []  # nothing left to do
     assert mesh.curl()[0] == 200
+
+    sidecars = ambient.measure(mesh, "sidecars", n=20)
+    # a sidecar in each pod; ztunnel still runs but carries none of the sample's traffic
+    assert sidecars.proxies == 4 and sidecars.processes == 4
+    assert set(sidecars.roles.values()) == {
+        "customer v1 + sidecar", "preference v1 + sidecar", "recommendation v1 + sidecar",
+        "recommendation v2 + sidecar"}
+    fig = dataplane_figure([sidecars, in_ambient])
+    assert [t.name for t in fig.data if t.type == "bar"][:3] == [
+        "sample pods (app + sidecar)", "sample pods (app only)", "ztunnel (one per node)"]
+
+    # `meshkit lab goto 06 1`: the lab's first step replayed (its strict checks raise if a stage is off)
+    done = replay.goto(mesh, "06", 1, fast=True)
+    assert done["sidecars"].proxies == 4 and set(_modes(mesh).values()) == {"ambient"}
+    assert done["before"] == ambient.pids(mesh)  # the last cells moved a pod out and in: same processes
 
 
 def _use(label: str, roles: dict[str, str], p50: float = 6.0) -> DataPlaneUse:
