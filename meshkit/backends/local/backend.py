@@ -37,6 +37,7 @@ from meshkit.backends.local.probes import PATH as PROBE_PATH
 from meshkit.backends.local.processes import (
     HomeLock,
     ProcessRecord,
+    bytecode_env,
     mesh_processes,
     reap,
     start_time,
@@ -276,6 +277,7 @@ class LocalBackend(Backend):
              "--profile", profile, "--outbound", outbound, "--gateway-port", str(port),
              *(["--gateway-port-strict"] if gateway_port else []), "--dataplane", dataplane],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
+            env=bytecode_env(os.environ),  # the pods inherit it from the control plane
         )
         log.close()
         try:

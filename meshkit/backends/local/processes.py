@@ -22,8 +22,9 @@ import fcntl
 import json
 import os
 import signal
+import stat
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -81,6 +82,40 @@ class ProcessRecord:
         except (ProcessLookupError, PermissionError):
             return False
         return True
+
+
+def bytecode_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment for the mesh's own Python processes (control plane and pods).
+
+    With ``PYTHONDONTWRITEBYTECODE`` set (common in containers and CI) and no ``.pyc`` next to the
+    sources, every pod would compile some 300 modules from source on each start: about 0.7 s of
+    CPU per process, five pods at once on ``up``. Such an environment asks Python not to write into
+    the source tree; the mesh's processes then keep their bytecode in a cache of this user's own
+    (``$XDG_CACHE_HOME/meshkit/pycache``, 0700) instead. Anything else is left as it is: an explicit
+    ``PYTHONPYCACHEPREFIX``, an environment that writes bytecode, a cache directory that is not
+    private to this user.
+
+    Example::
+
+        subprocess.Popen([sys.executable, "-m", "meshkit.backends.local.controlplane", ...],
+                         env=bytecode_env(os.environ))
+    """
+    out = dict(env)
+    if not out.get("PYTHONDONTWRITEBYTECODE") or out.get("PYTHONPYCACHEPREFIX"):
+        return out
+    base = Path(out.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    cache = base / "meshkit" / "pycache"
+    try:
+        cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for path in (cache.parent, cache):
+            info = path.stat()
+            if info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o022:
+                return out  # another user could write bytecode there: compile from source instead
+    except (OSError, RuntimeError):
+        return out  # no home, or a read-only one
+    del out["PYTHONDONTWRITEBYTECODE"]
+    out["PYTHONPYCACHEPREFIX"] = str(cache)
+    return out
 
 
 def reap(pid: int) -> None:
