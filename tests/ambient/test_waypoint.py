@@ -92,6 +92,11 @@ def test_waypoint_apply_prints_istioctl_lines_and_list_status_columns(applied: t
     assert services["recommendation"][3] == "waypoint" and services["preference"][3] == "None"
     workloads = {r[1]: r for r in mesh.ztunnel_config("workloads")[1:]}
     assert workloads[pod.name][4:] == ("None", "TCP")
+    svc = mesh.get("svc", "recommendation", namespace="tutorial")[0]
+    assert svc["status"]["conditions"] == [{"type": "istio.io/WaypointBound", "status": "True",
+                                            "reason": "WaypointAccepted",
+                                            "message": "Successfully attached to waypoint tutorial/waypoint"}]
+    assert "conditions" not in (mesh.get("svc", "preference", namespace="tutorial")[0].get("status") or {})
     gw = mesh.get("gtw", "waypoint")[0]
     assert gw["spec"]["listeners"] == [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]
     assert {c["type"]: c["status"] for c in gw["status"]["conditions"]}["Accepted"] == "True"

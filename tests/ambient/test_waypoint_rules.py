@@ -31,7 +31,8 @@ def test_a_services_own_label_wins_and_none_opts_out_of_the_namespace_waypoint()
 def test_traffic_types_decide_what_binds() -> None:
     refused = bind_service({USE: "wl"}, "tutorial", {}, WPS)
     assert refused.waypoint is None and refused.reason == "UnsupportedTrafficType"
-    assert refused.message == 'attempting to bind to traffic type "service" which the waypoint "wl" does not support'
+    assert refused.message == ('attempting to bind to traffic type "service" which the waypoint "tutorial/wl" '
+                               "does not support")
     assert bind_workload({USE: "wl"}, "tutorial", {}, WPS).waypoint == WPS["tutorial/wl"]
     assert bind_workload({USE: "both"}, "tutorial", {}, WPS).waypoint == WPS["tutorial/both"]
     # a pod inheriting its namespace's service waypoint simply has none; labelled itself, it is an error
@@ -40,7 +41,7 @@ def test_traffic_types_decide_what_binds() -> None:
 
 
 def test_a_missing_or_unready_waypoint_leaves_the_service_unbound() -> None:
-    assert bind_service({USE: "down"}, "tutorial", {}, WPS).reason == "WaypointIsNotReady"
+    assert bind_service({USE: "down"}, "tutorial", {}, WPS).message == 'waypoint "tutorial/down" is not ready'
     assert bind_service({USE: "nowhere"}, "tutorial", {}, WPS).reason == "WaypointIsNotReady"
 
 

@@ -201,6 +201,13 @@ class ControlPlane:
                                                       bound)
                 if status:
                     r = {**r, "status": status}
+            if r.get("kind") == "Service" and self.has_ztunnel():
+                meta = r.get("metadata") or {}
+                ns = str(meta.get("namespace") or "tutorial")
+                cond = waypoint_binding.bound_condition(waypoint_binding.bind_service(
+                    meta.get("labels") or {}, ns, self.namespace_labels().get(ns, {}), self.waypoints()))
+                if cond is not None:
+                    r = {**r, "status": {**(r.get("status") or {}), "conditions": [cond]}}
             if is_gateway_api(r):
                 meta = r.get("metadata", {})
                 r = {**r, "status": statuses.get((r["kind"], meta.get("namespace", "tutorial"), meta["name"]), {})}
@@ -419,7 +426,8 @@ class ControlPlane:
             namespace = apiinput.dns_label(q["namespace"], "namespace") if "namespace" in q else None
             if kind is not None and (kind in KUBE_KINDS or kind == "Pod"):
                 selector = apiinput.text(q.get("selector", ""), "selector", 4096)
-                return {"items": self.kube.objects(kind, name, namespace, selector)}
+                objects = self.kube.objects(kind, name, namespace, selector)
+                return {"items": self.with_status(objects) if kind == "Service" else objects}
             items = [r for r in self.store.list(kind, name) if r["kind"] not in KUBE_KINDS
                      and namespace in (None, r["metadata"].get("namespace"))]
             if kind is None:  # the cluster-scoped classes Istio installs are listed only when asked for

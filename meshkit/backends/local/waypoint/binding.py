@@ -95,7 +95,7 @@ def _target(labels: Mapping[str, str], namespace: str, ns_labels: Mapping[str, s
         return Binding(), direct
     wp = wps.get(key)
     if wp is None or not wp.ready:
-        return Binding(None, "WaypointIsNotReady", f"waypoint {key} is not ready"), direct
+        return Binding(None, "WaypointIsNotReady", f'waypoint "{key}" is not ready'), direct
     return Binding(wp), direct
 
 
@@ -108,7 +108,7 @@ def bind_service(labels: Mapping[str, str], namespace: str, ns_labels: Mapping[s
     wp = binding.waypoint
     if wp is not None and wp.traffic_type not in ("service", "all"):
         return Binding(None, "UnsupportedTrafficType", f'attempting to bind to traffic type "service" which the '
-                       f'waypoint "{wp.name}" does not support')
+                       f'waypoint "{wp.key}" does not support')
     return binding
 
 
@@ -121,7 +121,7 @@ def bind_workload(labels: Mapping[str, str], namespace: str, ns_labels: Mapping[
         if not direct:
             return Binding()  # a namespace's service waypoint is no error for its pods
         return Binding(None, "UnsupportedTrafficType", f'attempting to bind to traffic type "workload" which the '
-                       f'waypoint "{wp.name}" does not support')
+                       f'waypoint "{wp.key}" does not support')
     return binding
 
 
@@ -139,3 +139,14 @@ def with_waypoint(svc: Mapping[str, Any], binding: Binding, pods: Iterable[Any])
                                "hbone_port": pod.ports["hbone"], "pod": pod.name}
             break
     return out
+
+
+def bound_condition(binding: Binding) -> dict[str, str] | None:
+    """istiod's ``istio.io/WaypointBound`` condition on a Service (None: no waypoint asked for)."""
+    if binding.waypoint is not None:
+        return {"type": "istio.io/WaypointBound", "status": "True", "reason": "WaypointAccepted",
+                "message": f"Successfully attached to waypoint {binding.waypoint.key}"}
+    if binding.reason:
+        return {"type": "istio.io/WaypointBound", "status": "False", "reason": binding.reason,
+                "message": binding.message}
+    return None
