@@ -49,6 +49,7 @@ __all__ = [
     "StreamTimeout",
     "UpstreamReset",
     "connect",
+    "head_response",
     "serve",
 ]
 
@@ -218,6 +219,21 @@ class BodyStream:
             tap.fail(exc)
         self._settle(exc)
 
+    def skip(self) -> None:
+        """The body is not wanted at all (the answer to a HEAD): nothing more is read, a sending
+        connection is closed (unread bytes would spoil it), the end callbacks run without error."""
+        if self._ended:
+            return
+        self._done = True
+        self._chunks.clear()
+        self._buffered = 0
+        if self._transport is not None:
+            self._transport.abort()
+        self._wake()
+        for tap in self.taps:
+            tap.finish()
+        self._settle(None)
+
     def tap(self) -> BodyStream:
         """A second reader of the bytes not read yet; dropped (fails) when a buffer behind."""
         tap = BodyStream(None, self.limit, self.length)
@@ -315,6 +331,12 @@ class GeneratedBody(BodyStream):
         self.sent += len(chunk)
         return chunk
 
+    def skip(self) -> None:
+        close = getattr(self._source, "aclose", None)
+        if close is not None and not self._ended:
+            _spawn(close())
+        super().skip()
+
     def abort(self, exc: BaseException) -> None:
         close = getattr(self._source, "aclose", None)
         if close is not None and not self._ended:
@@ -375,16 +397,27 @@ def _forget(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-def encode_response(resp: Response, keep_alive: bool) -> bytes:
+def encode_response(resp: Response, keep_alive: bool, head: bool = False) -> bytes:
     """The response head and, for a buffered body, the body; a streamed body's framing is
-    its declared length, or chunked when it has none."""
+    its declared length, or chunked when it has none.
+
+    ``head``: the answer to a HEAD request. Only the head is encoded; its framing headers describe
+    the body a GET would get (RFC 9110 9.3.2): the ``content-length`` the response carries (a HEAD
+    answer relayed from upstream), else the length of the body it holds. A relayed answer that came
+    chunked and without a length keeps ``transfer-encoding: chunked``, as Envoy writes it.
+    """
     reason = _REASONS.get(resp.status, "Unknown")
     lines = [f"HTTP/1.1 {resp.status} {reason}"]
     for name, value in resp.headers.items():
         if name not in HOP_BY_HOP and name != "content-length":
             lines.append(f"{name}: {value}")
     stream = resp.stream
-    if stream is None:
+    declared = resp.headers.get("content-length") if head else None
+    if declared is not None and declared.isdigit():
+        lines.append(f"content-length: {declared}")
+    elif head and stream is None and not resp.body and "chunked" in resp.headers.get("transfer-encoding", ""):
+        lines.append("transfer-encoding: chunked")
+    elif stream is None:
         lines.append(f"content-length: {len(resp.body)}")
     elif stream.length is not None:
         lines.append(f"content-length: {stream.length}")
@@ -392,7 +425,32 @@ def encode_response(resp: Response, keep_alive: bool) -> bytes:
         lines.append("transfer-encoding: chunked")
     if not keep_alive:
         lines.append("connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + resp.body
+    wire = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return wire if head else wire + resp.body
+
+
+def head_response(resp: Response) -> Response:
+    """``resp`` (made for a GET) as the answer to a HEAD: the same status and headers, a
+    ``content-length`` telling the GET body's size when it is known, and no body. A streamed body
+    is given up unread (:meth:`BodyStream.skip`), so a HEAD never produces or pulls the body.
+
+    Example::
+
+        head = head_response(Response(200, {"content-type": "text/plain"}, b"hello\\n"))
+        assert head.headers["content-length"] == "6" and head.body == b""
+    """
+    headers = dict(resp.headers)
+    stream = resp.stream
+    if "content-length" not in headers:
+        if stream is None:
+            headers["content-length"] = str(len(resp.body))
+        elif stream.length is not None:
+            headers["content-length"] = str(stream.length)
+        else:
+            headers["transfer-encoding"] = "chunked"
+    if stream is not None:
+        stream.skip()
+    return Response(resp.status, headers, b"", resp.keep_alive)
 
 
 def encode_request(req: Request) -> bytes:
@@ -762,7 +820,12 @@ class ServerProtocol(asyncio.Protocol):
                 break
             # a response before the end of a streamed body: the rest is not read, the connection ends
             keep = req.keep_alive and resp.keep_alive and (req.stream is None or req.stream.complete)
-            if resp.stream is not None:
+            if req.method == "HEAD":
+                # headers only, whatever the handler made: a body here would be read as the next response
+                if resp.stream is not None:
+                    resp = head_response(resp)
+                self.transport.write(encode_response(resp, keep, head=True))
+            elif resp.stream is not None:
                 if not await self._send_stream(resp, keep):
                     break
                 if req.stream is not None and not req.stream.complete:
@@ -939,6 +1002,7 @@ class ClientProtocol(asyncio.Protocol):
         self._writable: asyncio.Future[None] | None = None  # set while the socket's buffer is full
         self.stream_limit = stream_limit
         self.no_body = False  # the request in flight is a HEAD: its response has no body
+        self._headed = False  # the HEAD's response head arrived: the parser is replaced after this read
         self._stream: BodyStream | None = None  # the response body being streamed
 
     def pause_writing(self) -> None:
@@ -964,6 +1028,11 @@ class ClientProtocol(asyncio.Protocol):
             self._finish_error(UpstreamReset(f"protocol error: {exc}"))
             if self.transport is not None:
                 self.transport.close()
+        if self._headed:
+            # the HEAD's response is over at its head: a fresh parser reads the next response
+            self._headed = False
+            self.no_body = False
+            self.parser = httptools.HttpResponseParser(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -990,8 +1059,11 @@ class ClientProtocol(asyncio.Protocol):
         self._headers[key] = val if old is None else f"{old}, {val}"
 
     def on_headers_complete(self) -> None:
+        if self.no_body:
+            self._head_answered()
+            return
         limit = self.stream_limit
-        if limit is None or self.no_body:
+        if limit is None:
             return
         status = self.parser.get_status_code()
         if status < 200 or status in (204, 304):
@@ -1014,13 +1086,36 @@ class ClientProtocol(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(resp)
 
+    def _head_answered(self) -> None:
+        """A HEAD's response ends with its head whatever its framing headers say (RFC 9112 6.3).
+        httptools cannot be told to skip the body, so the response is returned here and the
+        parser is replaced once this read is parsed (:meth:`data_received`)."""
+        status = self.parser.get_status_code()
+        if status < 200:
+            return  # an interim response: the final one follows
+        self._headed = True
+        version = self.parser.get_http_version()
+        tokens = {t.strip().lower() for t in self._headers.get("connection", "").split(",")}
+        keep = "keep-alive" in tokens if version == "1.0" else "close" not in tokens
+        resp = Response(status, self._headers, b"", keep)
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(resp)
+
     def on_body(self, body: bytes) -> None:
-        if self._stream is not None:
+        if self._headed:
+            # a body after a HEAD's response: the peer broke the framing, the connection cannot be reused
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()
+        elif self._stream is not None:
             self._stream.feed(body)
         else:
             self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self._headed:
+            return
         stream = self._stream
         if stream is not None:
             self._stream = None

@@ -37,6 +37,7 @@ from meshkit.http1 import (
     Response,
     SimpleClient,
     UpstreamReset,
+    head_response,
 )
 
 CALLS = {"customer": "preference", "preference": "recommendation"}
@@ -110,12 +111,13 @@ class SampleApp:
             return "PREFERENCE"
         return self.spec.service
 
-    async def _send(self, host: str, port: int, path: str, headers: dict[str, str]) -> Response:
+    async def _send(self, host: str, port: int, path: str, headers: dict[str, str],
+                    method: str = "GET") -> Response:
         if self.resolves is not None and not self.resolves(host):
             raise ConnectFailure(f"gaierror: [Errno -2] Name or service not known: {host}")
         if self.transport is not None:
-            return await self.transport(Request("GET", path, headers))
-        return await self._client(host, port).request("GET", path, headers)
+            return await self.transport(Request(method, path, headers))
+        return await self._client(host, port).request(method, path, headers)
 
     def _client(self, host: str, port: int) -> SimpleClient:
         target = self.spec.outbound or (host, port)
@@ -125,6 +127,13 @@ class SampleApp:
         return client
 
     async def handle(self, req: Request) -> Response:
+        """Answer one request. HEAD gets what GET would (the JAX-RS services run their GET method
+        for it), headers only: ``content-length`` gives the GET body's size, no body is sent."""
+        if req.method == "HEAD":
+            return head_response(await self._handle(req))
+        return await self._handle(req)
+
+    async def _handle(self, req: Request) -> Response:
         if req.stream is not None:
             # the services take no body; like a Java server they read one to its end before answering
             await req.stream.discard()
@@ -217,15 +226,17 @@ class SampleApp:
         headers["host"] = f"{callee}:8080"
         headers["user-agent"] = f"{self.spec.service}/{self.spec.version}"
         try:
-            resp = await self._send(callee, 8080, f"/bytes?n={size}", headers)
+            resp = await self._send(callee, 8080, f"/bytes?n={size}", headers, req.method)
         except Exception as exc:
             kind, message = _java_like(exc, callee)
             return Response(503, dict(TEXT), f"{self.label} => {kind}: {message}\n".encode())
         if not 200 <= resp.status < 300:
             text = (await _read_capped(resp)).decode("utf-8", "replace")
             return Response(503, dict(TEXT), f"{self.label} => Error: {resp.status} - {text}\n".encode())
-        return Response(resp.status, {"content-type": resp.headers.get("content-type", "application/octet-stream")},
-                        resp.body, stream=resp.stream)
+        headers = {"content-type": resp.headers.get("content-type", "application/octet-stream")}
+        if req.method == "HEAD" and "content-length" in resp.headers:
+            headers["content-length"] = resp.headers["content-length"]  # the size the GET would bring
+        return Response(resp.status, headers, resp.body, stream=resp.stream)
 
     def _virtualized(self, req: Request) -> Response:
         """The advanced chapter's Hoverfly simulation: one recorded pair, GET / answers it."""

@@ -8,6 +8,8 @@
   up by it (its p99 stays within a margin of its own p99 measured just before);
 * a 128 MB download from recommendation through every proxy to another process: the same bounds
   on every pod's PSS, the body's hash checked, each proxy's record counting every byte;
+* HEAD through the whole chain: the GET's headers and no body, as fast as a GET, the keep-alive
+  connection reusable after it, the rows saying HEAD with 0 bytes sent;
 * hostile YAML through the CLI's ``apply``: one located error each, exit code 1, no traceback.
 """
 
@@ -88,6 +90,61 @@ def test_100_kib_of_headers_get_431_at_the_gateway_which_keeps_serving(mesh: Mes
     conn.request("GET", "/customer")
     assert conn.getresponse().status == 200
     conn.close()
+
+
+def _exchange(sock: socket.socket, request: bytes, buffered: bytearray) -> tuple[bytes, dict[str, str]]:
+    """Send ``request`` and read one response head from ``sock``; what follows stays in ``buffered``."""
+    sock.sendall(request)
+    while b"\r\n\r\n" not in buffered:
+        chunk = sock.recv(65536)
+        assert chunk, bytes(buffered)
+        buffered += chunk
+    head, _, rest = bytes(buffered).partition(b"\r\n\r\n")
+    buffered[:] = rest
+    lines = head.decode("latin-1").split("\r\n")
+    return lines[0].encode(), {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+
+
+def test_head_through_the_chain_answers_the_gets_headers_with_no_body_on_a_reusable_connection(mesh: Mesh) -> None:
+    """HEAD /customer through gateway → customer → preference → recommendation (the services run their
+    GET for it, as JAX-RS does): the GET's headers, content-length included, no body, as fast as a GET,
+    and the same keep-alive connection then serves a GET; the gateway's and customer's rows say HEAD
+    and 0 bytes sent."""
+    host, port = _gateway(mesh)
+    get = b"GET /customer HTTP/1.1\r\nhost: x\r\n\r\n"
+    head = b"HEAD /customer HTTP/1.1\r\nhost: x\r\nuser-agent: head-test\r\n\r\n"
+    mark = time.time()
+    with socket.create_connection((host, port), timeout=30) as sock:
+        buffered = bytearray()
+        get_times = []
+        for _ in range(5):  # the normal time of this request on this machine now
+            started = time.perf_counter()
+            status, headers = _exchange(sock, get, buffered)
+            while len(buffered) < int(headers["content-length"]):
+                buffered += sock.recv(65536)
+            get_times.append(time.perf_counter() - started)
+            assert status.startswith(b"HTTP/1.1 200"), status
+            body = bytes(buffered)
+            buffered.clear()
+        started = time.perf_counter()
+        status, headers = _exchange(sock, head, buffered)
+        head_time = time.perf_counter() - started
+        assert status.startswith(b"HTTP/1.1 200"), status
+        assert abs(int(headers["content-length"]) - len(body)) <= 2  # the counter in the text may gain a digit
+        assert headers["content-type"].startswith("text/plain")
+        # nothing follows the head: a body here would be taken for the next response's status line
+        status, headers = _exchange(sock, get, buffered)
+        assert status.startswith(b"HTTP/1.1 200"), (status, bytes(buffered)[:80])
+        while len(buffered) < int(headers["content-length"]):
+            buffered += sock.recv(65536)
+        assert bytes(buffered).startswith(b"customer => preference => recommendation")
+    assert head_time < max(1.0, 3 * max(get_times)), (head_time, get_times)
+    assert mesh.backend.flush_telemetry()  # type: ignore[attr-defined]
+    rows = [r for r in mesh.request_log(since=mark - 1) if r.get("user_agent") == "head-test"]
+    seen = {(r["proxy"].split("-")[0], r["reporter"]) for r in rows}
+    assert {("istio", "source"), ("customer", "destination")} <= seen, seen
+    for row in rows:
+        assert row["method"] == "HEAD" and row["response_code"] == 200 and row["bytes_sent"] == 0, row
 
 
 def test_refused_requests_reach_the_access_log_metrics_stats_and_collector(mesh: Mesh) -> None:

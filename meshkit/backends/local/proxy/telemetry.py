@@ -70,7 +70,10 @@ class Telemetry:
         rec.request_id = headers.get("x-request-id", "")
         rec.x_forwarded_for = headers.get("x-forwarded-for", "")
         rec.bytes_received = len(ex.req.body) if ex.req.stream is None else ex.req.stream.received
-        rec.bytes_sent = len(resp.body) if resp.stream is None else resp.stream.sent
+        if ex.req.method == "HEAD":
+            rec.bytes_sent = 0  # a HEAD's answer is its head: even a local reply's body stays unsent
+        else:
+            rec.bytes_sent = len(resp.body) if resp.stream is None else resp.stream.sent
         if resp.status >= 400 and resp.body:
             rec.body_excerpt = resp.body[:EXCERPT].decode("utf-8", "replace")
         self.total += 1
