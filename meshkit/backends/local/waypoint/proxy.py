@@ -26,7 +26,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import json
 import time
 import uuid
@@ -51,10 +51,9 @@ from meshkit.backends.local.proxy.security import CompiledSecurity
 from meshkit.backends.local.proxy.sidecar import Sidecar
 from meshkit.backends.local.tls import RotatingContexts, server_context
 from meshkit.backends.local.ztunnel import hbone
-from meshkit.http1 import Request, ResetConnection, Response, serve
+from meshkit.http1 import DEFAULT_LIMITS, Listener, Request, Response, ServerProtocol, serve
 from meshkit.telemetry.record import RequestRecord
 
-CHUNK = 65536
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 
 
@@ -165,9 +164,9 @@ class WaypointPod(Pod):
 
     def __init__(self, args: dict[str, Any]) -> None:
         super().__init__(args)
-        # tunnels in flight: the local port of the waypoint's end of each pipe -> (peer identity, service:port)
+        # tunnels in flight -> (peer identity, service:port), for the admin's /tunnels
         self.tunnels: dict[int, tuple[str, str]] = {}
-        self.http_port = 0
+        self.listener = Listener(DEFAULT_LIMITS)
 
     async def start(self) -> None:
         a = self.args
@@ -177,9 +176,6 @@ class WaypointPod(Pod):
         self.sidecar = WaypointSidecar(identity, self.contexts, a["service"],
                                        seed_name=f"{identity.workload}#{a.get('ordinal', 0)}")
         self.envoy_admin = EnvoyAdmin(self.sidecar, self.sidecar.dump_context)
-        # HTTP inside the tunnels: served on a loopback port only the waypoint's own pipes may use
-        http = await serve(self.handle, "127.0.0.1", 0)
-        self.http_port = http.sockets[0].getsockname()[1]
         ctx = hbone.hbone_context(server_context(self.contexts.cert))
         tunnel = await asyncio.start_server(self._hbone, "127.0.0.1", 0, ssl=ctx)
         self.ports["hbone"] = tunnel.sockets[0].getsockname()[1]
@@ -199,26 +195,23 @@ class WaypointPod(Pod):
             return 200 if identity and port.isdigit() and self.sidecar.view.vhost_for(host) else 400
 
         async def on_open(stream: hbone.HboneStream, authority: str) -> None:
+            # the HTTP/1.1 inside the tunnel, served straight from the stream (no socket in between)
+            handler = functools.partial(self.handle, identity, authority)
+            transport = hbone.StreamTransport(stream, ServerProtocol(handler, listener=self.listener))
+            self.tunnels[id(transport)] = (identity, authority)
             try:
-                up_r, up_w = await asyncio.open_connection("127.0.0.1", self.http_port)
-            except OSError:
-                return
-            local = up_w.get_extra_info("sockname")[1]
-            self.tunnels[local] = (identity, authority)
-            try:
-                await _pipe(stream, up_r, up_w)
+                await transport.done.wait()
             finally:
-                self.tunnels.pop(local, None)
+                self.tunnels.pop(id(transport), None)
 
+        hbone.nodelay(writer)
         await hbone.serve_stream(reader, writer, decide, on_open)
 
     # L7 ----------------------------------------------------------------------------------------------
-    async def handle(self, req: Request) -> Response:
-        tunnel = self.tunnels.get(req.peer[1]) if req.peer else None
+    async def handle(self, identity: str, authority: str, req: Request) -> Response:
+        """One request that came through a tunnel from ``identity`` for the Service ``authority`` names."""
         sidecar = self.sidecar
-        if tunnel is None or not isinstance(sidecar, WaypointSidecar):
-            raise ResetConnection("the waypoint takes requests through its HBONE listener only")
-        identity, authority = tunnel
+        assert isinstance(sidecar, WaypointSidecar)
         service = authority.rpartition(":")[0]
         me = sidecar.identity
         rec = RequestRecord(proxy=me.pod, reporter="waypoint", start_time=time.time())
@@ -265,26 +258,3 @@ class WaypointPod(Pod):
             return Response(200, {"content-type": "application/json"}, body.encode())
         return await super().admin(req)
 
-
-async def _pipe(stream: hbone.HboneStream, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Bytes both ways between the tunnel's stream and the waypoint's HTTP listener."""
-
-    async def up() -> None:
-        with contextlib.suppress(OSError, ConnectionError):
-            while (data := await stream.recv()) is not None:
-                writer.write(data)
-                await writer.drain()
-        with contextlib.suppress(OSError):
-            if writer.can_write_eof():
-                writer.write_eof()
-
-    async def down() -> None:
-        with contextlib.suppress(OSError, ConnectionError):
-            while data := await reader.read(CHUNK):
-                await stream.send(data)
-        stream.end()
-
-    try:
-        await asyncio.gather(up(), down())
-    finally:
-        writer.close()
