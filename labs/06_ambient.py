@@ -191,8 +191,8 @@ lab.show("authorization-policy-recommendation-l7-waypoint.yaml")
 
 # %%
 mesh.apply(lab.istiofile("authorization-policy-recommendation-l7-waypoint.yaml"))
-check.succeeds(mesh, n=10)
 print(*mesh.exec(client, "http://recommendation:8080/admin"))
+check.succeeds(mesh, n=10)
 
 # %%
 check.http_denied(mesh, client, "http://recommendation:8080/admin")

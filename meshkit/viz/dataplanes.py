@@ -59,7 +59,8 @@ def dataplane_figure(uses: Sequence[Any], title: str = "Sidecars and ambient on 
         for attr in ("label", "memory_mb", "roles", "proxies", "processes", "hop_ms"):
             if not hasattr(use, attr):
                 raise InvalidData(f"measurement {i}: missing {attr} (expected a DataPlaneUse)")
-    labels = [str(u.label) for u in uses]
+    # "ambient + waypoint" on two lines: three panels side by side leave each bar group a narrow axis
+    labels = [str(u.label).replace(" + ", "<br>+ ") for u in uses]
     fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.11,
                         subplot_titles=("memory (PSS, MB)", "proxies and processes", "latency per hop (ms)"))
     by_holder = [memory_by_holder(u) for u in uses]
@@ -89,10 +90,10 @@ def dataplane_figure(uses: Sequence[Any], title: str = "Sidecars and ambient on 
         hovertemplate="%{x}: %{y:.2f} ms per hop<extra></extra>",
     ), row=1, col=3)
     fig.update_layout(
-        title=title, barmode="group", height=440, margin={"t": 90, "b": 110, "l": 50, "r": 20},
-        legend={"orientation": "h", "y": -0.22, "x": 0, "xanchor": "left"}, bargap=0.35,
+        title=title, barmode="group", height=470, margin={"t": 90, "b": 40, "l": 50, "r": 20},
+        legend={"orientation": "h", "y": -0.18, "x": 0, "xanchor": "left", "yanchor": "top"}, bargap=0.35,
     )
-    fig.update_xaxes(automargin=True, type="category")
+    fig.update_xaxes(automargin=True, type="category", tickangle=0)
     # headroom above the tallest bar of each panel for its label
     fig.update_yaxes(range=[0, max(totals) * 1.2 or 1], row=1, col=1)
     fig.update_yaxes(range=[0, max(max(u.proxies, u.processes) for u in uses) * 1.3 + 1], row=1, col=2)

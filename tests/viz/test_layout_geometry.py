@@ -127,3 +127,24 @@ def test_latency_table_with_errors_fits_at_notebook_width(figure_page: FigurePag
     recs = syn.canary_records(n=200, v2_share=0.5) + [
         syn.error(syn.T0 + i, 503, "UF", "upstream connect error") for i in range(9)]
     assert problems(figure_page.measure(latency_figure(recs), width=700)) == []
+
+
+def three_data_planes() -> go.Figure:
+    """Lab 06's side-by-side figure: sidecars, ambient, ambient + waypoint (numbers of one run)."""
+    from meshkit.lab.ambient import DataPlaneUse
+    from meshkit.viz.dataplanes import dataplane_figure
+
+    apps = {"c": "customer v1", "p": "preference v1", "r1": "recommendation v1", "r2": "recommendation v2"}
+    sidecars = {k: f"{v} + sidecar" for k, v in apps.items()}
+    return dataplane_figure([
+        DataPlaneUse("sidecars", 4, 4, dict.fromkeys(apps, 22.4), 19.53, roles=sidecars),
+        DataPlaneUse("ambient", 1, 5, {**dict.fromkeys(apps, 18.0), "z": 40.2}, 19.36, roles={**apps, "z": "ztunnel"}),
+        DataPlaneUse("ambient + waypoint", 2, 6, {**dict.fromkeys(apps, 18.0), "z": 40.2, "w": 30.6}, 39.21,
+                     roles={**apps, "z": "ztunnel", "w": "waypoint"}),
+    ])
+
+
+@pytest.mark.parametrize("width", [700, 1000])
+def test_data_plane_figure_fits_at_notebook_width(figure_page: FigurePage, width: int) -> None:
+    """Lab 06 at a notebook's 700 px: "ambient + waypoint" tilted into its neighbours and the legend."""
+    assert problems(figure_page.measure(three_data_planes(), width=width)) == []
