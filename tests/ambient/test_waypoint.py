@@ -132,6 +132,10 @@ def test_httproute_on_the_service_routes_at_the_waypoint(mesh: Mesh, tmp_path: P
         "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "recommendation", "port": 8080}],
                  "rules": [{"backendRefs": [{"name": "recommendation-v2", "port": 8080}]}]}})
     assert _versions_from_curl(mesh, 12) == {"v2": 12}
+    # ambient's istiod adds ResolvedWaypoints to each parent: recommendation carries istio.io/use-waypoint
+    (parent,) = mesh.get("httproute", "recommendation")[0]["status"]["parents"]
+    assert parent["conditions"][-1] == {"type": "ResolvedWaypoints", "status": "True", "reason": "ResolvedWaypoints",
+                                        "message": "All waypoints resolved", "observedGeneration": 1}
 
 
 def test_retries_at_the_waypoint_hide_a_misbehaving_pod(mesh: Mesh, tmp_path: Path) -> None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from meshkit.backends.local.waypoint.binding import Waypoint, bind_service, bind_workload, waypoints
+from meshkit.backends.local.waypoint.binding import (
+    MISSING_LABEL,
+    Waypoint,
+    bind_service,
+    bind_workload,
+    waypoints,
+    with_resolved_waypoints,
+)
 from meshkit.backends.local.waypoint.proxy import waypoint_resources
 from meshkit.errors import MeshkitError
 from meshkit.waypointctl import list_table, status_table, tabwriter, waypoint_gateway
@@ -114,3 +121,20 @@ def test_istioctl_gateway_and_tables() -> None:
     assert status_table([programmed]).splitlines()[1].split() == [
         "waypoint", "False", "Programmed", "AddressNotAssigned", "pending"]
     assert tabwriter([["A", "BB", "C"], ["aaa", "b", "c"]]) == "A       BB     C\naaa     b      c\n"
+
+
+def test_routes_get_resolved_waypoints_with_istiods_messages() -> None:
+    status = {"parents": [{"parentRef": {"group": "", "kind": "Service", "name": n}, "conditions": []}
+                          for n in ("bound", "plain", "gone", "opted-out")]
+              + [{"parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"},
+                  "conditions": []}]}
+    services = {("tutorial", "bound"): {USE: "waypoint"}, ("tutorial", "plain"): {},
+                ("tutorial", "opted-out"): {USE: "none"}}
+    out = with_resolved_waypoints(status, "tutorial", 2, services, {"tutorial": {}})
+    messages = [p["conditions"][-1]["message"] for p in out["parents"]]
+    assert messages == ["All waypoints resolved", MISSING_LABEL, "parent not found", MISSING_LABEL,
+                        "All waypoints resolved"]
+    assert {p["conditions"][-1]["status"] for p in out["parents"]} == {"True"}
+    # a namespace label resolves a Service without its own (even one labelled none, as istiod checks it)
+    out = with_resolved_waypoints(status, "tutorial", 2, services, {"tutorial": {USE: "waypoint"}})
+    assert [p["conditions"][-1]["message"] for p in out["parents"]][3] == "All waypoints resolved"

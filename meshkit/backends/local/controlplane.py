@@ -211,6 +211,11 @@ class ControlPlane:
             if is_gateway_api(r):
                 meta = r.get("metadata", {})
                 r = {**r, "status": statuses.get((r["kind"], meta.get("namespace", "tutorial"), meta["name"]), {})}
+                if r["kind"] in ("HTTPRoute", "GRPCRoute") and self.has_ztunnel() and r["status"].get("parents"):
+                    r = {**r, "status": waypoint_binding.with_resolved_waypoints(
+                        r["status"], str(meta.get("namespace") or "tutorial"), int(meta.get("generation", 1)),
+                        {(s["namespace"], s["name"]): s.get("labels") or {} for s in self.kube.services()},
+                        self.namespace_labels())}
             out.append(r)
         return out
 

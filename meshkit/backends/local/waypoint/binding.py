@@ -150,3 +150,34 @@ def bound_condition(binding: Binding) -> dict[str, str] | None:
         return {"type": "istio.io/WaypointBound", "status": "False", "reason": binding.reason,
                 "message": binding.message}
     return None
+
+
+MISSING_LABEL = ("istio.io/use-waypoint label missing from parent and parent namespace; in ambient mode, route "
+                 "will not be respected")
+
+
+def _configured(labels: Mapping[str, str]) -> bool:
+    value = labels.get(USE_WAYPOINT, "")
+    return bool(value) and value.lower() != "none"
+
+
+def with_resolved_waypoints(status: Mapping[str, Any], route_ns: str, generation: int,
+                            services: Mapping[tuple[str, str], Mapping[str, str]],
+                            ns_labels: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+    """A route's status as istiod writes it with ambient on: each parent also gets ``ResolvedWaypoints``
+    (always True; its message says when a Service parent, and its namespace, lack ``istio.io/use-waypoint``
+    — the route then binds no waypoint — or when the parent Service does not exist)."""
+    parents = []
+    for entry in status.get("parents") or []:
+        ref = entry.get("parentRef") or {}
+        message = "All waypoints resolved"
+        if ref.get("kind") == "Service" and ref.get("group", "") in ("", "core"):
+            key = (str(ref.get("namespace") or route_ns), str(ref.get("name")))
+            if key not in services:
+                message = "parent not found"
+            elif not _configured(services[key]) and key[0] in ns_labels and not _configured(ns_labels[key[0]]):
+                message = MISSING_LABEL
+        cond = {"type": "ResolvedWaypoints", "status": "True", "reason": "ResolvedWaypoints", "message": message,
+                "observedGeneration": generation}
+        parents.append({**entry, "conditions": [*(entry.get("conditions") or []), cond]})
+    return {**status, "parents": parents}
