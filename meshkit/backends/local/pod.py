@@ -106,7 +106,9 @@ class Pod:
             self.sidecar = Sidecar(identity, app_port=self.ports.get("app"), contexts=self.contexts,
                                    seed_name=f"{identity.workload}#{a.get('ordinal', 0)}")
             self.envoy_admin = EnvoyAdmin(self.sidecar, self.sidecar.dump_context)
-            self.sidecar.accept_hbone = bool(a.get("hbone"))  # ambient profile: ztunnel may tunnel to this pod
+            # injected under the ambient profile (ISTIO_META_ENABLE_HBONE): HBONE to ambient pods, and a 15008
+            # listener for ztunnel; a sidecar from before keeps its mTLS (ztunnel ends it at the pod)
+            self.sidecar.accept_hbone = self.sidecar.security.send_hbone = bool(a.get("hbone"))
             ports = await self._start_sidecar(a)
             self.ports.update(ports)
             if self.app is not None:

@@ -72,6 +72,8 @@ class WorkloadSecurity:
         self.fingerprint = ""
         self.warnings: list[str] = []
         self._hbone: tuple[int, ssl.SSLContext] | None = None  # (certificate generation, HBONE client context)
+        # ISTIO_META_ENABLE_HBONE: HBONE to ambient pods (waypoints always; a sidecar pod as it was injected)
+        self.send_hbone = True
 
     # config -------------------------------------------------------------------------------------
     def apply(self, view: ProxyView, jwks: Mapping[str, Any]) -> bool:
@@ -116,7 +118,7 @@ class WorkloadSecurity:
     # client side --------------------------------------------------------------------------------
     def ssl_for(self, ep: Endpoint, spec: ClusterSpec) -> tuple[ssl.SSLContext | None, int]:
         """The TLS context and port to reach ``ep`` (Istio auto mTLS unless a DR sets tls.mode)."""
-        if not spec.external and ep.hbone_port and self.contexts is not None:
+        if self.send_hbone and not spec.external and ep.hbone_port and self.contexts is not None:
             # an ambient pod: the sidecar tunnels to its ztunnel over HBONE, as Istio's HBONE-enabled sidecars do
             return self.hbone_client(), ep.hbone_port
         if spec.external or not ep.tls_port or self.contexts is None:
