@@ -13,7 +13,7 @@ def cmd_waypoint(args: argparse.Namespace) -> int:
     action = args.waypoint_verb
     if action == "apply":
         for line in mesh.waypoint_apply(args.namespace, args.name, args.for_, args.enroll_namespace,
-                                        args.overwrite, wait=True):
+                                        args.overwrite, wait=args.wait):
             _print(line)
     elif action == "list":
         sys.stdout.write(mesh.waypoint_list(args.namespace, args.all_namespaces))
@@ -39,11 +39,11 @@ def add_waypoint_verb(sub: argparse._SubParsersAction) -> None:
         sp.set_defaults(func=cmd_waypoint)
         return sp
 
-    ap = verb("apply", "apply a waypoint (a Gateway of class istio-waypoint) and wait until it is programmed")
+    ap = verb("apply", "apply a waypoint (a Gateway of class istio-waypoint); with --wait, until it is programmed")
     ap.add_argument("--for", dest="for_", default=None, help="traffic type: service, workload, all or none")
     ap.add_argument("--enroll-namespace", action="store_true", help="label the namespace with the waypoint name")
     ap.add_argument("--overwrite", action="store_true", help="overwrite the namespace's enrolled waypoint")
-    ap.add_argument("-w", "--wait", action="store_true", help="accepted: meshkit always waits for the waypoint")
+    ap.add_argument("-w", "--wait", action="store_true", help="wait until the waypoint is programmed (ready)")
     li = verb("list", "list the waypoints: NAME REVISION TRAFFIC TYPE PROGRAMMED")
     li.add_argument("-A", "--all-namespaces", action="store_true", help="in every namespace")
     verb("status", "the waypoints' Programmed condition: NAME STATUS TYPE REASON MESSAGE")

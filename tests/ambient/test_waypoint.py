@@ -310,3 +310,21 @@ def test_a_route_timeout_is_kept_by_the_waypoint(mesh: Mesh, tmp_path: Path) -> 
         assert mesh.exec(_curl_pod(mesh), "http://recommendation:8080/") == (504, "upstream request timeout")
     finally:
         mesh.delay("recommendation", 0.0)
+
+
+def test_the_cli_speaks_istioctl(mesh: Mesh, capsys: pytest.CaptureFixture[str]) -> None:
+    from meshkit.cli import main
+
+    cli = ["--backend", "local", "--home", str(mesh.backend.home)]  # type: ignore[attr-defined]
+    capsys.readouterr()
+    assert main([*cli, "waypoint", "apply", "-n", "tutorial", "--name", "cli-wp", "--for", "all"]) == 0
+    assert capsys.readouterr().out == "✅ waypoint tutorial/cli-wp applied\n"  # no --wait: istioctl returns
+    assert main([*cli, "waypoint", "list", "-A"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert rows[0] == ["NAMESPACE", "NAME", "REVISION", "TRAFFIC", "TYPE", "PROGRAMMED"]
+    assert rows[1][:4] == ["tutorial", "cli-wp", "default", "all"] and rows[2][:4] == [
+        "tutorial", "waypoint", "default", "service"]
+    assert main([*cli, "waypoint", "delete", "cli-wp", "nothere"]) == 0
+    assert capsys.readouterr().out == "waypoint tutorial/cli-wp deleted\nwaypoint tutorial/nothere not found\n"
+    assert main([*cli, "waypoint", "apply", "--name", "none"]) == 1
+    assert "invalid name provided for waypoint, 'none' is a reserved value" in capsys.readouterr().err
