@@ -398,9 +398,13 @@ def _second_user() -> tuple[int, int]:
     try:
         entry = pwd.getpwnam(PROBE_USER)
     except KeyError:
-        subprocess.run([useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PROBE_USER],
-                       check=True, capture_output=True)
-        entry = pwd.getpwnam(PROBE_USER)
+        # another test process may create it at the same moment (useradd then exits 9, name in use)
+        made = subprocess.run([useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                               PROBE_USER], capture_output=True, text=True)
+        try:
+            entry = pwd.getpwnam(PROBE_USER)
+        except KeyError:
+            pytest.fail(f"useradd {PROBE_USER} failed ({made.returncode}): {made.stderr.strip()}")
     return entry.pw_uid, entry.pw_gid
 
 
