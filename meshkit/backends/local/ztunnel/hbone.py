@@ -19,6 +19,7 @@ import contextlib
 import socket
 import ssl
 import struct
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import h2.config
@@ -48,6 +49,7 @@ class HboneStream:
         self.window = asyncio.Event()
         self.reset = False
         self._pump: asyncio.Future[None] | None = None
+        self._owed: deque[int] = deque()  # flow-controlled bytes of each queued DATA frame, not yet acknowledged
 
     @property
     def ssl_object(self) -> ssl.SSLObject | None:
@@ -64,8 +66,10 @@ class HboneStream:
 
     def handle(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.DataReceived) and event.stream_id == self.stream_id:
-            self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            # the window is given back when the reader takes the bytes (recv), not on arrival: a slow
+            # local socket then holds the peer back instead of piling the stream up in this process
             self.inbox.put_nowait(event.data)
+            self._owed.append(event.flow_controlled_length)
         elif isinstance(event, h2.events.StreamEnded) and event.stream_id == self.stream_id:
             self.inbox.put_nowait(None)
         elif isinstance(event, h2.events.StreamReset | h2.events.ConnectionTerminated):
@@ -92,7 +96,12 @@ class HboneStream:
 
     async def recv(self) -> bytes | None:
         """The next bytes from the peer; None at the end of the stream (or a reset)."""
-        return await self.inbox.get()
+        data = await self.inbox.get()
+        if data is not None and self._owed:
+            with contextlib.suppress(h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError):
+                self.conn.acknowledge_received_data(self._owed.popleft(), self.stream_id)
+                self._flush()
+        return data
 
     async def send(self, data: bytes) -> None:
         view = memoryview(data)
