@@ -51,6 +51,10 @@ def time_layout(fig: go.Figure, title: str, y_title: str, t_range: tuple[float, 
 def waiting_note(fig: go.Figure, text: str = "waiting for traffic…") -> None:
     """A centred note for a figure that has no data yet."""
     fig.add_annotation(text=text, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
-    # an empty figure's default axes both start at −1: keep the y label clear of the x label
-    fig.update_yaxes(ticklabelstandoff=TICK_STANDOFF)
-    fig.update_xaxes(ticklabelstandoff=TICK_STANDOFF)
+    # An axis with no data and no range of its own shows plotly's made-up default (−1 to 6 by −1 to 4
+    # on numbers, whose two "−1" labels meet at the corner; a year of "00:00:00" on a time axis):
+    # no tick labels until data arrives. An axis given a range (a live window's times) keeps them.
+    fig.update_xaxes(ticklabelstandoff=TICK_STANDOFF, selector=lambda ax: ax.range is not None)
+    fig.update_yaxes(ticklabelstandoff=TICK_STANDOFF, selector=lambda ax: ax.range is not None)
+    fig.update_xaxes(showticklabels=False, selector=lambda ax: ax.range is None)
+    fig.update_yaxes(showticklabels=False, selector=lambda ax: ax.range is None)

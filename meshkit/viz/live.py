@@ -16,6 +16,8 @@ Example::
 
 from __future__ import annotations
 
+import copy
+import functools
 import html
 import threading
 import time
@@ -152,18 +154,23 @@ def sync_figure(target: go.FigureWidget, fresh: go.Figure) -> None:
 
     layout = fresh.layout.to_plotly_json()
     layout.pop("template", None)  # the same every time and large; the widget already has it
+    reshape = shape(target) != shape(fresh)
+    if reshape and target.data:  # (plotly.js refuses to delete an empty list of traces)
+        # Removing and adding traces are messages of their own, drawn as they arrive: remove first,
+        # lay out, then add, so no frame shows the new traces in the old layout (the latency table
+        # with a row more than its old area holds, over the axis title) or the reverse.
+        target.data = ()
     with target.batch_update():
-        if shape(target) == shape(fresh):
+        if not reshape:
             for old, new in zip(target.data, fresh.data, strict=True):
                 props = new.to_plotly_json()
                 props.pop("uid", None)
                 old.update(props, overwrite=True)
-        else:
-            target.data = ()
-            target.add_traces(list(fresh.data))
         target.layout.update(layout, overwrite=True)
         target.layout.shapes = fresh.layout.shapes
         target.layout.annotations = fresh.layout.annotations
+    if reshape and fresh.data:
+        target.add_traces(list(fresh.data))
 
 
 def window_fetcher(
@@ -323,12 +330,44 @@ def _first_trace(response: Mapping[str, Any]) -> go.Figure:
 
 def _figure_widget(fig: go.Figure) -> go.FigureWidget:
     try:
-        return go.FigureWidget(fig)
+        return _opened_with_figure(fig)
     except (ImportError, ValueError) as exc:  # plotly >= 6 needs anywidget for FigureWidget
         raise BackendUnavailable(
             f"live figures need plotly's FigureWidget ({exc}); "
             "install the lab extra: pip install 'meshkit[lab]'"
         ) from exc
+
+
+def _opened_with_figure(fig: go.Figure) -> go.FigureWidget:
+    """A FigureWidget whose comm opens carrying the figure, not an empty one.
+
+    plotly's FigureWidget opens its comm early in its constructor, with no data and an empty layout,
+    and sends the figure afterwards as a state update. JupyterLab can draw the view between the two
+    (seen in the browser tests: a blank plot with plotly's default axes, −1..6 by −1..4, whose two
+    "−1" labels meet at the corner, and a placeholder title), and the view never redraws from a later
+    state update: only the live refreshes' restyle/relayout messages reach it, and a panel that was
+    never started sends none. Opening the comm once the figure is in place leaves no such window.
+    """
+    return _widget_class()(fig)
+
+
+@functools.cache
+def _widget_class() -> type[go.FigureWidget]:
+    base = go.FigureWidget  # raises ImportError (no anywidget) here, inside _figure_widget's try
+
+    class _FigureWidget(base):  # type: ignore[misc,valid-type]
+        def __init__(self, figure: go.Figure) -> None:
+            super().__init__(figure)
+            self._meshkit_ready = True
+            self._widget_layout = copy.deepcopy(self._layout_obj._props)
+            self._widget_data = copy.deepcopy(self._data)
+            self.open()
+
+        def open(self) -> None:
+            if getattr(self, "_meshkit_ready", False):  # not from inside plotly's constructor
+                super().open()
+
+    return _FigureWidget
 
 
 def _status(state: str, text: str) -> str:

@@ -7,6 +7,7 @@ the timeout variant's axis from −200 ms, the service graph's edge labels on to
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ from meshkit.viz import (
     trace_waterfall,
 )
 from tests.viz import synthetic as syn
-from tests.viz.layout_geometry import CHROMIUM, CHROMIUM_ARGS, FigurePage, problems
+from tests.viz.layout_geometry import CHROMIUM, CHROMIUM_ARGS, TEXT_BOXES_JS, FigurePage, problems
 
 pytestmark = pytest.mark.browser
 
@@ -148,3 +149,107 @@ def three_data_planes() -> go.Figure:
 def test_data_plane_figure_fits_at_notebook_width(figure_page: FigurePage, width: int) -> None:
     """Lab 06 at a notebook's 700 px: "ambient + waypoint" tilted into its neighbours and the legend."""
     assert problems(figure_page.measure(three_data_planes(), width=width)) == []
+
+
+# --- live figures as a JupyterLab view draws them -------------------------------------------------
+
+REPLAY_JS = """async ([state, width]) => {
+  const gd = document.getElementById('fig');
+  if (state._widget_layout !== undefined) {  // the comm's opening state: what a new view draws first
+    Plotly.purge(gd);
+    await Plotly.newPlot(gd, state._widget_data || [], {...state._widget_layout, width}, {staticPlot: true});
+    return true;  // a view acts on the _py2js_* messages that follow, not on their opening values
+  }
+  const m = state._py2js_deleteTraces, a = state._py2js_addTraces, u = state._py2js_update;
+  const r = state._py2js_restyle, l = state._py2js_relayout;
+  if (m) await Plotly.deleteTraces(gd, m.delete_inds);  // (plotly.js refuses an empty list, as the view does)
+  if (a) await Plotly.addTraces(gd, a.trace_data);
+  if (u) await Plotly.update(gd, u.style_data || {}, {...(u.layout_data || {}), width}, u.style_traces);
+  if (r) await Plotly.restyle(gd, r.restyle_data, r.restyle_traces);
+  if (l) await Plotly.relayout(gd, {...l.relayout_data, width});
+  return Boolean(m || a || u || r || l);
+}"""
+
+
+class RecordingComm:
+    """Stands in for the kernel's comm: keeps the opening state and every message, in order."""
+
+    def __init__(self, data: dict[str, Any], **_: Any) -> None:
+        self.comm_id = f"recorded-{id(self)}"
+        self.kernel = object()
+        self.messages: list[dict[str, Any]] = [data]
+
+    def send(self, data: dict[str, Any], buffers: Any = None, **_: Any) -> None:
+        assert not buffers, "a figure message carried binary buffers this replay does not rebuild"
+        self.messages.append(data)
+
+    def on_msg(self, callback: Any) -> None:
+        pass
+
+    def close(self, *_: Any, **__: Any) -> None:
+        pass
+
+
+def _window(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], tuple[float, float]]:
+    return records, (syn.T0, syn.T0 + 30)
+
+
+_ERRORS = [syn.error(syn.T0 + i, 503, "UF", "upstream connect error") for i in range(9)]
+# each live figure's inputs, refresh after refresh: empty first, then data whose traces change in number
+LIVE_STEPS: dict[str, tuple[Callable[[Any], go.Figure], list[Any]]] = {
+    "latency": (lambda d: latency_figure(d[0]), [
+        _window([]), _window(syn.canary_records(n=200, v2_share=0.0)),
+        _window(syn.canary_records(n=200, v2_share=0.5) + _ERRORS),
+        _window(syn.canary_records(n=100, v2_share=0.0)), _window([])]),
+    "split": (lambda d: split_over_time(d[0], 1.0, t_range=d[1]), [
+        _window([]), _window(syn.canary_records(n=300)), _window([])]),
+    "codes": (lambda d: codes_over_time(d[0], 1.0, t_range=d[1]), [_window([]), _window(syn.mixed_codes())]),
+    "config push": (config_push_timeline, [
+        [], [{"t": syn.T0 + i, "pods": syn.pods(config_version=3 + i // 2)} for i in range(6)]]),
+    "graph": (service_graph, [{"elements": {"nodes": [], "edges": []}}, syn.graph(error_v2=0.2)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LIVE_STEPS))
+def test_live_figure_views_never_draw_default_axes_or_overlaps(
+    figure_page: FigurePage, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lab 01 and 04 in JupyterLab: a live figure's view showed plotly's default axes (−1..6 by −1..4, the
+    two "−1" labels on top of each other) under a placeholder title. The widget's comm opened with an
+    empty figure and the figure followed as an update the view never redrew from. Here every message a
+    live figure sends, from the opening state through refreshes that change its traces, is replayed
+    into plotly.js as the view applies it, and each intermediate drawing is measured."""
+    import ipywidgets.widgets.widget as ipw
+    from plotly.utils import PlotlyJSONEncoder
+
+    from meshkit.viz.live import LiveFigure
+
+    comms: list[RecordingComm] = []
+
+    def create_comm(**kwargs: Any) -> RecordingComm:
+        comms.append(RecordingComm(**kwargs))
+        return comms[-1]
+
+    monkeypatch.setattr(ipw.comm, "create_comm", create_comm)
+    build, steps = LIVE_STEPS[name]
+    inputs = iter(steps[1:])
+    live = LiveFigure(lambda: next(inputs), build, empty=steps[0])
+    for _ in steps[1:]:
+        assert live.refresh(), live.last_error
+    figure_comm = next(c for c in comms if "_widget_layout" in c.messages[0]["state"])
+    assert figure_comm.messages[0]["state"]["_widget_layout"].get("title"), "the comm opened on an empty figure"
+
+    drawn = 0
+    for i, message in enumerate(figure_comm.messages):
+        state = json.loads(json.dumps(message["state"], cls=PlotlyJSONEncoder))
+        if not figure_page.page.evaluate(REPLAY_JS, [state, 860]):
+            continue  # a message that is not a drawing (edit ids, a _py2js_* reset to None)
+        drawn += 1
+        measured = figure_page.page.evaluate(TEXT_BOXES_JS, figure_page.page.query_selector("#fig"))
+        where = f"{name}, message {i} ({sorted(k for k, v in state.items() if v is not None)})"
+        assert problems(measured) == [], where
+        negative = [b["text"] for b in measured["boxes"] if b["text"].startswith(("−", "-"))]
+        assert not negative, f"{where}: tick labels below zero {negative} (plotly's default axes)"
+    assert drawn >= len(steps)
+    final = figure_page.page.evaluate("() => document.getElementById('fig').layout.title.text")
+    assert final == build(steps[-1]).layout.title.text
