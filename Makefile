@@ -36,7 +36,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-# Every lab in JupyterLab (headless Chromium), Run All, a screenshot each in artifacts/ (minutes).
+# Every lab in JupyterLab (headless Chromium), Run All, then each figure output screenshot and checked for
+# overlapping text; PNGs in $$MESHKIT_SCREENSHOTS, else pytest's temporary directory (minutes).
 screenshots: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider screenshots/
 

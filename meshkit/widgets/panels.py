@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 APPS = ("customer", "preference", "recommendation")
-_STYLE = {"description_width": "11em"}
+_STYLE = {"description_width": "15em"}  # "per try timeout s (0 = none)" whole (the browser test measures it)
 
 
 def weights_panel(
@@ -381,7 +381,7 @@ def rate_limit_panel(
 
 
 def _wide() -> widgets.Layout:
-    return widgets.Layout(width="34em")
+    return widgets.Layout(width="38em")
 
 
 def _split(text: str) -> list[str]:

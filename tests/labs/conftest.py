@@ -98,6 +98,14 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
+@pytest.fixture(scope="session")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the browser tests save a screenshot of each figure output (``$MESHKIT_SCREENSHOTS``)."""
+    from tests.labs.outputs import screenshot_dir
+
+    return screenshot_dir(tmp_path_factory)
+
+
 @pytest.fixture(scope="module")
 def lab_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A fresh MESHKIT_HOME, exported so kernels and servers started by the test inherit it."""

@@ -2,8 +2,11 @@
 the weights slider then pressing Apply changes the traffic split the mesh serves; lab 00 runs with its
 checks and its push-diff widget shows the routes and clusters a VirtualService changed.
 
-Needs Debian's chromium (``/usr/bin/chromium``) and Playwright from PyPI (no browser download).
-A screenshot is saved to ``artifacts/browser-lab.png``.
+Needs Chromium (Debian's, or Google Chrome: see ``tests/viz/layout_geometry.py``) and Playwright from PyPI
+(no browser download).
+A screenshot is saved to ``artifacts/browser-lab.png``; then each figure output of labs 01 and 00 is
+scrolled to, its text checked for overlaps in the rendered DOM (plotly's SVG and the widgets' text),
+and screenshot to the screenshot directory (``$MESHKIT_SCREENSHOTS``, see ``tests/labs/outputs.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from typing import Any
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +28,11 @@ import pytest
 
 import meshkit
 from tests.labs.conftest import LABS
+from tests.labs.outputs import visit_figure_outputs
+from tests.viz.layout_geometry import CHROMIUM, CHROMIUM_ARGS, NO_CHROMIUM
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 LAB = "01_traffic_control.ipynb"
 LAB_00 = "00_setup.ipynb"
 PANEL_TITLE = "Traffic split for recommendation"
@@ -83,12 +84,16 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
 @pytest.fixture
 def jupyter(lab_home: Path, tmp_path: Path) -> Iterator[str]:
     if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (apt-get install chromium)")
+        pytest.skip(NO_CHROMIUM)
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install 'meshkit[test]'")
     settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     # no "get notified about Jupyter news?" toast over the screenshot
     (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
+    # every cell stays in the page, so the checks of all outputs see the cells far from view too
+    tracker = tmp_path / "settings" / "@jupyterlab" / "notebook-extension"
+    tracker.mkdir(parents=True)
+    (tracker / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
            "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"), "MESHKIT_HOME": str(lab_home)}
     env.pop("MESHKIT_LAB_STRICT", None)  # a learner's session: checks answer, they do not raise
@@ -126,7 +131,7 @@ def wait_for_kernel_preview(page: Any, panel: Any, text: str) -> None:
                            timeout=30_000)
 
 def test_lab_runs_in_jupyterlab_and_the_slider_moves_the_split(jupyter: str, lab_home: Path,
-                                                               artifacts: Path) -> None:
+                                                               artifacts: Path, shots: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -164,6 +169,9 @@ def test_lab_runs_in_jupyterlab_and_the_slider_moves_the_split(jupyter: str, lab
                 arg=panel.element_handle(), timeout=30_000,
             )
             page.screenshot(path=str(artifacts / "browser-lab.png"))
+            visit = visit_figure_outputs(page, shots, "browser-01_traffic_control")
+            assert visit.outputs >= 2 and visit.figures >= 1, visit  # the weights panel, the traffic panel
+            assert visit.problems == [], visit.problems
         finally:
             browser.close()
 
@@ -174,7 +182,8 @@ def test_lab_runs_in_jupyterlab_and_the_slider_moves_the_split(jupyter: str, lab
     assert abs(share - 30) <= 4, share  # 2000 draws: one standard deviation is about 1 point
 
 
-def test_lab_00_runs_in_jupyterlab_with_its_checks_and_the_push_diff(jupyter: str, artifacts: Path) -> None:
+def test_lab_00_runs_in_jupyterlab_with_its_checks_and_the_push_diff(jupyter: str, artifacts: Path,
+                                                                     shots: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -199,6 +208,9 @@ def test_lab_00_runs_in_jupyterlab_with_its_checks_and_the_push_diff(jupyter: st
             assert "Envoy JSON diff" in text
             assert any("SERVICE FQDN" in t and "DESTINATION RULE" in t for t in outputs)
             page.screenshot(path=str(artifacts / "browser-lab00.png"))
+            visit = visit_figure_outputs(page, shots, "browser-00_setup")
+            assert visit.figures >= 2, visit  # the pods table, the live config pushes
+            assert visit.problems == [], visit.problems
         finally:
             browser.close()
 

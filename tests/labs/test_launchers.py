@@ -77,6 +77,16 @@ def test_devcontainer_has_docker_in_docker_and_the_workflow_runs_both_suites() -
     assert "kind" in runs["test-kind"] and "istioctl" in runs["test-kind"]
 
 
+def test_the_workflow_uploads_the_screenshots_the_browser_tests_save() -> None:
+    flow = yaml.safe_load((REPO / ".github" / "workflows" / "ci.yml").read_text())
+    job = flow["jobs"]["test"]
+    assert any("make screenshots" in step.get("run", "") for step in job["steps"])
+    shots = job["env"]["MESHKIT_SCREENSHOTS"].replace("${{ github.workspace }}/", "")
+    uploads = [step["with"]["path"].rstrip("/") for step in job["steps"]
+               if step.get("uses", "").startswith("actions/upload-artifact") and step.get("if") == "always()"]
+    assert shots in uploads, (shots, uploads)
+
+
 def test_meshkit_lab_starts_jupyterlab_with_the_shipped_settings() -> None:
     from meshkit.cli.workshop import jupyterlab_args
 

@@ -7,13 +7,18 @@ Used by the figure tests (one page for many figures) and by the lab screenshots.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import plotly
 import plotly.graph_objects as go
 
-CHROMIUM = Path("/usr/bin/chromium")
+#: the browser: $MESHKIT_CHROMIUM, else Debian's chromium, else Google Chrome (GitHub's Ubuntu runners have it)
+CHROMIUM = next((Path(p) for p in (os.environ.get("MESHKIT_CHROMIUM", ""), "/usr/bin/chromium",
+                                   "/usr/bin/google-chrome") if p and Path(p).exists()), Path("/usr/bin/chromium"))
+NO_CHROMIUM = ("no Chromium: Debian's chromium is not at /usr/bin/chromium (apt-get install chromium), nor Google "
+               "Chrome at /usr/bin/google-chrome; or set MESHKIT_CHROMIUM to the browser's path")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"

@@ -27,7 +27,7 @@ from meshkit.viz import (
     trace_waterfall,
 )
 from tests.viz import synthetic as syn
-from tests.viz.layout_geometry import CHROMIUM, CHROMIUM_ARGS, TEXT_BOXES_JS, FigurePage, problems
+from tests.viz.layout_geometry import CHROMIUM, CHROMIUM_ARGS, NO_CHROMIUM, TEXT_BOXES_JS, FigurePage, problems
 
 pytestmark = pytest.mark.browser
 
@@ -84,7 +84,7 @@ def live_push_samples() -> go.Figure:
 @pytest.fixture(scope="module")
 def figure_page() -> Iterator[FigurePage]:
     if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (apt-get install chromium)")
+        pytest.skip(NO_CHROMIUM)
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
@@ -153,21 +153,26 @@ def test_data_plane_figure_fits_at_notebook_width(figure_page: FigurePage, width
 
 # --- live figures as a JupyterLab view draws them -------------------------------------------------
 
-REPLAY_JS = """async ([state, width]) => {
-  const gd = document.getElementById('fig');
-  if (state._widget_layout !== undefined) {  // the comm's opening state: what a new view draws first
-    Plotly.purge(gd);
-    await Plotly.newPlot(gd, state._widget_data || [], {...state._widget_layout, width}, {staticPlot: true});
-    return true;  // a view acts on the _py2js_* messages that follow, not on their opening values
+REPLAY_JS = """async ([states, width, measureSrc]) => {
+  const gd = document.getElementById('fig'), measure = eval(measureSrc), drawings = [];
+  for (const [i, state] of states.entries()) {
+    if (state._widget_layout !== undefined) {  // the comm's opening state: what a new view draws first
+      Plotly.purge(gd);
+      await Plotly.newPlot(gd, state._widget_data || [], {...state._widget_layout, width}, {staticPlot: true});
+      drawings.push([i, measure(gd)]);
+      continue;  // a view acts on the _py2js_* messages that follow, not on their opening values
+    }
+    const m = state._py2js_deleteTraces, a = state._py2js_addTraces, u = state._py2js_update;
+    const r = state._py2js_restyle, l = state._py2js_relayout;
+    if (!(m || a || u || r || l)) continue;  // edit ids, a _py2js_* reset to None
+    if (m) await Plotly.deleteTraces(gd, m.delete_inds);  // (plotly.js refuses an empty list, as the view does)
+    if (a) await Plotly.addTraces(gd, a.trace_data);
+    if (u) await Plotly.update(gd, u.style_data || {}, {...(u.layout_data || {}), width}, u.style_traces);
+    if (r) await Plotly.restyle(gd, r.restyle_data, r.restyle_traces);
+    if (l) await Plotly.relayout(gd, {...l.relayout_data, width});
+    drawings.push([i, measure(gd)]);
   }
-  const m = state._py2js_deleteTraces, a = state._py2js_addTraces, u = state._py2js_update;
-  const r = state._py2js_restyle, l = state._py2js_relayout;
-  if (m) await Plotly.deleteTraces(gd, m.delete_inds);  // (plotly.js refuses an empty list, as the view does)
-  if (a) await Plotly.addTraces(gd, a.trace_data);
-  if (u) await Plotly.update(gd, u.style_data || {}, {...(u.layout_data || {}), width}, u.style_traces);
-  if (r) await Plotly.restyle(gd, r.restyle_data, r.restyle_traces);
-  if (l) await Plotly.relayout(gd, {...l.relayout_data, width});
-  return Boolean(m || a || u || r || l);
+  return {drawings, title: gd.layout.title.text};
 }"""
 
 
@@ -200,10 +205,9 @@ LIVE_STEPS: dict[str, tuple[Callable[[Any], go.Figure], list[Any]]] = {
     "latency": (lambda d: latency_figure(d[0]), [
         _window([]), _window(syn.canary_records(n=200, v2_share=0.0)),
         _window(syn.canary_records(n=200, v2_share=0.5) + _ERRORS),
-        _window(syn.canary_records(n=100, v2_share=0.0)), _window([])]),
-    "split": (lambda d: split_over_time(d[0], 1.0, t_range=d[1]), [
-        _window([]), _window(syn.canary_records(n=300)), _window([])]),
-    "codes": (lambda d: codes_over_time(d[0], 1.0, t_range=d[1]), [_window([]), _window(syn.mixed_codes())]),
+        _window(syn.canary_records(n=100, v2_share=0.0))]),
+    # (the codes figure shares the split's time layout)
+    "split": (lambda d: split_over_time(d[0], 1.0, t_range=d[1]), [_window([]), _window(syn.canary_records(n=300))]),
     "config push": (config_push_timeline, [
         [], [{"t": syn.T0 + i, "pods": syn.pods(config_version=3 + i // 2)} for i in range(6)]]),
     "graph": (service_graph, [{"elements": {"nodes": [], "edges": []}}, syn.graph(error_v2=0.2)]),
@@ -239,17 +243,13 @@ def test_live_figure_views_never_draw_default_axes_or_overlaps(
     figure_comm = next(c for c in comms if "_widget_layout" in c.messages[0]["state"])
     assert figure_comm.messages[0]["state"]["_widget_layout"].get("title"), "the comm opened on an empty figure"
 
-    drawn = 0
-    for i, message in enumerate(figure_comm.messages):
-        state = json.loads(json.dumps(message["state"], cls=PlotlyJSONEncoder))
-        if not figure_page.page.evaluate(REPLAY_JS, [state, 860]):
-            continue  # a message that is not a drawing (edit ids, a _py2js_* reset to None)
-        drawn += 1
-        measured = figure_page.page.evaluate(TEXT_BOXES_JS, figure_page.page.query_selector("#fig"))
-        where = f"{name}, message {i} ({sorted(k for k, v in state.items() if v is not None)})"
+    states = [json.loads(json.dumps(m["state"], cls=PlotlyJSONEncoder)) for m in figure_comm.messages]
+    replay = figure_page.page.evaluate(REPLAY_JS, [states, 860, TEXT_BOXES_JS])
+    for i, measured in replay["drawings"]:
+        where = f"{name}, message {i} ({sorted(k for k, v in states[i].items() if v is not None)[:4]})"
         assert problems(measured) == [], where
         negative = [b["text"] for b in measured["boxes"] if b["text"].startswith(("−", "-"))]
         assert not negative, f"{where}: tick labels below zero {negative} (plotly's default axes)"
-    assert drawn >= len(steps)
-    final = figure_page.page.evaluate("() => document.getElementById('fig').layout.title.text")
+    assert len(replay["drawings"]) >= len(steps)
+    final = replay["title"]
     assert final == build(steps[-1]).layout.title.text
