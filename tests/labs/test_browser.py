@@ -108,7 +108,7 @@ def jupyter(lab_home: Path, tmp_path: Path) -> Iterator[str]:
     log = (tmp_path / "jupyter.log").open("wb")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
-        _wait_http(f"http://127.0.0.1:{port}/api/status", 60, proc)
+        _wait_http(f"http://127.0.0.1:{port}/api/status", 300, proc)  # an upper bound: 60 s ran out under load
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()  # the server shuts its kernels down on SIGTERM
