@@ -75,13 +75,16 @@ def test_collector_and_proxies_stay_within_capacity(mesh: Mesh) -> None:
         assert (records, traces, lines, series_after) == (RECORDS, TRACES, ACCESS_LOG, series)
         assert spans <= SPANS
         growth.append(pss_kb(control_plane) - before)
-    # Measured on a 2-core machine with both cores busy (load average 9-24, 18 runs): each round grew
-    # by 2.5-10.1 MB, 12-48 % of kept_kb (the allocator keeps arenas of the replaced records and of the
-    # reads above). Records kept instead of replaced grow every round by all of kept_kb or more, so each
-    # round must stay under 80 % of it: 1.7 times the largest growth measured, still short of a leak.
+    # The bound, from the measured spread. On a 2-core machine with both cores busy (load average 9-28),
+    # 46 runs (artifacts/bounded-memory.jsonl) grew per round by 7-61 % of kept_kb, mean 21 %, sd 8 %:
+    # the allocator keeps arenas of the replaced records and of the reads above, and one round in 92
+    # reached 61 % (a 5-sd outlier) while the other round of that run stayed at 18 %. The smaller round
+    # of a run never passed 30 %. Records kept instead of replaced grow *every* round by all of kept_kb
+    # or more, so the smaller of the two rounds must stay under 80 % of it: 2.7 times the largest
+    # measured, and still short of a leak that keeps even four records in five.
     artifacts = Path(__file__).resolve().parents[2] / "artifacts"
     artifacts.mkdir(exist_ok=True)
     with (artifacts / "bounded-memory.jsonl").open("a") as fh:  # the spread, run after run
         line = {"empty_kb": empty, "full_kb": full, "growth_kb": growth, "kept_kb": round(kept_kb)}
         fh.write(json.dumps(line) + "\n")
-    assert max(growth) < 0.8 * kept_kb, (empty, full, growth, kept_kb)
+    assert min(growth) < 0.8 * kept_kb, (empty, full, growth, kept_kb)
