@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import html
@@ -116,7 +117,8 @@ class LiveFigure(Generic[T]):
         """One pass: fetch, build, swap into the widget. False (and the status shows why) on error."""
         try:
             fresh = self._build(self._fetch())
-            sync_figure(self.figure, fresh)
+            with _widget_lock(self.figure):
+                sync_figure(self.figure, fresh)
         except Exception as exc:  # the thread must survive a mesh that is down for a moment
             self.last_error = str(exc) if isinstance(exc, MeshkitError) else f"{type(exc).__name__}: {exc}"
             self.status.value = _status("error", self.last_error)
@@ -357,6 +359,7 @@ def _widget_class() -> type[go.FigureWidget]:
 
     class _FigureWidget(base):  # type: ignore[misc,valid-type]
         def __init__(self, figure: go.Figure) -> None:
+            self._meshkit_lock = threading.RLock()
             super().__init__(figure)
             self._meshkit_ready = True
             self._widget_layout = copy.deepcopy(self._layout_obj._props)
@@ -367,7 +370,20 @@ def _widget_class() -> type[go.FigureWidget]:
             if getattr(self, "_meshkit_ready", False):  # not from inside plotly's constructor
                 super().open()
 
+        def set_state(self, sync_data: dict[str, Any]) -> None:
+            # A view's message (plotly's acknowledgements of each update) is applied on the kernel's
+            # main thread with trait notifications held: a refresh from the live thread in that window
+            # had its `_py2js_*` message (set, then reset to None) folded into the reset alone, so the
+            # browser never got it and kept its first, empty drawing. One lock keeps them apart.
+            with self._meshkit_lock:
+                super().set_state(sync_data)
+
     return _FigureWidget
+
+
+def _widget_lock(figure: go.FigureWidget) -> Any:
+    """The lock a live refresh holds while it edits ``figure`` (a no-op for a plain FigureWidget)."""
+    return getattr(figure, "_meshkit_lock", None) or contextlib.nullcontext()
 
 
 def _status(state: str, text: str) -> str:

@@ -253,3 +253,103 @@ def test_live_figure_views_never_draw_default_axes_or_overlaps(
     assert len(replay["drawings"]) >= len(steps)
     final = replay["title"]
     assert final == build(steps[-1]).layout.title.text
+
+
+
+WIDGET_VIEWS_JS = """async ([esm, states, final, width]) => {
+  // plotly's own widget front end (its anywidget module) on a model that takes the comm's messages as
+  // ipywidgets does: a message's attributes set together, then a change event per attribute that changed
+  window.plotlyWidget = window.plotlyWidget || await import(
+    URL.createObjectURL(new Blob([esm], {type: 'text/javascript'})));
+  const model = {
+    attrs: {}, handlers: {},
+    get(k) { return this.attrs[k]; },
+    set(k, v) { this.attrs[k] = v; },
+    on(event, cb) { (this.handlers[event] = this.handlers[event] || []).push(cb); },
+    off() {}, save_changes() {}, send() {},
+    receive(state) {
+      const changed = Object.keys(state).filter(k => JSON.stringify(this.attrs[k]) !== JSON.stringify(state[k]));
+      Object.assign(this.attrs, state);
+      for (const k of changed) for (const cb of this.handlers['change:' + k] || []) cb();
+    },
+  };
+  const box = () => { const el = document.createElement('div'); el.style.width = width + 'px';
+                      document.body.append(el); return el; };
+  const drawn = async el => { for (let i = 0; i < 500 && !el.querySelector('.main-svg'); i++)
+                                await new Promise(r => setTimeout(r, 10)); };
+  const widget = plotlyWidget.default();
+  model.receive(states[0]);
+  widget.initialize({model});
+  const view = box();  // the cell's output, drawn before the refreshes
+  widget.render({model, el: view});
+  await drawn(view);
+  for (const state of states.slice(1)) { model.receive(state); await new Promise(r => setTimeout(r, 0)); }
+  await new Promise(r => setTimeout(r, 50));
+  const reference = box();  // the figure Python holds, drawn directly
+  await Plotly.newPlot(reference, final.data, {height: 360, ...final.layout});
+  const texts = (el, sel) => [...el.querySelectorAll(sel)].map(t => t.textContent).sort();
+  const seen = el => ({traces: el.querySelectorAll('.trace').length, points: el.querySelectorAll('.point').length,
+                       notes: texts(el, '.annotation-text'), title: texts(el, '.gtitle'),
+                       legend: texts(el, '.legendtext')});
+  const result = {view: seen(view), python: seen(reference)};
+  view.remove(); reference.remove();
+  return result;
+}"""
+
+
+@pytest.mark.parametrize("name", sorted(LIVE_STEPS))
+def test_live_view_gets_refreshes_made_while_the_kernel_applies_a_view_message(
+    figure_page: FigurePage, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lab 04 after Run All: the live latency view still said "waiting for traffic…" with traffic done.
+    The kernel applies each view message (plotly acknowledges every update) on its main thread with
+    trait notifications held; a refresh from the live thread in that window lost its `_py2js_*`
+    message, folded into the reset that follows it. Here each refresh runs on a thread of its own
+    while a view message is being applied, every message the widget sends goes through plotly's own
+    widget front end into a view, and the view must show what Python holds: the same traces, bars and
+    points, notes, title and legend."""
+    import threading
+
+    import ipywidgets.widgets.widget as ipw
+    from plotly.utils import PlotlyJSONEncoder
+
+    from meshkit.viz.live import LiveFigure
+
+    comms: list[RecordingComm] = []
+
+    def create_comm(**kwargs: Any) -> RecordingComm:
+        comms.append(RecordingComm(**kwargs))
+        return comms[-1]
+
+    monkeypatch.setattr(ipw.comm, "create_comm", create_comm)
+    build, steps = LIVE_STEPS[name]
+    inputs = iter(steps[1:])
+    live = LiveFigure(lambda: next(inputs), build, empty=steps[0])
+    widget = live.figure
+    set_trait = widget.set_trait
+    refreshes: list[threading.Thread] = []
+    pending: list[bool] = []
+
+    def set_trait_while_refreshing(trait: str, value: Any) -> None:
+        # the refresh thread gets the GIL in the middle of the view message (its join is bounded: a
+        # refresh kept waiting until the message is applied goes on after it)
+        if pending:
+            pending.clear()
+            refreshes.append(threading.Thread(target=live.refresh))
+            refreshes[-1].start()
+            refreshes[-1].join(1.0)
+        set_trait(trait, value)
+
+    monkeypatch.setattr(widget, "set_trait", set_trait_while_refreshing)
+    for _ in steps[1:]:  # an acknowledgement of an edit that is no longer the last (plotly ignores it)
+        pending.append(True)
+        widget.set_state({"_js2py_traceDeltas": {"trace_deltas": [], "trace_edit_id": -1}})
+        refreshes[-1].join(30)
+    assert live.updates == len(steps) - 1 and live.last_error is None, live.last_error
+    figure_comm = next(c for c in comms if "_widget_layout" in c.messages[0]["state"])
+    states = [json.loads(json.dumps(m["state"], cls=PlotlyJSONEncoder)) for m in figure_comm.messages
+              if m.get("method", "update") == "update"]
+    final = json.loads(build(steps[-1]).to_json())
+    seen = figure_page.page.evaluate(WIDGET_VIEWS_JS, [states[0].pop("_esm"), states, final, 860])
+    assert seen["python"]["points"] or seen["python"]["traces"], f"{name}: the final figure draws nothing"
+    assert seen["view"] == seen["python"], name
