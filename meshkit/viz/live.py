@@ -173,6 +173,13 @@ def sync_figure(target: go.FigureWidget, fresh: go.Figure) -> None:
         target.layout.annotations = fresh.layout.annotations
     if reshape and fresh.data:
         target.add_traces(list(fresh.data))
+    # The whole figure as the widget's state, too: anywidget runs plotly's front end only once its
+    # module has loaded, and the `_py2js_*` messages that reach the model before (set, then reset to
+    # None) are never applied; a view drawn then starts from this state, which was the figure the comm
+    # opened with (lab 04's latency view said "waiting for traffic…" after 16 updates).
+    with target.hold_sync():
+        target._widget_layout = copy.deepcopy(target._layout_obj._props)
+        target._widget_data = copy.deepcopy(target._data)
 
 
 def window_fetcher(

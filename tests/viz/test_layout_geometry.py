@@ -256,7 +256,7 @@ def test_live_figure_views_never_draw_default_axes_or_overlaps(
 
 
 
-WIDGET_VIEWS_JS = """async ([esm, states, final, width]) => {
+WIDGET_VIEWS_JS = """async ([esm, states, final, width, loaded]) => {
   // plotly's own widget front end (its anywidget module) on a model that takes the comm's messages as
   // ipywidgets does: a message's attributes set together, then a change event per attribute that changed
   window.plotlyWidget = window.plotlyWidget || await import(
@@ -277,13 +277,17 @@ WIDGET_VIEWS_JS = """async ([esm, states, final, width]) => {
                       document.body.append(el); return el; };
   const drawn = async el => { for (let i = 0; i < 500 && !el.querySelector('.main-svg'); i++)
                                 await new Promise(r => setTimeout(r, 10)); };
+  // anywidget creates the model from the comm at once, but runs the module's initialize and render
+  // only once the module has loaded (seconds for plotly's 5 MB bundle on a busy machine): the first
+  // `loaded` messages reach the model's attributes before plotly's handlers are there
   const widget = plotlyWidget.default();
-  model.receive(states[0]);
-  widget.initialize({model});
-  const view = box();  // the cell's output, drawn before the refreshes
-  widget.render({model, el: view});
-  await drawn(view);
-  for (const state of states.slice(1)) { model.receive(state); await new Promise(r => setTimeout(r, 0)); }
+  const view = box();  // the cell's output
+  for (const [i, state] of states.entries()) {
+    if (i === loaded) { widget.initialize({model}); widget.render({model, el: view}); await drawn(view); }
+    model.receive(state);
+    await new Promise(r => setTimeout(r, 0));
+  }
+  if (loaded >= states.length) { widget.initialize({model}); widget.render({model, el: view}); await drawn(view); }
   await new Promise(r => setTimeout(r, 50));
   const reference = box();  // the figure Python holds, drawn directly
   await Plotly.newPlot(reference, final.data, {height: 360, ...final.layout});
@@ -350,6 +354,40 @@ def test_live_view_gets_refreshes_made_while_the_kernel_applies_a_view_message(
     states = [json.loads(json.dumps(m["state"], cls=PlotlyJSONEncoder)) for m in figure_comm.messages
               if m.get("method", "update") == "update"]
     final = json.loads(build(steps[-1]).to_json())
-    seen = figure_page.page.evaluate(WIDGET_VIEWS_JS, [states[0].pop("_esm"), states, final, 860])
+    seen = figure_page.page.evaluate(WIDGET_VIEWS_JS, [states[0].pop("_esm"), states, final, 860, 1])
     assert seen["python"]["points"] or seen["python"]["traces"], f"{name}: the final figure draws nothing"
+    assert seen["view"] == seen["python"], name
+
+
+@pytest.mark.parametrize("name", sorted(LIVE_STEPS))
+def test_live_view_drawn_once_the_widget_module_loaded_shows_the_last_refresh(
+    figure_page: FigurePage, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lab 04 after Run All (seen again with the lock above): the live latency view said "waiting for
+    traffic…" after 16 updates. The live thread starts before the figure's cell is shown, and anywidget
+    runs plotly's front end only once its 5 MB module has loaded; the refreshes' `_py2js_*` messages
+    that arrive before are set on the model and reset, never applied, and the view draws the state the
+    comm opened with. Every refresh now also sends the whole figure as that state."""
+    import ipywidgets.widgets.widget as ipw
+    from plotly.utils import PlotlyJSONEncoder
+
+    from meshkit.viz.live import LiveFigure
+
+    comms: list[RecordingComm] = []
+
+    def create_comm(**kwargs: Any) -> RecordingComm:
+        comms.append(RecordingComm(**kwargs))
+        return comms[-1]
+
+    monkeypatch.setattr(ipw.comm, "create_comm", create_comm)
+    build, steps = LIVE_STEPS[name]
+    inputs = iter(steps[1:])
+    live = LiveFigure(lambda: next(inputs), build, empty=steps[0])
+    for _ in steps[1:]:
+        assert live.refresh(), live.last_error
+    figure_comm = next(c for c in comms if "_widget_layout" in c.messages[0]["state"])
+    states = [json.loads(json.dumps(m["state"], cls=PlotlyJSONEncoder)) for m in figure_comm.messages]
+    final = json.loads(build(steps[-1]).to_json())
+    esm = states[0].pop("_esm")
+    seen = figure_page.page.evaluate(WIDGET_VIEWS_JS, [esm, states, final, 860, len(states)])
     assert seen["view"] == seen["python"], name
