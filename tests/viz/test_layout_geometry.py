@@ -309,9 +309,9 @@ def test_live_view_gets_refreshes_made_while_the_kernel_applies_a_view_message(
     other, seen in lab 04, is the test below). The kernel applies each view message (plotly acknowledges
     every update) on its main thread with trait notifications held; a refresh from the live thread in
     that window lost its `_py2js_*` message, folded into the reset that follows it. Here each refresh
-    runs on a thread of its own while a view message is being applied, every message the widget sends goes through plotly's own
-    widget front end into a view, and the view must show what Python holds: the same traces, bars and
-    points, notes, title and legend."""
+    runs on a thread of its own while a view message is being applied, every message the widget sends
+    goes through plotly's own widget front end into a view, and the view must show what Python holds:
+    the same traces, bars and points, notes, title and legend."""
     import threading
 
     import ipywidgets.widgets.widget as ipw
