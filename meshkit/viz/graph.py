@@ -4,6 +4,12 @@ Each edge is a line labelled ``rate rps, error %``: red as soon as any request o
 otherwise; a 🔒 and a solid line when most of its traffic was mutual TLS, a dotted line when it
 went in plain text. Reads the Kiali-like shape ``{"elements": {"nodes": [...], "edges": [...]}}``.
 
+A graph of more than :data:`MAX_LABELLED_COLUMNS` columns (lab 01's leftovers: recommendation v3, its
+external worldtimeapi.org and the BlackHoleCluster, with the service nodes about 11 nodes) leaves no
+room between columns for a label on every edge at a notebook's 700 px: its edges' numbers move to a
+table under the graph (and to each edge's hover), and node names alternate above and below from one
+column to the next, so neighbouring columns' names never meet.
+
 Example::
 
     fig = service_graph(mesh.graph())
@@ -24,6 +30,10 @@ from meshkit.viz.palette import ERROR_RED, SERVICE_COLORS, version_color
 
 EDGE_OK = "#6b6b6b"
 NODE_SIZE = 30
+#: columns (hops from the gateway) up to which every edge carries its label on the figure
+MAX_LABELLED_COLUMNS = 4
+_GRAPH_HEIGHT = 420
+_ROW_PX = 24  # a table row (11 px text, one line) with its padding
 _SYMBOLS = {"app": "circle", "service": "triangle-up", "workload": "square", "unknown": "x"}
 
 
@@ -112,6 +122,7 @@ def service_graph(graph: Mapping[str, Any]) -> go.Figure:
     max_rate = max((float(e.get("rate") or 0) for e in edges if e.get("protocol") != "tcp"), default=0.0) or 1.0
     labels = {n["id"]: node_label(n) for n in nodes}
     last = max(depth.values(), default=0)
+    tabled = last + 1 > MAX_LABELLED_COLUMNS
     fig = go.Figure()
     mids_x, mids_y, texts, hovers, positions = [], [], [], [], []
     for e in edges:
@@ -155,7 +166,22 @@ def service_graph(graph: Mapping[str, Any]) -> go.Figure:
         texts.append(_edge_text(e))
         positions.append("bottom center" if ty < sy else "top center")
         hovers.append(_edge_hover(e, labels))
-    if edges:
+    if edges and tabled:
+        # the labels cannot fit between the columns: hover on the edge's middle, numbers in the table
+        fig.add_trace(
+            go.Scatter(
+                x=mids_x,
+                y=mids_y,
+                mode="markers",
+                marker={"size": 14, "opacity": 0},
+                hovertext=hovers,
+                hoverinfo="text",
+                showlegend=False,
+                name="edges",
+            )
+        )
+        _edge_table(fig, edges, labels)
+    elif edges:
         fig.add_trace(
             go.Scatter(
                 x=mids_x,
@@ -180,9 +206,7 @@ def service_graph(graph: Mapping[str, Any]) -> go.Figure:
                 y=[pos[n["id"]][1] for n in nodes],
                 mode="markers+text",
                 text=[labels[n["id"]] for n in nodes],
-                # the last column's names go to the right, clear of the edges arriving from the left
-                textposition=["middle right" if depth[n["id"]] == last and last > 0 else "bottom center"
-                              for n in nodes],
+                textposition=[_node_text_position(depth[n["id"]], last, tabled) for n in nodes],
                 cliponaxis=False,
                 marker={
                     "size": NODE_SIZE,
@@ -203,12 +227,48 @@ def service_graph(graph: Mapping[str, Any]) -> go.Figure:
         plot_bgcolor="white",
         xaxis={"visible": False, "range": [-0.35, last + 0.15]},
         yaxis={"visible": False, "range": _y_range(pos)},
-        height=420,
+        height=_GRAPH_HEIGHT,
         margin={"l": 70, "r": 130, "t": 60, "b": 30},  # room for the outer columns' names
     )
+    if edges and tabled:
+        table_px = _ROW_PX * (len(edges) + 1) + 10
+        height = _GRAPH_HEIGHT + table_px
+        plot_px = height - 60 - 30
+        fig.update_layout(height=height, yaxis={"domain": [(table_px + 20) / plot_px, 1.0]})
+        fig.update_traces(domain={"x": [0.0, 1.0], "y": [0.0, table_px / plot_px]}, selector={"type": "table"})
     if not nodes:
         waiting_note(fig, "no traffic in the graph yet")
     return fig
+
+
+def _node_text_position(column: int, last: int, tabled: bool) -> str:
+    if column == last and last > 0:
+        return "middle right"  # the last column's names go right, clear of the edges arriving from the left
+    if tabled and column % 2:
+        return "top center"  # columns too close for names side by side: every other one above
+    return "bottom center"
+
+
+def _edge_table(fig: go.Figure, edges: list[dict[str, Any]], labels: Mapping[str, str]) -> None:
+    """Every edge's numbers, one row each, under the graph (its domain is set with the height)."""
+    rows = [
+        (
+            f"{labels[e['source']]} → {labels[e['target']]}",
+            edge_label(e).replace("🔒 ", "").replace(", ", " · "),
+            "🔒 mTLS" if _mtls(e) > 0.5 else "plain text",
+        )
+        for e in edges
+    ]
+    fig.add_trace(
+        go.Table(
+            columnwidth=[5, 4, 2],
+            header={"values": ["edge", "traffic", "security"], "align": "left", "height": _ROW_PX,
+                    "font": {"size": 11}},
+            cells={"values": [list(c) for c in zip(*rows, strict=True)], "align": "left", "height": _ROW_PX,
+                   "font": {"size": 11}},
+            name="edge table",
+        )
+    )
 
 
 def _positions(nodes: list[dict[str, Any]], depth: dict[str, int]) -> dict[str, tuple[float, float]]:

@@ -112,6 +112,51 @@ def test_graph_labels_stay_apart_at_other_widths(figure_page: FigurePage, width:
     assert problems(figure_page.measure(service_graph(three_versions_graph()), width=width)) == []
 
 
+def lab01_leftovers_graph(services: bool) -> dict[str, Any]:
+    """Lab 04 run after lab 01 on the same mesh: lab 01's egress step leaves recommendation v3, its call to
+    the external worldtimeapi.org and the BlackHoleCluster it hit under REGISTRY_ONLY. With ``services``
+    the graph has the telemetry graph's service nodes between the apps too (11 nodes, as in the browser)."""
+    graph = three_versions_graph()
+    nodes, edges = graph["elements"]["nodes"], graph["elements"]["edges"]
+    nodes += [{"data": {"id": "svc-time", "service": "worldtimeapi.org", "app": "worldtimeapi.org",
+                        "nodeType": "service", "namespace": "tutorial"}},
+              {"data": {"id": "svc-bh", "service": "BlackHoleCluster", "app": "BlackHoleCluster",
+                        "nodeType": "service", "namespace": "tutorial"}}]
+    edges += [{"data": {"id": "e6", "source": "n-rec-v3", "target": "svc-time", "rate": 0.0, "errorRatio": 0.0,
+                        "p95": 40.0, "mtls": 0.0}},
+              {"data": {"id": "e7", "source": "n-rec-v3", "target": "svc-bh", "rate": 0.0, "errorRatio": 1.0,
+                        "p95": 1.0, "mtls": 0.0}}]
+    if services:  # app → service → app hops, as meshkit's telemetry graph draws them
+        for app, callee in (("customer", "n-cust"), ("preference", "n-pref"), ("recommendation", None)):
+            nodes.append({"data": {"id": f"svc-{app}", "service": app, "app": app, "nodeType": "service",
+                                   "namespace": "tutorial"}})
+            for e in [e["data"] for e in edges]:
+                if e["target"] == callee or (callee is None and e["target"].startswith("n-rec-")):
+                    edges.append({"data": {**e, "id": e["id"] + "-svc", "source": f"svc-{app}"}})
+                    e["target"] = f"svc-{app}"
+        seen: set[tuple[str, str]] = set()  # one edge per caller and service
+        graph["elements"]["edges"] = [
+            e for e in edges if (k := (e["data"]["source"], e["data"]["target"])) not in seen and not seen.add(k)]
+    return graph
+
+
+@pytest.mark.parametrize("services", [False, True], ids=["apps", "apps and services"])
+@pytest.mark.parametrize("width", [700, 1000])
+def test_graph_of_lab01_leftovers_keeps_labels_apart(figure_page: FigurePage, width: int, services: bool) -> None:
+    """Lab 04 in the browser after lab 01 on the same mesh (about 11 nodes): "0.0 rps100.0 % err" was
+    drawn over "recommendation v2" and "🔒 … rps 0.0 % err" over "recommendation v1"."""
+    graph = lab01_leftovers_graph(services)
+    fig = service_graph(graph)
+    measured = figure_page.measure(fig, width=width)
+    assert problems(measured) == []
+    texts = " ".join(b["text"] for b in measured["boxes"])
+    assert len(graph["elements"]["nodes"]) == (11 if services else 8)
+    for name in ("recommendation v3", "worldtimeapi.org", "BlackHoleCluster"):  # every node is named
+        assert name in texts, name
+    # every edge's rate and errors still readable on the figure (in the table under the graph)
+    assert sum(b["text"].endswith("% err") for b in measured["boxes"]) == len(graph["elements"]["edges"])
+
+
 def test_config_push_ticks_are_distinct_and_one_line(figure_page: FigurePage) -> None:
     """Lab 00 in the browser: the date under the first time tick ran into the y axis's "0", and
     whole-number versions on a 0.5 step read 0, 1, 1, 2, 2."""
