@@ -112,6 +112,22 @@ def test_graph_labels_stay_apart_at_other_widths(figure_page: FigurePage, width:
     assert problems(figure_page.measure(service_graph(three_versions_graph()), width=width)) == []
 
 
+def with_service_nodes(graph: dict[str, Any]) -> dict[str, Any]:
+    """The graph as meshkit's telemetry graph draws it: app → service → app hops, one edge per pair."""
+    nodes, edges = graph["elements"]["nodes"], graph["elements"]["edges"]
+    for app, callee in (("customer", "n-cust"), ("preference", "n-pref"), ("recommendation", None)):
+        nodes.append({"data": {"id": f"svc-{app}", "service": app, "app": app, "nodeType": "service",
+                               "namespace": "tutorial"}})
+        for e in [e["data"] for e in edges]:
+            if e["target"] == callee or (callee is None and e["target"].startswith("n-rec-")):
+                edges.append({"data": {**e, "id": e["id"] + "-svc", "source": f"svc-{app}"}})
+                e["target"] = f"svc-{app}"
+    seen: set[tuple[str, str]] = set()
+    graph["elements"]["edges"] = [
+        e for e in edges if (k := (e["data"]["source"], e["data"]["target"])) not in seen and not seen.add(k)]
+    return graph
+
+
 def lab01_leftovers_graph(services: bool) -> dict[str, Any]:
     """Lab 04 run after lab 01 on the same mesh: lab 01's egress step leaves recommendation v3, its call to
     the external worldtimeapi.org and the BlackHoleCluster it hit under REGISTRY_ONLY. With ``services``
@@ -126,18 +142,30 @@ def lab01_leftovers_graph(services: bool) -> dict[str, Any]:
                         "p95": 40.0, "mtls": 0.0}},
               {"data": {"id": "e7", "source": "n-rec-v3", "target": "svc-bh", "rate": 0.0, "errorRatio": 1.0,
                         "p95": 1.0, "mtls": 0.0}}]
-    if services:  # app → service → app hops, as meshkit's telemetry graph draws them
-        for app, callee in (("customer", "n-cust"), ("preference", "n-pref"), ("recommendation", None)):
-            nodes.append({"data": {"id": f"svc-{app}", "service": app, "app": app, "nodeType": "service",
-                                   "namespace": "tutorial"}})
-            for e in [e["data"] for e in edges]:
-                if e["target"] == callee or (callee is None and e["target"].startswith("n-rec-")):
-                    edges.append({"data": {**e, "id": e["id"] + "-svc", "source": f"svc-{app}"}})
-                    e["target"] = f"svc-{app}"
-        seen: set[tuple[str, str]] = set()  # one edge per caller and service
-        graph["elements"]["edges"] = [
-            e for e in edges if (k := (e["data"]["source"], e["data"]["target"])) not in seen and not seen.add(k)]
+    return with_service_nodes(graph) if services else graph
+
+
+def twelve_nodes_graph() -> dict[str, Any]:
+    """The leftovers with service nodes and callers from outside the mesh (the ``unknown`` node)."""
+    graph = lab01_leftovers_graph(True)
+    graph["elements"]["nodes"].append({"data": {"id": "unknown", "nodeType": "unknown", "namespace": "unknown"}})
+    graph["elements"]["edges"].append({"data": {"id": "e-out", "source": "unknown", "target": "svc-customer",
+                                                "rate": 0.5, "errorRatio": 0.0, "p95": 3.0, "mtls": 0.0}})
     return graph
+
+
+@pytest.mark.parametrize("graph", [
+    lambda: with_service_nodes(syn.graph(error_v2=0.2)), twelve_nodes_graph], ids=["lab 01 fresh", "12 nodes"])
+@pytest.mark.parametrize("width", [700, 1000])
+def test_graph_with_service_nodes_keeps_labels_apart(
+    figure_page: FigurePage, width: int, graph: Callable[[], dict[str, Any]]
+) -> None:
+    """The telemetry graph's shape even before lab 01's leftovers (gateway, service and app nodes in seven
+    columns): at 700 px "istio-ingressgateway" ran into "customer" and "preference v1" into "recommendation"."""
+    g = graph()
+    measured = figure_page.measure(service_graph(g), width=width)
+    assert problems(measured) == []
+    assert sum(b["text"].endswith("% err") for b in measured["boxes"]) == len(g["elements"]["edges"])
 
 
 @pytest.mark.parametrize("services", [False, True], ids=["apps", "apps and services"])
