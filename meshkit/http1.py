@@ -207,32 +207,32 @@ class BodyStream:
     def abort(self, exc: BaseException) -> None:
         """Give up on the rest of the body: the sending connection is closed (it cannot carry
         another message once a body was cut), the reader gets ``exc``, the end callbacks run."""
-        if self._ended:
-            return
-        self._error = exc
-        self._chunks.clear()
-        self._buffered = 0
-        if self._transport is not None:
-            self._transport.abort()
-        self._wake()
-        for tap in self.taps:
-            tap.fail(exc)
-        self._settle(exc)
+        self._drop(exc)
 
     def skip(self) -> None:
         """The body is not wanted at all (the answer to a HEAD): nothing more is read, a sending
         connection is closed (unread bytes would spoil it), the end callbacks run without error."""
+        self._drop(None)
+
+    def _drop(self, exc: BaseException | None) -> None:
+        """Discard what is buffered and close the sender; the reader sees ``exc``, or a clean end."""
         if self._ended:
             return
-        self._done = True
+        if exc is None:
+            self._done = True
+        else:
+            self._error = exc
         self._chunks.clear()
         self._buffered = 0
         if self._transport is not None:
             self._transport.abort()
         self._wake()
         for tap in self.taps:
-            tap.finish()
-        self._settle(None)
+            if exc is None:
+                tap.finish()
+            else:
+                tap.fail(exc)
+        self._settle(exc)
 
     def tap(self) -> BodyStream:
         """A second reader of the bytes not read yet; dropped (fails) when a buffer behind."""
