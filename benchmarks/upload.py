@@ -18,7 +18,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import subprocess
 import sys
@@ -73,53 +72,64 @@ def upload(host: str, port: int, path: str, size: int) -> tuple[int, str, tuple[
         return 0, reply or done.stderr[-500:], (0.0, 0.0)
 
 
+# the steady client runs in a process of its own too: in this one the PSS sampler's thread would
+# hold the GIL for up to a switch interval (5 ms) now and then, and that wait is not the mesh's
+_STEADY = """
+import http.client, sys, time
+host, port, path, gap = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+conn = http.client.HTTPConnection(host, port, timeout=10)
+out = sys.stdout
+while True:
+    started, sent = time.perf_counter(), time.time()
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        resp.read()
+        ok = resp.status == 200
+    except (OSError, http.client.HTTPException):
+        ok = False
+        conn.close()
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+    out.write(f"{sent} {time.perf_counter() - started} {int(ok)}\\n")
+    out.flush()
+    time.sleep(max(0.0, gap - (time.perf_counter() - started)))
+"""
+
+
 class _Steady:
-    """GETs through the gateway at a steady pace on one keep-alive connection; latencies in seconds."""
+    """GETs through the gateway at a steady pace on one keep-alive connection, from a process of
+    its own; (sent at, latency in seconds) of each answered request, read as they come."""
 
     def __init__(self, host: str, port: int, path: str, rate: float) -> None:
-        self.host, self.port, self.path, self.gap = host, port, path, 1.0 / rate
-        self.latencies: list[float] = []
-        self.stamps: list[float] = []  # when each of them was sent (epoch seconds)
+        self.args = [sys.executable, "-c", _STEADY, host, str(port), path, str(1.0 / rate)]
+        self.samples: list[tuple[float, float]] = []
         self.failures = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._proc: subprocess.Popen[str] | None = None
+        self._reader = threading.Thread(target=self._read, daemon=True)
 
-    def _run(self) -> None:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
-        while not self._stop.is_set():
-            started, sent = time.perf_counter(), time.time()
-            try:
-                conn.request("GET", self.path)
-                resp = conn.getresponse()
-                resp.read()
-                if resp.status != 200:
-                    self.failures += 1
-                self.latencies.append(time.perf_counter() - started)
-                self.stamps.append(sent)
-            except (OSError, http.client.HTTPException):
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            sent, latency, ok = line.split()
+            if ok == "1":
+                self.samples.append((float(sent), float(latency)))
+            else:
                 self.failures += 1
-                conn.close()
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
-            self._stop.wait(max(0.0, self.gap - (time.perf_counter() - started)))
-        conn.close()
 
-    def take(self) -> list[float]:
-        out, self.latencies, self.stamps = self.latencies, [], []
-        return out
-
-    def take_stamped(self) -> list[tuple[float, float]]:
-        """(sent at, latency) of the requests since the last take."""
-        out = list(zip(self.stamps, self.latencies, strict=False))
-        self.latencies, self.stamps = [], []
-        return out
+    def between(self, start: float, end: float) -> list[float]:
+        """Latencies of the requests sent between two epoch times."""
+        return [lat for sent, lat in list(self.samples) if start <= sent <= end]
 
     def __enter__(self) -> _Steady:
-        self._thread.start()
+        self._proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, text=True)
+        self._reader.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(15)
+        assert self._proc is not None
+        self._proc.terminate()
+        self._proc.wait(15)
+        self._reader.join(15)
 
 
 def while_steady(mesh: Mesh, transfer: Callable[[], dict[str, Any]], rate: float = 20.0,
@@ -144,25 +154,27 @@ def while_steady(mesh: Mesh, transfer: Callable[[], dict[str, Any]], rate: float
 
     load_before = os.getloadavg()[0]
     with _Steady(host, port, path, rate) as steady:
-        started = time.monotonic()
+        began = time.time()
         time.sleep(baseline_s)
-        while len(steady.latencies) < min_samples and time.monotonic() - started < 60:
+        while len(steady.between(began, time.time())) < min_samples and time.time() - began < 60:
             time.sleep(0.1)
-        baseline = steady.take()
+        baseline = steady.between(began, time.time())
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         cpu_before = {name: cpu_seconds([pid]) for name, pid in pids.items()}
         elapsed, transfers = 0.0, 0
         result: dict[str, Any] = {}
+        windows: list[tuple[float, float]] = []
         during: list[float] = []
         while transfers == 0 or (len(during) < min_samples and transfers < 5):
-            began = time.perf_counter()
+            started = time.perf_counter()
             result = transfer()
-            elapsed += time.perf_counter() - began
+            elapsed += time.perf_counter() - started
             transfers += 1
             # only requests sent while the bytes were moving count (not the transfer process's start)
-            start, end = result.get("window", (0.0, 0.0))
-            during += [lat for sent, lat in steady.take_stamped() if start <= sent <= end]
+            windows.append(result.get("window", (0.0, 0.0)))
+            time.sleep(0.2)  # the last requests of the window have their answers
+            during = [lat for start, end in windows for lat in steady.between(start, end)]
         cpu = {name: cpu_seconds([pid]) - cpu_before[name] for name, pid in pids.items()}
         sampling.set()
         sampler.join(5)
