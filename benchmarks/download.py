@@ -7,7 +7,8 @@ Printed: the download's throughput through the mesh and, in the same run, throug
 apps wired directly (no proxy: the baseline); every pod's proportional memory (PSS) before and at
 its peak and the CPU each used meanwhile; the other client's p50/p99 before and during the
 download (at least 200 requests each: the download is repeated until the client has them), with
-the load average. ``--slow`` reads at a capped rate instead, to show back-pressure: the proxies'
+the load average, on a mesh whose pods pace bulk transfers and on one whose pods do not (``--pacing``,
+as for the upload). ``--slow`` reads at a capped rate instead, to show back-pressure: the proxies'
 memory stays put while the reader lags.
 
 Example::
@@ -30,7 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import meshkit
-from benchmarks.upload import report_steady, while_steady
+from benchmarks.upload import bulk_pacing, compare_pacing, pacing_modes, report_steady, while_steady
 from meshkit import Mesh
 from meshkit.sample.app import pattern_digest
 from meshkit.sample.ingress import gateway_customer
@@ -137,17 +138,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="the other client's requests per second")
     parser.add_argument("--samples", type=int, default=200, help="the other client's requests before and during")
     parser.add_argument("--slow", type=float, default=0.0, help="read at most this many MB/s (back-pressure)")
+    parser.add_argument("--pacing", choices=("on", "off", "both"), default="both",
+                        help="the pods' bulk pacing (MESHKIT_BULK_PACING); both: a mesh each, compared")
     args = parser.parse_args(argv)
     direct = measure_direct(args.mb) if not args.slow else None
-    with tempfile.TemporaryDirectory() as home:
-        mesh = meshkit.up(home=home)
-        try:
-            mesh.apply(download_route())
-            time.sleep(1.0)  # the push reaches the gateway
-            report(measure_download(mesh, args.mb, args.rate, read_rate=args.slow * 2**20, min_samples=args.samples),
-                   direct)
-        finally:
-            mesh.backend.down()
+    results: dict[str, dict[str, Any]] = {}
+    for mode in pacing_modes(args.pacing):
+        with bulk_pacing(mode), tempfile.TemporaryDirectory() as home:
+            mesh = meshkit.up(home=home)
+            try:
+                mesh.apply(download_route())
+                time.sleep(1.0)  # the push reaches the gateway
+                print(f"-- bulk pacing {mode}")
+                results[mode] = measure_download(mesh, args.mb, args.rate, read_rate=args.slow * 2**20,
+                                                 min_samples=args.samples)
+                report(results[mode], direct)
+            finally:
+                mesh.backend.down()
+    compare_pacing(results, "download")
 
 
 if __name__ == "__main__":

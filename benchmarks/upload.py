@@ -6,7 +6,9 @@ upload's throughput, every pod's proportional memory (PSS, from /proc) before an
 the CPU it used meanwhile, and the other client's p50/p99 before the upload and while it runs (at
 least 200 requests each: the upload is repeated until the client has them), with the load
 average. Envoy streams bodies with bounded buffers; so does
-the local mesh, so memory stays where it was whatever the size of the upload.
+the local mesh, so memory stays where it was whatever the size of the upload. By default it runs
+twice, on a mesh whose pods pace bulk transfers (``MESHKIT_BULK_PACING=on``, the default) and on
+one whose pods do not, and prints the ratios (``--pacing on|off`` for one of them).
 
 Example::
 
@@ -18,13 +20,14 @@ Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -138,7 +141,7 @@ def while_steady(mesh: Mesh, transfer: Callable[[], dict[str, Any]], rate: float
     gateway at ``rate`` per second; the transfer's own figures plus every pod's PSS before and at its
     peak, the CPU seconds each pod used during it, the load average, and the steady client's
     latencies just before (``baseline_s``, or until ``min_samples``) and during it. The transfer is
-    repeated (at most 5 times) until the client has ``min_samples`` during it too."""
+    repeated (at most 10 times) until the client has ``min_samples`` during it too."""
     url = urlsplit(mesh.backend.gateway_url())
     host, port = url.hostname or "127.0.0.1", int(url.port or 80)
     pids = {p.name: int(p.extra["pid"]) for p in mesh.pods()}
@@ -166,7 +169,7 @@ def while_steady(mesh: Mesh, transfer: Callable[[], dict[str, Any]], rate: float
         result: dict[str, Any] = {}
         windows: list[tuple[float, float]] = []
         during: list[float] = []
-        while transfers == 0 or (len(during) < min_samples and transfers < 5):
+        while transfers == 0 or (len(during) < min_samples and transfers < 10):
             started = time.perf_counter()
             result = transfer()
             elapsed += time.perf_counter() - started
@@ -232,18 +235,60 @@ def report(figures: dict[str, Any]) -> None:
     report_steady(figures, "upload")
 
 
+@contextlib.contextmanager
+def bulk_pacing(mode: str) -> Iterator[None]:
+    """Start meshes with their pods' bulk pacing ``on`` or ``off`` (``MESHKIT_BULK_PACING``)."""
+    saved = os.environ.get("MESHKIT_BULK_PACING")
+    os.environ["MESHKIT_BULK_PACING"] = mode
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("MESHKIT_BULK_PACING", None)
+        else:
+            os.environ["MESHKIT_BULK_PACING"] = saved
+
+
+def pacing_modes(choice: str) -> list[str]:
+    return ["off", "on"] if choice == "both" else [choice]
+
+
+def compare_pacing(results: dict[str, dict[str, Any]], what: str) -> None:
+    """With both runs at hand: pacing on against off (the baseline), as ratios."""
+    if set(results) != {"on", "off"}:
+        return
+    on, off = results["on"], results["off"]
+
+    def ratio(a: float, b: float) -> str:
+        return f"x {a / b:.2f}" if b else "n/a"
+
+    q = {key: {mode: quantile(results[mode]["during_latencies"], p) for mode in results}
+         for key, p in (("p50", 0.5), ("p99", 0.99))}
+    print(f"bulk pacing on against off, same {what}: throughput {on['mb_per_s']:.0f} / {off['mb_per_s']:.0f} MB/s "
+          f"({ratio(on['mb_per_s'], off['mb_per_s'])}); other client during it p50 "
+          f"{q['p50']['on'] * 1e3:.1f} / {q['p50']['off'] * 1e3:.1f} ms ({ratio(q['p50']['on'], q['p50']['off'])}), "
+          f"p99 {q['p99']['on'] * 1e3:.1f} / {q['p99']['off'] * 1e3:.1f} ms ({ratio(q['p99']['on'], q['p99']['off'])})")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mb", type=int, default=256)
     parser.add_argument("--rate", type=float, default=50.0, help="the other client's requests per second")
     parser.add_argument("--samples", type=int, default=200, help="the other client's requests before and during")
+    parser.add_argument("--pacing", choices=("on", "off", "both"), default="both",
+                        help="the pods' bulk pacing (MESHKIT_BULK_PACING); both: a mesh each, compared")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as home:
-        mesh = meshkit.up(home=home)
-        try:
-            report(measure_upload(mesh, args.mb, args.rate, min_samples=args.samples))
-        finally:
-            mesh.backend.down()
+    results: dict[str, dict[str, Any]] = {}
+    for mode in pacing_modes(args.pacing):
+        with bulk_pacing(mode), tempfile.TemporaryDirectory() as home:
+            mesh = meshkit.up(home=home)
+            try:
+                print(f"-- bulk pacing {mode}")
+                results[mode] = measure_upload(mesh, args.mb, args.rate, min_samples=args.samples)
+                report(results[mode])
+            finally:
+                mesh.backend.down()
+    compare_pacing(results, "upload")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import ssl
 import time
 from collections import deque
@@ -36,6 +37,7 @@ import httptools
 
 __all__ = [
     "BodyStream",
+    "BulkPacer",
     "ConnectFailure",
     "Connection",
     "DownstreamReset",
@@ -50,6 +52,8 @@ __all__ = [
     "UpstreamReset",
     "connect",
     "head_response",
+    "install_pacer",
+    "pace_bulk",
     "serve",
 ]
 
@@ -84,6 +88,120 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+def _run_delay_clock() -> Callable[[], float]:
+    """Seconds this process has spent runnable but waiting for a CPU (Linux schedstat); a clock
+    that stands still where the kernel does not say (then nothing is ever paced)."""
+    try:
+        fd = os.open("/proc/self/schedstat", os.O_RDONLY)
+    except OSError:
+        return lambda: 0.0
+
+    def waited() -> float:
+        try:
+            return int(os.pread(fd, 128, 0).split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
+    return waited
+
+
+class BulkPacer:
+    """Holds back bulk transfers while the CPU is contended, so they cannot starve other requests.
+
+    A Python proxy spends tens of times Envoy's CPU per byte, so on a small shared host (two cores,
+    a hub of learners) one large upload would keep every process on its path runnable and delay
+    everyone else's requests by whole scheduler slices. A body (or a tunnelled stream) past its
+    first ``after`` bytes is bulk. The pacer looks at the process in windows of ``window`` seconds:
+    the CPU time it used and the time it spent waiting for a CPU. A window with more than
+    ``contended`` of its time waited cuts the share of a core that bulk work may use by a third
+    (down to ``floor``), a window without waiting gives back a twentieth (up to the whole core):
+    the same additive increase and multiplicative decrease with which TCP shares a link, here
+    shared by every process of the machine. Before each further bulk chunk the reader sleeps off
+    any CPU used over the share. The sleep is that reader's alone: the event loop serves every other
+    request meanwhile; and while the bulk reader sleeps its buffer fills and reading pauses (the
+    same back-pressure as a slow client), so the process really goes idle. On an idle machine
+    nothing waits and nothing is paced; requests and small bodies are never paced.
+
+    Example::
+
+        pacer = BulkPacer()
+        await pacer.pace()          # before handing on a chunk of a bulk body
+    """
+
+    MAX_SLEEP = 0.05  # several windows' worth at the floor; never a stall
+
+    def __init__(self, floor: float = 0.1, after: int = 1024 * 1024, window: float = 0.01,
+                 contended: float = 0.1, clock: Callable[[], float] = time.perf_counter,
+                 cpu_clock: Callable[[], float] = time.process_time,
+                 wait_clock: Callable[[], float] | None = None) -> None:
+        if not 0 < floor <= 1:
+            raise ValueError(f"floor must be a share of one core, above 0 and at most 1, not {floor}")
+        self.floor = floor
+        self.after = after
+        self.window = window
+        self.contended = contended
+        self.share = 1.0  # of one core, for bulk work now
+        self._clock = clock
+        self._cpu_clock = cpu_clock
+        self._wait_clock = wait_clock or _run_delay_clock()
+        self._wall = clock()
+        self._cpu = cpu_clock()
+        self._waited = self._wait_clock()
+        self.slept = 0.0  # seconds, in all
+
+    def due(self) -> float:
+        """Seconds to sleep now; when the current window is over, judges it and starts the next."""
+        wall = self._clock()
+        elapsed = wall - self._wall
+        if elapsed < self.window:
+            return 0.0
+        cpu, waited = self._cpu_clock(), self._wait_clock()
+        used, wait = cpu - self._cpu, waited - self._waited
+        self._wall, self._cpu, self._waited = wall, cpu, waited
+        if elapsed > 10 * self.window:
+            return 0.0  # no bulk bytes moved all that while: the window says nothing about them
+        if wait > self.contended * elapsed:
+            self.share = max(self.floor, self.share * 2 / 3)
+        else:
+            self.share = min(1.0, self.share + 0.05)
+            if self.share == 1.0:
+                return 0.0  # a whole core: never held back (other threads may add CPU past the wall time)
+        # `used` CPU seconds are within the share once the wall time reaches used / share
+        debt = min(used / self.share - elapsed, self.MAX_SLEEP)
+        if debt <= 0:
+            return 0.0
+        self._wall += debt  # the sleep is part of this window, not the next
+        return debt
+
+    async def pace(self) -> None:
+        """Sleep off the CPU this process used over its share, if a window has ended."""
+        debt = self.due()
+        if debt:
+            self.slept += debt
+            await asyncio.sleep(debt)
+
+
+PACER: BulkPacer | None = None  # installed by the processes that move bulk bytes (pods, ztunnel)
+
+
+def install_pacer(pacer: BulkPacer | None) -> BulkPacer | None:
+    """Pace this process's bulk transfers with ``pacer`` (``None``: not at all).
+
+    Example::
+
+        install_pacer(BulkPacer())
+    """
+    global PACER
+    PACER = pacer
+    return PACER
+
+
+async def pace_bulk(moved: int) -> None:
+    """Called with the bytes a stream has moved so far, before it moves more."""
+    if PACER is not None and moved > PACER.after:
+        await PACER.pace()
 
 
 class BodyError(Exception):
@@ -270,6 +388,8 @@ class BodyStream:
             self._transport.resume_reading()
         if self.taps:
             self.taps = [t for t in self.taps if t.feed(chunk)]
+        if PACER is not None and self.sent > PACER.after:
+            await PACER.pace()
         return chunk
 
     async def discard(self) -> int:

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from meshkit import http1
 from meshkit.backends.local.ca import WorkloadCert, csr_for, spiffe_id_for
 from meshkit.backends.local.probes import PATH as PROBE_PATH
 from meshkit.backends.local.proxy.admin import EnvoyAdmin, stats_prometheus
@@ -410,8 +411,16 @@ class Pod:
         return Response(200, {"content-type": "application/json"}, body)
 
 
+def bulk_pacer() -> http1.BulkPacer | None:
+    """The pacer of this pod's bulk transfers (``MESHKIT_BULK_PACING=off``: none)."""
+    if os.environ.get("MESHKIT_BULK_PACING", "on").strip().lower() in ("off", "0", "false", "no"):
+        return None
+    return http1.BulkPacer()
+
+
 def main() -> None:
     args = json.loads(sys.argv[1])
+    http1.install_pacer(bulk_pacer())
     pod: Pod
     if args.get("service") == "ztunnel":
         from meshkit.backends.local.ztunnel.node import Ztunnel

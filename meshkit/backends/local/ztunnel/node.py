@@ -42,7 +42,7 @@ from meshkit.backends.local.ztunnel import hbone
 from meshkit.backends.local.ztunnel.certs import Certificates, Held
 from meshkit.backends.local.ztunnel.policy import L4Policy, Peer, compile_policies, evaluate
 from meshkit.backends.local.ztunnel.telemetry import POLICY_CHANGE, Connection, Side, ZtunnelTelemetry
-from meshkit.http1 import Request, Response, serve
+from meshkit.http1 import Request, Response, pace_bulk, serve
 
 NODE = "meshkit-control-plane"  # the single node, named as kind names a one-node cluster's node
 TARGET_PORT = 8080  # the sample's containerPort: what policies and the HBONE authority name
@@ -535,6 +535,7 @@ class Ztunnel(Pod):
                 while data := await reader.read(CHUNK):
                     await stream.send(data)
                     to_stream += len(data)
+                    await pace_bulk(to_stream)
                     self.telemetry.flow(c, sent=len(data))
             except (OSError, ConnectionError):
                 pass
@@ -548,6 +549,7 @@ class Ztunnel(Pod):
                     from_stream += len(data)
                     self.telemetry.flow(c, received=len(data))
                     await writer.drain()
+                    await pace_bulk(from_stream)
             except (OSError, ConnectionError):
                 pass
             if stream.reset:
@@ -713,6 +715,7 @@ async def _pipe_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                 if count is not None:
                     count(i, len(data))
                 await dst.drain()
+                await pace_bulk(counts[i])
             if dst.can_write_eof():
                 dst.write_eof()
         except (OSError, ConnectionError):
