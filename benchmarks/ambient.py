@@ -35,14 +35,14 @@ def bench(dataplane: str, seconds: float, waypoint: bool = False) -> dict[str, A
             pods = mesh.pods()
             data_plane = [p for p in pods if p.app in (*SAMPLE, "ztunnel", "waypoint")]
             pids = [int(p.extra["pid"]) for p in pods]  # the gateway's and the pods' CPU: the data plane's
-            gw = mesh.backend.gateway_url()  # type: ignore[attr-defined]
+            gw = mesh.backend.gateway_url()
             result = {
                 "max": measure(gw, "/customer", pids, seconds, None, 8),
                 "paced": measure(gw, "/customer", pids, seconds, 200, 8),
                 "memory": {p.name: pss_mb(int(p.extra["pid"])) for p in data_plane},
             }
         finally:
-            mesh.backend.down()  # type: ignore[attr-defined]
+            mesh.backend.down()
     return result
 
 

@@ -14,6 +14,8 @@ import argparse
 import asyncio
 import statistics
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from meshkit.backends.local.proxy.matching import string_matcher
 from meshkit.http1 import Request, Response, connect, serve
@@ -58,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-n", type=int, default=2000, help="round trips per round")
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args(argv)
+    run: Callable[[Coroutine[Any, Any, tuple[list[float], list[float]]]], tuple[list[float], list[float]]]
     try:
         import uvloop
 
