@@ -2,7 +2,9 @@
 
 * a header match ``regex: '(a+)+$'`` and a 40-character ``aaa…!`` User-Agent: answered as fast as
   a harmless one, within 5 ms of it (RE2 is linear; a backtracking engine takes minutes here);
-* 100 KiB of request headers at the gateway: 431, and the gateway keeps serving;
+* 100 KiB of request headers at the gateway: 431, and the gateway keeps serving; the 431 counted in
+  ``/stats/prometheus`` as a real gateway names it (Istio's tag specifiers), as is a connection over
+  the listener cap, and every stat of ``/stats`` is a sample there with the same value;
 * a 128 MB upload through the gateway (a generated stream, from another process): every pod
   stays under 60 MB PSS and within half as much again as before, and a steady client is never held
   up by it (its p99 stays within a margin of its own p99 measured just before);
@@ -78,18 +80,92 @@ def test_a_catastrophic_regex_is_answered_as_fast_as_a_harmless_one(clean: Mesh)
     assert hostile - benign < 0.005 + spread
 
 
+def _stats(mesh: Mesh, pod: str) -> dict[str, int]:
+    """A proxy's ``/stats`` as a dict."""
+    return {n: int(v) for n, _, v in (line.partition(": ") for line in mesh.envoy_admin(pod, "/stats").splitlines())}
+
+
+def _prometheus(mesh: Mesh, pod: str) -> dict[str, float]:
+    """A proxy's ``/stats/prometheus`` samples, keyed by their text left of the value."""
+    lines = mesh.envoy_admin(pod, "/stats/prometheus").splitlines()
+    return {k: float(v) for k, _, v in (line.rpartition(" ") for line in lines if line and not line.startswith("#"))}
+
+
+GATEWAY_4XX = 'envoy_http_downstream_rq{response_code_class="4xx",http_conn_manager_prefix="outbound_0.0.0.0_8080"}'
+
+
 def test_100_kib_of_headers_get_431_at_the_gateway_which_keeps_serving(mesh: Mesh) -> None:
     host, port = _gateway(mesh)
+    gateway = next(p.name for p in mesh.pods() if p.app == "istio-ingressgateway")
+    before = _prometheus(mesh, gateway).get(GATEWAY_4XX, 0)
     with socket.create_connection((host, port), timeout=10) as sock:
         sock.sendall(b"GET /customer HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 100 * 1024 + b"\r\n\r\n")
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large")
+    # Prometheus sees it as a real gateway shows it: Istio's tag specifiers cut the class and the
+    # HCM's stat prefix (``outbound_0.0.0.0_8080;``) out of ``http.<prefix>;.downstream_rq_4xx``
+    after = _prometheus(mesh, gateway)[GATEWAY_4XX]
+    assert after == before + 1
+    assert after == _stats(mesh, gateway)["http.outbound_0.0.0.0_8080;.downstream_rq_4xx"]
     conn = http.client.HTTPConnection(host, port, timeout=10)
     conn.request("GET", "/customer")
     assert conn.getresponse().status == 200
     conn.close()
+
+
+def test_stats_prometheus_renders_every_envoy_stat_with_istios_tags(mesh: Mesh) -> None:
+    """Every stat of ``/stats`` is a sample of ``/stats/prometheus`` with the same value: counters then
+    gauges, one ``# TYPE`` per metric, named ``envoy_<tag-extracted name>`` with Istio's tags."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    host, port = _gateway(mesh)
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    for _ in range(3):
+        conn.request("GET", "/customer")
+        assert conn.getresponse().read().startswith(b"customer => ")
+    conn.close()
+    pods = {p.app: p.name for p in mesh.pods()}
+    rec = "outbound|8080||recommendation.tutorial.svc.cluster.local"
+    expected = {  # (pod, /stats name, /stats/prometheus sample), written out by hand from the rules
+        ("preference", "listener.0.0.0.0_15006.downstream_cx_total",
+         'envoy_listener_downstream_cx_total{listener_address="0.0.0.0_15006"}'),
+        ("preference", "http.inbound_0.0.0.0_8080;.downstream_rq_total",
+         'envoy_http_downstream_rq_total{http_conn_manager_prefix="inbound_0.0.0.0_8080"}'),
+        ("preference", "http.outbound_0.0.0.0_8080;.downstream_rq_2xx",
+         'envoy_http_downstream_rq{response_code_class="2xx",http_conn_manager_prefix="outbound_0.0.0.0_8080"}'),
+        ("preference", f"cluster.{rec};.upstream_rq_2xx",
+         f'envoy_cluster_upstream_rq{{cluster_name="{rec}",response_code_class="2xx"}}'),
+        ("preference", f"cluster.{rec};.circuit_breakers.default.remaining_rq",
+         f'envoy_cluster_circuit_breakers_default_remaining_rq{{cluster_name="{rec}"}}'),
+        ("istio-ingressgateway", "server.live", "envoy_server_live{}"),
+        ("istio-ingressgateway", "listener.0.0.0.0_8080.downstream_cx_active",
+         'envoy_listener_downstream_cx_active{listener_address="0.0.0.0_8080"}'),
+    }
+    for app in ("istio-ingressgateway", "preference"):
+        pod = pods[app]
+        for _ in range(5):  # a pair of reads between two equal /stats reads (nothing else moved them)
+            stats, text, again = _stats(mesh, pod), mesh.envoy_admin(pod, "/stats/prometheus"), _stats(mesh, pod)
+            if stats == again:
+                break
+        else:
+            pytest.fail(f"{pod}'s stats never held still for two reads")
+        envoy = text[text.index("# TYPE envoy_"):]
+        assert "istio_requests_total{" in text[:text.index("# TYPE envoy_")]  # Istio's metrics come first
+        samples = {k: float(v) for k, _, v in (line.rpartition(" ") for line in envoy.splitlines())
+                   if k and not k.startswith("#")}
+        assert len(samples) == len(stats) and sum(samples.values()) == sum(stats.values()), (len(samples), len(stats))
+        for want_app, name, sample in expected:
+            if want_app == app:
+                assert stats[name] > 0 or name.endswith("_active"), name
+                assert samples[sample] == stats[name], (sample, name)
+        types = [line.split() for line in envoy.splitlines() if line.startswith("# TYPE ")]
+        assert len({t[2] for t in types}) == len(types)  # one TYPE per metric
+        kinds = [t[3] for t in types]
+        assert kinds == sorted(kinds, key=("counter", "gauge").index) and "gauge" in kinds and "counter" in kinds
+        assert all(block.startswith("# TYPE ") for block in envoy.strip("\n").split("\n\n"))
+        assert {f.name for f in text_string_to_metric_families(text)} >= {"istio_requests", "envoy_server_live"}
 
 
 def _exchange(sock: socket.socket, request: bytes, buffered: bytearray) -> tuple[bytes, dict[str, str]]:
@@ -164,8 +240,8 @@ def test_refused_requests_reach_the_access_log_metrics_stats_and_collector(mesh:
     def count(text: str, name: str) -> int:
         return next(int(v) for n, _, v in (line.partition(": ") for line in text.splitlines()) if n == name)
 
-    for pod, stat in ((gateway, "http.outbound_0.0.0.0_8080.downstream_cx_protocol_error"),
-                      (preference, "http.inbound_0.0.0.0_8080.downstream_cx_protocol_error")):
+    for pod, stat in ((gateway, "http.outbound_0.0.0.0_8080;.downstream_cx_protocol_error"),
+                      (preference, "http.inbound_0.0.0.0_8080;.downstream_cx_protocol_error")):
         assert count(mesh.envoy_admin(pod.name, "/stats"), stat) == count(before[pod.name], stat) + 1
     log = mesh.envoy_admin(gateway.name, "/access_log").splitlines()
     assert any('"- - HTTP/1.1" 400 DPE http1.codec_error' in line for line in log), log[-3:]
@@ -205,6 +281,9 @@ def test_connections_over_the_gateways_cap_are_closed_at_accept_and_counted(mesh
         # connections still open from before may have closed meanwhile: they made room for as many
         grown = stat(overflow) - before
         assert extra <= grown <= extra + already, (grown, already)
+        # the same counter in /stats/prometheus, named and labelled as Envoy with Istio's tags does
+        prom = _prometheus(mesh, gateway)['envoy_listener_downstream_cx_overflow{listener_address="0.0.0.0_8080"}']
+        assert prom == stat(overflow) == before + grown
         assert closed >= extra
     finally:
         for sock in socks:

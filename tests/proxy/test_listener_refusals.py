@@ -103,13 +103,13 @@ def test_codec_refusals_at_a_gateway_are_logged_measured_and_counted() -> None:
         assert len(gw.telemetry.drain()) == 4  # and each is shipped to the collector
 
         stats = _stats(gw)
-        http = "http.outbound_0.0.0.0_8080."
+        http = "http.outbound_0.0.0.0_8080;."
         assert stats[f"{http}downstream_cx_protocol_error"] == 3
         assert stats[f"{http}downstream_rq_idle_timeout"] == 1
         assert stats[f"{http}downstream_rq_4xx"] == 4 and stats[f"{http}downstream_rq_total"] == 4
         assert stats["listener.0.0.0.0_8080.downstream_cx_total"] == 4
         assert stats["listener.0.0.0.0_8080.downstream_cx_overflow"] == 0
-        assert stats["http.outbound_0.0.0.0_8443.downstream_cx_protocol_error"] == 0  # the HTTPS listener's own
+        assert stats["http.outbound_0.0.0.0_8443;.downstream_cx_protocol_error"] == 0  # the HTTPS listener's own
 
     _with(GATEWAY, Limits(stream_idle_timeout=0.2), body)
 
@@ -129,7 +129,7 @@ def _stall(identity: ProxyIdentity, host: str) -> dict[str, str]:
         assert (line["response_code"], line["response_flags"], line["response_code_details"]) == (
             408, "SI", "stream_idle_timeout")
         assert line["bytes_received"] >= len(b"only part of it")
-        assert _stats(proxy)["http.outbound_0.0.0.0_8080.downstream_rq_idle_timeout"] == 1
+        assert _stats(proxy)["http.outbound_0.0.0.0_8080;.downstream_rq_idle_timeout"] == 1
         [series] = _requests_total(proxy)
         found.update(series)
 
@@ -160,7 +160,7 @@ def test_an_inbound_refusal_is_reported_by_the_destination_as_itself() -> None:
                                                      "spiffe://cluster.local/ns/tutorial/sa/preference")
         assert (series["source_workload"], series["destination_service"], series["connection_security_policy"]) \
             == ("unknown", "unknown", "none")
-        assert _stats(sidecar)["http.inbound_0.0.0.0_8080.downstream_cx_protocol_error"] == 1
+        assert _stats(sidecar)["http.inbound_0.0.0.0_8080;.downstream_cx_protocol_error"] == 1
         assert _stats(sidecar)["listener.0.0.0.0_15006.downstream_cx_total"] == 1
 
     _with(PREFERENCE, Limits(), body)
@@ -191,7 +191,7 @@ def test_connections_over_the_listener_cap_are_closed_and_counted_as_overflow() 
         # a connection closed at accept is no connection of the listener's, nor of its HCM (as in Envoy)
         assert stats[f"{listener}downstream_cx_total"] == cap
         assert stats[f"{listener}downstream_cx_active"] == cap
-        assert stats["http.outbound_0.0.0.0_8080.downstream_cx_total"] == cap
+        assert stats["http.outbound_0.0.0.0_8080;.downstream_cx_total"] == cap
         assert gw.telemetry.access_log.tail() == []  # Envoy logs no request for a connection it never read
         for _, writer in held:
             writer.close()

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from meshkit import http1
 from meshkit.backends.local.ca import WorkloadCert, csr_for, spiffe_id_for
 from meshkit.backends.local.probes import PATH as PROBE_PATH
-from meshkit.backends.local.proxy.admin import EnvoyAdmin, stats_prometheus
+from meshkit.backends.local.proxy.admin import EnvoyAdmin
 from meshkit.backends.local.proxy.config import ProxyIdentity
 from meshkit.backends.local.proxy.sidecar import Sidecar
 from meshkit.backends.local.sniff import Tap, describe
@@ -336,8 +336,8 @@ class Pod:
             tls = {"https_hosts": sorted(self.sidecar.gateway_tls.by_host),
                    "https_problems": self.sidecar.gateway_tls.problems}
             return Response(200, {"content-type": "application/json"}, json.dumps(tls).encode())
-        if path == "/stats/prometheus" and self.sidecar is not None:
-            body = self.sidecar.telemetry.stats.exposition() + stats_prometheus(self.sidecar.clusters).encode()
+        if path == "/stats/prometheus" and self.sidecar is not None and self.envoy_admin is not None:
+            body = self.sidecar.telemetry.stats.exposition() + self.envoy_admin.prometheus()
             return Response(200, {"content-type": "text/plain; version=0.0.4"}, body)
         if path == "/access_log" and self.sidecar is not None:
             lines = self.sidecar.telemetry.access_log.tail()

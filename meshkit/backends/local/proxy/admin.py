@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 from meshkit.backends.local.proxy.cluster import Cluster, Host
 from meshkit.backends.local.proxy.configdump import HIGH_PRIORITY, DumpContext, config_dump, select_resource
 from meshkit.backends.local.proxy.downstream import stats_lines
+from meshkit.backends.local.proxy.stats_tags import prometheus_text
 
 #: the counters every cluster exposes, in Envoy's names
 COUNTERS = (
@@ -88,6 +89,21 @@ def cluster_stats(clusters: Mapping[str, Cluster]) -> Iterator[tuple[str, str, i
             yield name, stat, value, kind
 
 
+def server_stats(clusters: Mapping[str, Cluster]) -> list[tuple[str, int, str]]:
+    """The server-wide gauges ``/stats`` ends with (name, value, gauge)."""
+    return [("cluster_manager.active_clusters", len(clusters), "gauge"),
+            ("cluster_manager.warming_clusters", 0, "gauge"), ("server.live", 1, "gauge"),
+            ("server.state", 0, "gauge")]
+
+
+def envoy_stats(clusters: Mapping[str, Cluster], listeners: Iterable[tuple[str, int, str]] = ()
+                ) -> list[tuple[str, int, str]]:
+    """Every Envoy stat the proxy keeps, as (full name, value, counter|gauge), in ``/stats`` order:
+    the clusters', then the listeners' and HCMs' (``downstream.py``), then the server's."""
+    rows = [(f"cluster.{name};.{stat}", value, kind) for name, stat, value, kind in cluster_stats(clusters)]
+    return [*rows, *listeners, *server_stats(clusters)]
+
+
 def stats_text(clusters: Mapping[str, Cluster], pattern: str | None = None, used_only: bool = False,
                listeners: Iterable[tuple[str, int, str]] = ()) -> str:
     """Envoy's ``/stats``: ``name: value`` lines (``?filter=`` is a regex, ``?usedonly`` hides zeros).
@@ -98,37 +114,22 @@ def stats_text(clusters: Mapping[str, Cluster], pattern: str | None = None, used
     """
     regex = re.compile(pattern) if pattern else None
     lines = []
-    rows = [(f"cluster.{name};.{stat}", value, kind) for name, stat, value, kind in cluster_stats(clusters)]
-    for full, value, kind in [*rows, *listeners]:
+    for full, value, kind in envoy_stats(clusters, listeners):
         if regex is not None and not regex.search(full):
             continue
         if used_only and kind == "counter" and not value:
             continue
         lines.append(f"{full}: {value}")
-    server = {"cluster_manager.active_clusters": len(clusters), "cluster_manager.warming_clusters": 0,
-              "server.live": 1, "server.state": 0}
-    for stat, value in server.items():
-        if regex is None or regex.search(stat):
-            lines.append(f"{stat}: {value}")
     return "".join(f"{line}\n" for line in lines)
 
 
-def _prom_escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
+def stats_prometheus(clusters: Mapping[str, Cluster], listeners: Iterable[tuple[str, int, str]] = ()) -> str:
+    """The Envoy part of ``/stats/prometheus``: every stat ``/stats`` prints, tag-extracted with
+    Istio's bootstrap specifiers and named as Envoy names them (``stats_tags.py``)::
 
-
-def stats_prometheus(clusters: Mapping[str, Cluster]) -> str:
-    """The ``envoy_cluster_*`` families of ``/stats/prometheus`` (Istio's tag regex gives ``cluster_name``)."""
-    families: dict[str, tuple[str, list[str]]] = {}
-    for name, stat, value, kind in cluster_stats(clusters):
-        metric = "envoy_cluster_" + stat.replace(".", "_")
-        families.setdefault(metric, (kind, []))[1].append(f'{metric}{{cluster_name="{_prom_escape(name)}"}} {value}')
-    out = []
-    for metric in sorted(families):
-        kind, samples = families[metric]
-        out.append(f"# TYPE {metric} {kind}")
-        out.extend(samples)
-    return "".join(f"{line}\n" for line in out)
+        envoy_listener_downstream_cx_overflow{listener_address="0.0.0.0_15006"} 1
+    """
+    return prometheus_text(envoy_stats(clusters, listeners))
 
 
 def _health_flags(host: Host) -> str:
@@ -223,6 +224,11 @@ class EnvoyAdmin:
 
     def config_dump(self, include_eds: bool = False) -> dict[str, Any]:
         return config_dump(self.sidecar.view, self.dump_context(), include_eds)
+
+    def prometheus(self) -> bytes:
+        """The Envoy stats of ``/stats/prometheus`` (the pod puts Istio's own metrics before them)."""
+        downstreams = getattr(self.sidecar, "downstreams", None) or []
+        return stats_prometheus(self.sidecar.clusters, stats_lines(downstreams)).encode()
 
     def handle(self, target: str) -> tuple[int, str, bytes] | None:
         """(status, content type, body) for an admin path, or None when the path is not Envoy's."""

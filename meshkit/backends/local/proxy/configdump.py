@@ -515,7 +515,7 @@ def listeners(view: ProxyView, ctx: DumpContext) -> list[dict[str, Any]]:
             name = "http.8080" if port == 80 else f"https.{port}"
             listen = 8080 if port == 80 else 8443
             out.append({"@type": LISTENER_T, "name": f"0.0.0.0_{listen}", "address": _socket("0.0.0.0", listen),
-                        "filter_chains": [{"filters": [_hcm(f"outbound_0.0.0.0_{listen}", rds=name)]}],
+                        "filter_chains": [{"filters": [_hcm(f"outbound_0.0.0.0_{listen};", rds=name)]}],
                         "traffic_direction": "OUTBOUND"})
     else:
         out.append({"@type": LISTENER_T, "name": "virtualOutbound", "address": _socket("0.0.0.0", 15001),
@@ -526,7 +526,7 @@ def listeners(view: ProxyView, ctx: DumpContext) -> list[dict[str, Any]]:
             out.append({"@type": LISTENER_T, "name": f"0.0.0.0_{port}", "address": _socket("0.0.0.0", port),
                         "filter_chains": [{"filter_chain_match": {"transport_protocol": "raw_buffer",
                                                                   "application_protocols": ["http/1.1", "h2c"]},
-                                           "filters": [_hcm(f"outbound_0.0.0.0_{port}", rds=str(port))]}],
+                                           "filters": [_hcm(f"outbound_0.0.0.0_{port};", rds=str(port))]}],
                         "default_filter_chain": {"name": "PassthroughFilterChain", "filters": [_tcp(passthrough)]},
                         "traffic_direction": "OUTBOUND", "bind_to_port": False})
         inbound = f"inbound|{SERVICE_PORT}||"
@@ -541,7 +541,7 @@ def listeners(view: ProxyView, ctx: DumpContext) -> list[dict[str, Any]]:
             chains.append({"name": f"0.0.0.0_{SERVICE_PORT}", "filter_chain_match": {
                 "destination_port": SERVICE_PORT, "transport_protocol": "tls",
                 "application_protocols": ["istio-http/1.0", "istio-http/1.1", "istio-h2"]},
-                "filters": [_hcm(f"inbound_0.0.0.0_{SERVICE_PORT}", inline=inline)],
+                "filters": [_hcm(f"inbound_0.0.0.0_{SERVICE_PORT};", inline=inline)],
                 "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
                     "common_tls_context": {
@@ -552,7 +552,7 @@ def listeners(view: ProxyView, ctx: DumpContext) -> list[dict[str, Any]]:
         if mode != "STRICT":
             chains.append({"name": f"0.0.0.0_{SERVICE_PORT}", "filter_chain_match": {
                 "destination_port": SERVICE_PORT, "transport_protocol": "raw_buffer"},
-                "filters": [_hcm(f"inbound_0.0.0.0_{SERVICE_PORT}", inline=inline)]})
+                "filters": [_hcm(f"inbound_0.0.0.0_{SERVICE_PORT};", inline=inline)]})
         chains.append({"name": "virtualInbound-blackhole", "filter_chain_match": {"destination_port": 15006},
                        "filters": [_tcp("BlackHoleCluster")]})
         out.append({"@type": LISTENER_T, "name": "virtualInbound", "address": _socket("0.0.0.0", 15006),

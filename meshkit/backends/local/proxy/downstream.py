@@ -2,8 +2,10 @@
 
 Each listening socket stands for one Envoy listener with one HTTP connection manager (HCM) on it,
 named as an Istio sidecar names them: the inbound capture ``virtualInbound`` (``0.0.0.0_15006``,
-HCM ``inbound_0.0.0.0_8080``), the outbound capture ``0.0.0.0_15001`` (HCM ``outbound_0.0.0.0_8080``)
-and a gateway's ``0.0.0.0_8080`` / ``0.0.0.0_8443``. ``/stats`` prints, per Envoy listener,
+HCM ``inbound_0.0.0.0_8080;``), the outbound capture ``0.0.0.0_15001`` (HCM ``outbound_0.0.0.0_8080;``)
+and a gateway's ``0.0.0.0_8080`` / ``0.0.0.0_8443``. (Istio ends every HCM stat prefix with ``;``, its
+``DelimitedStatsPrefix``: its bootstrap's ``http_conn_manager_prefix`` tag looks for it, see
+``stats_tags.py``.) ``/stats`` prints, per Envoy listener,
 ``listener.<address>.downstream_cx_{total,active,overflow}`` (a connection over the listener's cap
 is closed at once and counted in ``downstream_cx_overflow``: Envoy sends no HTTP answer and writes
 no access log for it) and per HCM ``http.<stat_prefix>.downstream_rq_{total,1xx..5xx,completed}``,
@@ -22,7 +24,7 @@ back to it there, and is configured not to on inbound listeners and gateways).
 
 Example::
 
-    hcm = Downstream("0.0.0.0_15006", "inbound_0.0.0.0_8080", Limits(), report=telemetry.report)
+    hcm = Downstream("0.0.0.0_15006", "inbound_0.0.0.0_8080;", Limits(), report=telemetry.report)
     server = await serve(handler, listener=hcm.listener)
     hcm.begin(); hcm.request(200)          # a request the filter chain answered
     print("\\n".join(f"{n}: {v}" for n, v, _ in hcm.stats()))
@@ -55,7 +57,7 @@ class Downstream:
         host_fallback: bool = False,
     ) -> None:
         self.address = address  # the listener's stat name: 0.0.0.0_15006
-        self.stat_prefix = stat_prefix  # the HCM's: inbound_0.0.0.0_8080
+        self.stat_prefix = stat_prefix  # the HCM's: inbound_0.0.0.0_8080;
         self.listener = Listener(limits, self._refused)
         self.codes = [0] * 10  # downstream_rq_<n>xx by the status' first digit
         self.started = 0  # downstream_rq_total: requests begun (answered or not yet)

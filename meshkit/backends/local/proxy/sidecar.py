@@ -98,15 +98,15 @@ class Sidecar:
         # Envoy's listeners and connection managers, named as Istio names them (downstream.py)
         report = self.telemetry.report
         if identity.gateway:
-            self.outbound_downstream = Downstream("0.0.0.0_8080", "outbound_0.0.0.0_8080", DEFAULT_LIMITS,
+            self.outbound_downstream = Downstream("0.0.0.0_8080", "outbound_0.0.0.0_8080;", DEFAULT_LIMITS,
                                                   self._refused_outbound, report)
-            self.https_downstream = Downstream("0.0.0.0_8443", "outbound_0.0.0.0_8443", DEFAULT_LIMITS,
+            self.https_downstream = Downstream("0.0.0.0_8443", "outbound_0.0.0.0_8443;", DEFAULT_LIMITS,
                                                self._refused_outbound, report)
             self.downstreams = [self.outbound_downstream, self.https_downstream]
         else:
-            self.outbound_downstream = Downstream("0.0.0.0_15001", "outbound_0.0.0.0_8080", DEFAULT_LIMITS,
+            self.outbound_downstream = Downstream("0.0.0.0_15001", "outbound_0.0.0.0_8080;", DEFAULT_LIMITS,
                                                   self._refused_outbound, report, host_fallback=True)
-            self.inbound_downstream = Downstream("0.0.0.0_15006", "inbound_0.0.0.0_8080", DEFAULT_LIMITS,
+            self.inbound_downstream = Downstream("0.0.0.0_15006", "inbound_0.0.0.0_8080;", DEFAULT_LIMITS,
                                                  self._refused_inbound, report)
             self.https_downstream = self.outbound_downstream  # a sidecar has no HTTPS server of its own
             self.downstreams = [self.outbound_downstream, self.inbound_downstream]
