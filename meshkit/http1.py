@@ -517,7 +517,7 @@ def _forget(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-def encode_response(resp: Response, keep_alive: bool, head: bool = False) -> bytes:
+def encode_response(resp: Response, keep_alive: bool, head: bool = False, envoy: bool = False) -> bytes:
     """The response head and, for a buffered body, the body; a streamed body's framing is
     its declared length, or chunked when it has none.
 
@@ -525,6 +525,11 @@ def encode_response(resp: Response, keep_alive: bool, head: bool = False) -> byt
     the body a GET would get (RFC 9110 9.3.2): the ``content-length`` the response carries (a HEAD
     answer relayed from upstream), else the length of the body it holds. A relayed answer that came
     chunked and without a length keeps ``transfer-encoding: chunked``, as Envoy writes it.
+
+    ``envoy``: framed as Envoy's HTTP/1 codec frames a HEAD answer (a proxy's listener). A response
+    that declares no length and holds no body (an upstream's HEAD answer without ``content-length``,
+    chunked or not) gets ``transfer-encoding: chunked`` and still no body: Envoy guesses that a GET
+    would be chunked rather than claim an empty one. 1xx, 204 and 304 get neither header.
     """
     reason = _REASONS.get(resp.status, "Unknown")
     lines = [f"HTTP/1.1 {resp.status} {reason}"]
@@ -535,8 +540,10 @@ def encode_response(resp: Response, keep_alive: bool, head: bool = False) -> byt
     declared = resp.headers.get("content-length") if head else None
     if declared is not None and declared.isdigit():
         lines.append(f"content-length: {declared}")
-    elif head and stream is None and not resp.body and "chunked" in resp.headers.get("transfer-encoding", ""):
-        lines.append("transfer-encoding: chunked")
+    elif head and stream is None and not resp.body and (
+            envoy or "chunked" in resp.headers.get("transfer-encoding", "")):
+        if not (envoy and (resp.status < 200 or resp.status in (204, 304))):
+            lines.append("transfer-encoding: chunked")
     elif stream is None:
         lines.append(f"content-length: {len(resp.body)}")
     elif stream.length is not None:
@@ -628,10 +635,12 @@ class Listener:
         server = await serve(handler, listener=Listener(Limits(max_connections=8), seen.append))
     """
 
-    __slots__ = ("limits", "on_refusal", "open", "overflow", "total")
+    __slots__ = ("envoy", "limits", "on_refusal", "open", "overflow", "total")
 
-    def __init__(self, limits: Limits, on_refusal: Callable[[Refusal], None] | None = None) -> None:
+    def __init__(self, limits: Limits, on_refusal: Callable[[Refusal], None] | None = None,
+                 envoy: bool = False) -> None:
         self.limits = limits
+        self.envoy = envoy  # a proxy's listener: HEAD answers framed as Envoy's codec does (encode_response)
         self.open = 0  # downstream_cx_active
         self.total = 0  # downstream_cx_total: connections taken (one closed over the cap is not)
         self.overflow = 0  # Envoy's downstream_cx_overflow
@@ -944,7 +953,8 @@ class ServerProtocol(asyncio.Protocol):
                 # headers only, whatever the handler made: a body here would be read as the next response
                 if resp.stream is not None:
                     resp = head_response(resp)
-                self.transport.write(encode_response(resp, keep, head=True))
+                envoy = self.listener is not None and self.listener.envoy
+                self.transport.write(encode_response(resp, keep, head=True, envoy=envoy))
             elif resp.stream is not None:
                 if not await self._send_stream(resp, keep):
                     break

@@ -8,7 +8,10 @@ head, ``content-length`` telling the GET body's size, and never a body.
   ``content-length`` (or chunked framing) and keeps the connection open, and reuses the connection;
 * a server that sends a body anyway: its connection is not reused;
 * through a proxy hop (router + telemetry): the client gets the upstream's ``content-length`` and no
-  body, the connection stays reusable, and the record says method HEAD and 0 bytes sent.
+  body, the connection stays reusable, and the record says method HEAD and 0 bytes sent;
+* through a sidecar's inbound listener, an app's HEAD answer framed as Envoy's HTTP/1 codec frames it:
+  its ``content-length`` kept; without one (chunked or no framing at all) ``transfer-encoding: chunked``
+  and still no body (Envoy guesses the GET would be chunked); 204 and 304 with neither header.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from meshkit.backends.local.proxy.config import ProxyIdentity
 from meshkit.backends.local.proxy.exchange import Exchange
 from meshkit.backends.local.proxy.router import Router
+from meshkit.backends.local.proxy.sidecar import Sidecar
 from meshkit.backends.local.proxy.telemetry import Telemetry
 from meshkit.http1 import GeneratedBody, Request, Response, connect, serve
 from meshkit.telemetry.record import RequestRecord
@@ -213,5 +217,35 @@ def test_a_proxys_own_reply_to_head_has_its_length_and_no_body() -> None:
         rec = telemetry.access_log._records[-1]
         assert rec.method == "HEAD" and rec.response_code == 503 and rec.bytes_sent == 0
         px.close()
+
+    run(body())
+
+
+def test_a_sidecar_frames_an_apps_head_answer_as_envoys_codec_does() -> None:
+    identity = ProxyIdentity("preference-v1-6b8c7f5d9c-x2x7q", "preference", "v1",
+                             {"app": "preference", "version": "v1"}, "tutorial", "preference")
+    # the app's HEAD answer -> (content-length, transfer-encoding) the client must get
+    cases = [
+        (b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n", None, "chunked"),  # no framing at all
+        (b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n", None, "chunked"),
+        (b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 1234\r\n\r\n", "1234", None),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", None, None),
+        (b"HTTP/1.1 304 Not Modified\r\netag: x\r\n\r\n", None, None),
+    ]
+
+    async def body() -> None:
+        for answer, length, coding in cases:
+            app = await _raw_upstream(answer)
+            sidecar = Sidecar(identity, app_port=app.sockets[0].getsockname()[1])
+            await sidecar.start()
+            try:
+                # HEAD then GET on one connection: a body sent after the HEAD's head would be read as
+                # the GET's status line, and anything left over shows in ``rest``
+                head, rest, _, got = await _head_then_get(sidecar.ports["inbound"])
+            finally:
+                await sidecar.stop()
+                app.close()
+            assert (head.get("content-length"), head.get("transfer-encoding")) == (length, coding), (answer, head)
+            assert got == BODY and rest == b""
 
     run(body())

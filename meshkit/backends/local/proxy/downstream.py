@@ -58,7 +58,7 @@ class Downstream:
     ) -> None:
         self.address = address  # the listener's stat name: 0.0.0.0_15006
         self.stat_prefix = stat_prefix  # the HCM's: inbound_0.0.0.0_8080;
-        self.listener = Listener(limits, self._refused)
+        self.listener = Listener(limits, self._refused, envoy=True)
         self.codes = [0] * 10  # downstream_rq_<n>xx by the status' first digit
         self.started = 0  # downstream_rq_total: requests begun (answered or not yet)
         self.counters = {"downstream_cx_protocol_error": 0, "downstream_rq_idle_timeout": 0,

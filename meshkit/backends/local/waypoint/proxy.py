@@ -166,7 +166,7 @@ class WaypointPod(Pod):
         super().__init__(args)
         # tunnels in flight -> (peer identity, service:port), for the admin's /tunnels
         self.tunnels: dict[int, tuple[str, str]] = {}
-        self.listener = Listener(DEFAULT_LIMITS)
+        self.listener = Listener(DEFAULT_LIMITS, envoy=True)  # an Envoy: its codec frames HEAD answers
 
     async def start(self) -> None:
         a = self.args
