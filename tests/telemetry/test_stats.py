@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 
 import pytest
@@ -215,6 +216,42 @@ def test_merged_exposition_keeps_pods_apart() -> None:
     assert got == {"preference-v1-aaaaa": 3.0, "preference-v1-bbbbb": 1.0}
     with pytest.raises(ValueError, match="metrics of pod 'x'"):
         merge_expositions({"x": "istio_requests_total{a=b} 1"})
+
+
+def test_merged_exposition_keeps_envoys_counter_names_as_prometheus_does() -> None:
+    """Envoy's counters have no ``_total``: merged as Prometheus stores them, not folded into the
+    ``_total`` family next to them (``envoy_http_downstream_rq`` beside ``..._rq_total``)."""
+    from meshkit.backends.local.proxy.stats_tags import prometheus_text
+
+    def proxy(pod: str, ok: int) -> bytes:
+        stats = ProxyStats(pod, PREFERENCE.workload, "preference", "v1", process_metrics=False)
+        stats.record(hop(PREFERENCE, RECOMMENDATION["v1"], "source", t=0.0, duration_ms=1.0))
+        return stats.exposition() + prometheus_text([
+            ("http.inbound_0.0.0.0_8080;.downstream_rq_2xx", ok, "counter"),
+            ("http.inbound_0.0.0.0_8080;.downstream_rq_total", ok + 1, "counter"),
+            ("server.live", 1, "gauge")]).encode()
+
+    merged = merge_expositions({"preference-v1-aaaaa": proxy("preference-v1-aaaaa", 3),
+                                "preference-v1-bbbbb": proxy("preference-v1-bbbbb", 5)})
+    assert merged.count("# TYPE envoy_http_downstream_rq counter") == 1
+    assert merged.count("# TYPE envoy_http_downstream_rq_total counter") == 1
+
+    def lines(name: str) -> dict[tuple[str, ...], float]:  # read as Prometheus reads it: names verbatim
+        found = {}
+        for line in merged.splitlines():
+            m = re.fullmatch(r"(\w+)\{(.*)\} (\S+)", line)
+            if m and m.group(1) == name:
+                found[tuple(v for _, v in re.findall(r'(\w+)="([^"]*)"', m.group(2)))] = float(m.group(3))
+        return found
+
+    assert lines("envoy_http_downstream_rq") == {("2xx", "inbound_0.0.0.0_8080", "preference-v1-aaaaa"): 3.0,
+                                                 ("2xx", "inbound_0.0.0.0_8080", "preference-v1-bbbbb"): 5.0}
+    assert lines("envoy_http_downstream_rq_total") == {("inbound_0.0.0.0_8080", "preference-v1-aaaaa"): 4.0,
+                                                       ("inbound_0.0.0.0_8080", "preference-v1-bbbbb"): 6.0}
+    assert lines("envoy_server_live") == {("preference-v1-aaaaa",): 1.0, ("preference-v1-bbbbb",): 1.0}
+    assert {lbl["pod"]: v for lbl, v in samples(merged, "istio_requests_total")} == {
+        "preference-v1-aaaaa": 1.0, "preference-v1-bbbbb": 1.0}
+    assert {f.name for f in text_string_to_metric_families(merged)} >= {"istio_requests", "envoy_server_live"}
 
 
 def test_exposition_is_what_prometheus_client_writes_for_the_same_observations() -> None:

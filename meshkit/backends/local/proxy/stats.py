@@ -335,8 +335,9 @@ def merge_expositions(by_pod: Mapping[str, bytes | str]) -> str:
             return iter(self._families)
 
     merged: dict[str, Metric] = {}
+    envoy: dict[str, tuple[str, list[str]]] = {}
     for pod, text in by_pod.items():
-        raw = text.decode() if isinstance(text, bytes) else text
+        raw = _split_envoy(text.decode() if isinstance(text, bytes) else text, pod, envoy)
         try:
             families = list(text_string_to_metric_families(raw))
         except ValueError as exc:
@@ -349,4 +350,32 @@ def merge_expositions(by_pod: Mapping[str, bytes | str]) -> str:
                 target.add_sample(s.name, {**s.labels, "pod": pod}, s.value, s.timestamp, s.exemplar)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families(merged.values()))
-    return generate_latest(registry).decode()
+    tail = "".join(f"# TYPE {name} {kind}\n" + "".join(lines) + "\n" for name, (kind, lines) in envoy.items())
+    return generate_latest(registry).decode() + tail
+
+
+def _split_envoy(text: str, pod: str, envoy: dict[str, tuple[str, list[str]]]) -> str:
+    """Move the ``envoy_*`` families of one proxy's text into ``envoy`` (name -> kind, samples with
+    ``pod`` added) and return the rest. Envoy's counters carry no ``_total`` and keep their names
+    as Prometheus keeps them; a round trip through prometheus_client would append ``_total`` and fold
+    ``envoy_http_downstream_rq`` and ``envoy_http_downstream_rq_total`` into one family."""
+    if "# TYPE envoy_" not in text:
+        return text
+    rest: list[str] = []
+    current: list[str] | None = None
+    for line in text.splitlines(keepends=True):
+        if line.startswith("# TYPE envoy_"):
+            _, _, name, kind = (line.split() + [""] * 4)[:4]
+            current = envoy.setdefault(name, (kind, []))[1]
+        elif line.startswith("#") or not line.strip():
+            current = None
+            if line.strip():
+                rest.append(line)
+        elif current is not None:
+            head, brace, value = line.rpartition("} ")
+            if not brace:
+                raise ValueError(f"metrics of pod {pod!r} are not in Prometheus text format: {line.strip()!r}")
+            current.append(f'{head}{"," if not head.endswith("{") else ""}pod="{pod}"}} {value}')
+        else:
+            rest.append(line)
+    return "".join(rest)
