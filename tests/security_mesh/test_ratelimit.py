@@ -68,6 +68,19 @@ def test_local_rate_limit_answers_429_rl_at_the_configured_rate(clean: Mesh) -> 
     assert max(per_second.values()) <= 2 * TOKENS_PER_S, per_second
     assert len(ok) <= TOKENS_PER_S * (SECONDS + 2)  # never more than the initial bucket plus the refills
 
+    # the filter's own counters, in /stats and (with the same values) in /stats/prometheus, named as in
+    # Istio's rate limit task; a 503 may be retried by customer's sidecar, so recommendation saw at least
+    # as many refusals as the client did
+    (pod,) = [p.name for p in clean.pods() if p.name.startswith("recommendation-v1-")]
+    stats = dict(line.rsplit(": ", 1) for line in clean.envoy_admin(pod, "/stats").splitlines())
+    prom = clean.envoy_admin(pod, "/stats/prometheus")
+    for counter in ("enabled", "enforced", "ok", "rate_limited"):
+        value = stats[f"http_local_rate_limiter.http_local_rate_limit.{counter}"]
+        assert f"\nenvoy_http_local_rate_limiter_http_local_rate_limit_{counter}{{}} {value}\n" in prom, counter
+    assert int(stats["http_local_rate_limiter.http_local_rate_limit.rate_limited"]) >= len(limited)
+    assert stats["http_local_rate_limiter.http_local_rate_limit.enforced"] == \
+        stats["http_local_rate_limiter.http_local_rate_limit.rate_limited"]
+
 
 def test_removing_the_filter_lifts_the_limit(clean: Mesh) -> None:
     clean.apply(istiofile("destination-rule-recommendation-v1-v2.yaml"),

@@ -227,8 +227,16 @@ class EnvoyAdmin:
 
     def prometheus(self) -> bytes:
         """The Envoy stats of ``/stats/prometheus`` (the pod puts Istio's own metrics before them)."""
-        downstreams = getattr(self.sidecar, "downstreams", None) or []
-        return stats_prometheus(self.sidecar.clusters, stats_lines(downstreams)).encode()
+        return stats_prometheus(self.sidecar.clusters, self.listener_stats()).encode()
+
+    def listener_stats(self) -> list[tuple[str, int, str]]:
+        """The stats between the clusters' and the server's, sorted: the listeners' and HCMs'
+        (``downstream.py``) and the HTTP filters' (the local rate limit's ``<stat_prefix>.http_local_rate_limit.*``)."""
+        rows = list(stats_lines(getattr(self.sidecar, "downstreams", None) or []))
+        limiter = getattr(getattr(self.sidecar, "security", None), "limiter", None)
+        if limiter is not None:
+            rows += [(name, value, "counter") for name, value in limiter.stats().items()]
+        return sorted(rows)
 
     def handle(self, target: str) -> tuple[int, str, bytes] | None:
         """(status, content type, body) for an admin path, or None when the path is not Envoy's."""
@@ -249,9 +257,8 @@ class EnvoyAdmin:
             static = ("BlackHoleCluster", "PassthroughCluster", "agent", "prometheus_stats", "sds-grpc", "xds-grpc")
             return 200, "text/plain", clusters_text(clusters, static).encode()
         if url.path == "/stats":
-            downstreams = getattr(self.sidecar, "downstreams", None) or []
             try:
-                text = stats_text(clusters, q.get("filter") or None, "usedonly" in q, stats_lines(downstreams))
+                text = stats_text(clusters, q.get("filter") or None, "usedonly" in q, self.listener_stats())
             except re.error as exc:
                 return 400, "text/plain", f"Invalid regex: {exc}\n".encode()
             return 200, "text/plain", text.encode()
