@@ -23,11 +23,12 @@ from cryptography import x509
 
 import meshkit
 from meshkit.backends.base import Pod
+from meshkit.backends.local.ca import BACKDATE
 from meshkit.mesh import Mesh
 from tests.local.conftest import stop_mesh
 
 TTL_S = 8  # ztunnel renews at half-life (4 s): long enough that a busy machine renews well before expiry
-BACKDATE_S = 60  # the CA back-dates not_before by a minute for clock skew
+BACKDATE_S = int(BACKDATE.total_seconds())  # the CA back-dates not_before for clock skew
 CURL = "spiffe://cluster.local/ns/tutorial/sa/curl"
 PREFERENCE = "spiffe://cluster.local/ns/tutorial/sa/preference"
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"

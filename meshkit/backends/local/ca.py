@@ -2,7 +2,11 @@
 
 The root key and self-signed root certificate live as PEM files in a state directory (the key
 with 0600 permissions), so a restarted control plane keeps issuing certificates that existing
-sidecars trust. Keys are EC P-256: fast to generate, and what Istio's own CA issues by default.
+sidecars trust. As istiod's self-signed CA does, the root is an RSA key of 2048 bits
+(``CITADEL_SELF_SIGNED_CA_RSA_KEY_SIZE``), its subject is ``O=<trust domain>``, it is valid from the
+moment it is made for ten years, and it may sign certificates only. Workload certificates are
+valid from two minutes back (clock skew) and never outlive the root. The CA signs CSRs for RSA
+keys (2048 to 4096 bits) and ECDSA P-256/P-384 keys, the keys istio-agent and ztunnel make.
 
 Example:
     >>> ca = CertificateAuthority.load_or_create(state_dir)                 # doctest: +SKIP
@@ -25,19 +29,24 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from meshkit.backends.local.durable import write_atomic
+from meshkit.backends.local.workloadkey import MAX_RSA_BITS, MIN_RSA_BITS, KeySpec, WorkloadKey, describe_key, key_pem
 from meshkit.errors import InvalidConfig
 
 DEFAULT_TRUST_DOMAIN = "cluster.local"
 ROOT_CERT_FILE = "root-cert.pem"
 ROOT_KEY_FILE = "root-key.pem"
 ROOT_TTL = dt.timedelta(days=3650)
+CA_RSA_KEY_SIZE = "CITADEL_SELF_SIGNED_CA_RSA_KEY_SIZE"
+SIGNABLE_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384"}
+FAST_KEY = KeySpec("ECDSA")  # what tests mint with: a P-256 key takes microseconds, an RSA one tens of ms
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-# Back-dating absorbs small clock differences between the CA and the processes that verify.
-BACKDATE = dt.timedelta(seconds=60)
+# Back-dating a workload certificate absorbs clock differences between the CA and the processes that
+# verify; istiod's CA uses two minutes (the root is not back-dated)
+BACKDATE = dt.timedelta(minutes=2)
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -205,7 +214,7 @@ class CertificateAuthority:
     'spiffe://cluster.local/ns/tutorial/sa/preference'
     """
 
-    def __init__(self, root_key: ec.EllipticCurvePrivateKey, root_cert: x509.Certificate, trust_domain: str):
+    def __init__(self, root_key: WorkloadKey, root_cert: x509.Certificate, trust_domain: str):
         self._key = root_key
         self._cert = root_cert
         self.trust_domain = trust_domain
@@ -234,28 +243,29 @@ class CertificateAuthority:
                 cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
             except ValueError as exc:
                 raise InvalidConfig([f"{state_dir}: the CA files are not valid PEM ({exc})"]) from None
-            if not isinstance(key, ec.EllipticCurvePrivateKey):
-                raise InvalidConfig([f"{key_path}: expected an EC private key"])
+            # a mesh made by an earlier meshkit keeps its EC root (istiod takes a plugged-in EC CA too)
+            if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+                raise InvalidConfig([f"{key_path}: expected an RSA or EC private key, not {describe_key(key)}"])
             if cert.public_key().public_bytes(*_SPKI) != key.public_key().public_bytes(*_SPKI):
                 # every workload certificate would chain to a root no proxy can verify: 503s everywhere
                 raise InvalidConfig([f"{cert_path}: the CA certificate does not belong to the key {key_path.name}"])
             return cls(key, cert, trust_domain)
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = _utcnow()
+        key = rsa.generate_private_key(public_exponent=65537, key_size=root_key_bits())
+        now = _utcnow().replace(microsecond=0)
         name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, trust_domain)])
         cert = (
             x509.CertificateBuilder()
             .subject_name(name)
             .issuer_name(name)
             .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - BACKDATE)
+            .serial_number(_serial_number())
+            .not_valid_before(now)
             .not_valid_after(now + ROOT_TTL)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
                     digital_signature=False, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                    data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=False,
                     encipher_only=False, decipher_only=False,
                 ),
                 critical=True,
@@ -276,10 +286,13 @@ class CertificateAuthority:
         service_account: str,
         ttl_s: float = 3600,
         now: dt.datetime | float | None = None,
+        key_spec: KeySpec = FAST_KEY,
     ) -> WorkloadCert:
-        """Mint a workload certificate whose only identity is its SPIFFE URI SAN.
+        """Mint a workload certificate whose only identity is its SPIFFE URI SAN, with a key made here.
 
-        ``now`` lets tests mint certificates that are already expired or not yet valid.
+        A shortcut for tests and tools: a pod makes its own key and sends a CSR (:meth:`sign_csr`).
+        ``now`` lets tests mint certificates that are already expired or not yet valid; ``key_spec``
+        defaults to ECDSA P-256, the fastest to make (a pod's default is RSA 2048, :class:`KeySpec`).
         """
         problems = []
         if not _DNS_LABEL.match(namespace):
@@ -291,7 +304,7 @@ class CertificateAuthority:
         if problems:
             raise InvalidConfig(problems)
         spiffe_id = spiffe_id_for(namespace, service_account, self.trust_domain)
-        key = ec.generate_private_key(ec.SECP256R1())
+        key = key_spec.generate()
         cert = self._sign(spiffe_id, key.public_key(), ttl_s, now)
         return WorkloadCert(
             spiffe_id=spiffe_id,
@@ -301,9 +314,7 @@ class CertificateAuthority:
             issuer=self.issuer,
             cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
             root_pem=self.root_pem,
-            key_pem=key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            ).decode(),
+            key_pem=key_pem(key),
         )
 
     def sign_csr(self, csr_pem: str, namespace: str, service_account: str, ttl_s: float = 3600) -> x509.Certificate:
@@ -331,25 +342,23 @@ class CertificateAuthority:
             raise CsrRefused("the CSR's extensions cannot be read") from None
         if asked != [spiffe_id] or entries != 1:
             raise CsrRefused(f"the CSR asks for {', '.join(asked) or 'no identity'}; the caller is {spiffe_id}")
-        public_key = csr.public_key()
-        if not isinstance(public_key, ec.EllipticCurvePublicKey) or public_key.curve.name != "secp256r1":
-            raise CsrRefused("the CSR's key must be EC P-256")
-        return self._sign(spiffe_id, public_key, ttl_s, None)
+        return self._sign(spiffe_id, signable_key(csr), ttl_s, None)
 
-    def _sign(self, spiffe_id: str, public_key: ec.EllipticCurvePublicKey, ttl_s: float,
+    def _sign(self, spiffe_id: str, public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey, ttl_s: float,
               now: dt.datetime | float | None) -> x509.Certificate:
         if ttl_s <= 0:
             raise InvalidConfig([f"ttl_s {ttl_s}: must be positive"])
         moment = _as_datetime(now)
         not_before = (moment - BACKDATE).replace(microsecond=0)
-        not_after = (moment + dt.timedelta(seconds=ttl_s)).replace(microsecond=0)
+        # as istiod: a leaf never outlives the certificate that signs it
+        not_after = min((moment + dt.timedelta(seconds=ttl_s)).replace(microsecond=0), self._cert.not_valid_after_utc)
         return (
             x509.CertificateBuilder()
             # Istio workload certificates carry an empty subject; identity is the SAN alone.
             .subject_name(x509.Name([]))
             .issuer_name(self._cert.subject)
             .public_key(public_key)
-            .serial_number(x509.random_serial_number())
+            .serial_number(_serial_number())
             .not_valid_before(not_before)
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -377,10 +386,48 @@ class CertificateAuthority:
 
 
 class CsrRefused(ValueError):
-    """The CA will not sign this CSR (malformed, badly signed, or for someone else's identity)."""
+    """The CA will not sign this CSR: malformed, badly signed, for someone else's identity, or a key it refuses."""
 
 
-def csr_for(key: ec.EllipticCurvePrivateKey, spiffe_id: str) -> str:
+def root_key_bits(env: dict[str, str] | None = None) -> int:
+    """The root key's size: ``CITADEL_SELF_SIGNED_CA_RSA_KEY_SIZE`` (istiod's setting), 2048 unless set.
+
+    >>> root_key_bits({})
+    2048
+    """
+    raw = (os.environ if env is None else env).get(CA_RSA_KEY_SIZE, "").strip()
+    if not raw:
+        return 2048
+    if not raw.isdigit() or not MIN_RSA_BITS <= int(raw) <= MAX_RSA_BITS:
+        raise InvalidConfig([f"{CA_RSA_KEY_SIZE}={raw!r}: must be a number of bits from {MIN_RSA_BITS} "
+                             f"to {MAX_RSA_BITS}"])
+    return int(raw)
+
+
+def signable_key(csr: x509.CertificateSigningRequest) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
+    """The CSR's public key when it is one the CA signs for: RSA of 2048 to 4096 bits, or ECDSA P-256/P-384.
+
+    Those are the keys istio-agent (RSA by default, ECDSA under ``ECC_SIGNATURE_ALGORITHM=ECDSA``)
+    and ztunnel (ECDSA P-256) make; anything else is refused with what it was.
+
+    >>> signable_key(x509.load_pem_x509_csr(csr_for(KeySpec("ECDSA").generate(), "spiffe://a/ns/b/sa/c").encode())).curve.name
+    'secp256r1'
+    """
+    key = csr.public_key()
+    if isinstance(key, rsa.RSAPublicKey) and MIN_RSA_BITS <= key.key_size <= MAX_RSA_BITS:
+        return key
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in SIGNABLE_CURVES:
+        return key
+    raise CsrRefused(f"the CSR's key is {describe_key(key)}; the CA signs RSA keys of {MIN_RSA_BITS} to "
+                     f"{MAX_RSA_BITS} bits and ECDSA P-256 or P-384 keys")
+
+
+def _serial_number() -> int:
+    # istiod draws a random serial below 2**128 (positive, as RFC 5280 requires)
+    return secrets.randbelow(2**128 - 1) + 1
+
+
+def csr_for(key: WorkloadKey, spiffe_id: str) -> str:
     """A CSR for ``spiffe_id`` signed with ``key`` (what istio-agent sends to istiod's CA)."""
     csr = (
         x509.CertificateSigningRequestBuilder()

@@ -338,7 +338,10 @@ class ControlPlane:
         ttl = self.cert_ttl
         if body.get("validity_duration") is not None:  # the lifetime the requester asks (ztunnel's SECRET_TTL)
             ttl = apiinput.integer(body["validity_duration"], "validity_duration", 1, MAX_WORKLOAD_CERT_TTL_S)
-        cert = self.ca.sign_csr(csr, pod.namespace, service_account(pod.spec), ttl_s=ttl)
+        try:
+            cert = self.ca.sign_csr(csr, pod.namespace, service_account(pod.spec), ttl_s=ttl)
+        except CsrRefused as exc:
+            raise CsrRefused(f"pod {pod.name}: csr: {exc}") from None
         return {
             "spiffe_id": spiffe_id_for(pod.namespace, service_account(pod.spec)),
             "not_before": cert.not_valid_before_utc.isoformat(), "not_after": cert.not_valid_after_utc.isoformat(),

@@ -20,9 +20,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from meshkit import http1
 from meshkit.backends.local.ca import WorkloadCert, csr_for, spiffe_id_for
 from meshkit.backends.local.probes import PATH as PROBE_PATH
@@ -39,6 +36,7 @@ from meshkit.backends.local.trust import (
     owner_only,
     owner_verifier_from_env,
 )
+from meshkit.backends.local.workloadkey import KeySpec, WorkloadKey, key_pem
 from meshkit.http1 import BodyStream, ConnectFailure, Limits, Request, Response, SimpleClient, UpstreamReset, serve
 from meshkit.sample.app import AppSpec, SampleApp
 from meshkit.wire import dumps
@@ -86,6 +84,12 @@ class Pod:
         self.control_headers = {"host": "istiod", "authorization": f"Bearer {token}"}
         self._flushing = asyncio.Lock()  # /flush returns only once a shipment in flight has landed too
         self.captured: Any = None  # the ambient capture to the node's ztunnel, when enrolled
+        # istio-agent's key settings (ECC_SIGNATURE_ALGORITHM, ...), read once: a bad one stops the pod here
+        self.key_spec = self.workload_key_spec()
+
+    def workload_key_spec(self) -> KeySpec:
+        """The key this proxy makes for its certificate: istio-agent's choice from the environment."""
+        return KeySpec.from_env()
 
     async def start(self) -> None:
         a = self.args
@@ -194,7 +198,7 @@ class Pod:
         """Get this workload's certificate as istio-agent does: a key made here (it never leaves the
         pod), a CSR for the pod's own SPIFFE id, signed by the control plane's CA for this token only."""
         a = self.args
-        key = ec.generate_private_key(ec.SECP256R1())
+        key = await self._new_key()
         spiffe_id = spiffe_id_for(a["namespace"], a["service_account"])
         resp = await self._post("/certs", {"pod": self.name, "csr": csr_for(key, spiffe_id)})
         if resp.status != 200:
@@ -209,10 +213,12 @@ class Pod:
             issuer=data["issuer"],
             cert_pem=data["cert_pem"],
             root_pem=data["root_pem"],
-            key_pem=key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            ).decode(),
+            key_pem=key_pem(key),
         )
+
+    async def _new_key(self) -> WorkloadKey:
+        """A fresh key of the kind istio-agent would make (:class:`KeySpec`)."""
+        return self.key_spec.generate()
 
     async def _rotate_loop(self) -> None:
         # rotate at half of the certificate's life, as istio-agent does; open connections keep theirs

@@ -30,7 +30,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from meshkit.backends.local.ca import WorkloadCert, csr_for, peer_spiffe_id, spiffe_id_for
 from meshkit.backends.local.peerauth import effective_mtls_mode
@@ -38,6 +37,7 @@ from meshkit.backends.local.pod import Pod
 from meshkit.backends.local.probes import PATH as PROBE_PATH
 from meshkit.backends.local.sniff import Tap, describe
 from meshkit.backends.local.trust import owner_only, peer_uid
+from meshkit.backends.local.workloadkey import KeySpec
 from meshkit.backends.local.ztunnel import hbone
 from meshkit.backends.local.ztunnel.certs import Certificates, Held
 from meshkit.backends.local.ztunnel.policy import L4Policy, Peer, compile_policies, evaluate
@@ -217,7 +217,7 @@ class Ztunnel(Pod):
     async def _request_cert(self, pod: str, identity: str, ttl_s: float) -> WorkloadCert:
         """A certificate for a pod on this node: ztunnel's key, a CSR for the pod's identity, ztunnel's
         own token on the request (the CA signs only for ambient pods of this node), ztunnel's lifetime."""
-        key = ec.generate_private_key(ec.SECP256R1())
+        key = self.key_spec.generate()
         resp = await self._post("/certs", {"pod": pod, "csr": csr_for(key, identity),
                                            "validity_duration": int(max(1, ttl_s))})
         if resp.status != 200:
@@ -228,6 +228,10 @@ class Ztunnel(Pod):
         return WorkloadCert(d["spiffe_id"], datetime.fromisoformat(d["not_before"]),
                             datetime.fromisoformat(d["not_after"]), int(d["serial_number"]), d["issuer"],
                             d["cert_pem"], d["root_pem"], pem)
+
+    def workload_key_spec(self) -> KeySpec:
+        """ztunnel makes ECDSA P-256 keys whatever istio-agent's variables say (they are not its own)."""
+        return KeySpec("ECDSA", curve="P-256")
 
     async def _rotate_loop(self) -> None:
         """Renew each identity's certificate at half its life, as ztunnel's secret manager does."""
