@@ -65,8 +65,8 @@ def test_workload_certificate_carries_only_the_spiffe_identity(ca: CertificateAu
     assert parsed.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
     eku = parsed.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
-    # back-dated by a minute, valid for the ttl
-    assert parsed.not_valid_before_utc <= before - dt.timedelta(seconds=59)
+    # back-dated by two minutes (istiod's clock-skew grace), valid for the ttl
+    assert parsed.not_valid_before_utc <= before - dt.timedelta(seconds=119)
     lifetime = parsed.not_valid_after_utc - before
     assert dt.timedelta(seconds=598) <= lifetime <= dt.timedelta(seconds=601)
     assert cert.not_after == parsed.not_valid_after_utc
@@ -101,7 +101,7 @@ def test_describe_is_like_istioctl_proxy_config_secret(ca: CertificateAuthority)
     assert default["spiffe_id"] == "spiffe://cluster.local/ns/tutorial/sa/preference"
     assert default["serial_number"] == format(cert.serial_number, "x")
     assert default["not_after"] == "2030-01-01T01:00:00Z"
-    assert default["not_before"] == "2029-12-31T23:59:00Z"
+    assert default["not_before"] == "2029-12-31T23:58:00Z"
     assert default["issuer"] == "O=cluster.local"
     assert rows["ROOTCA"]["type"] == "CA" and rows["ROOTCA"]["subject"] == "O=cluster.local"
     assert cert.describe(now=start + dt.timedelta(hours=2))["default"]["valid_cert"] is False

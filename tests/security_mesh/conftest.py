@@ -7,14 +7,19 @@ which waits (bounded) for the records it was asked for instead of sleeping a fix
 from __future__ import annotations
 
 import os
+import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
+from cryptography import x509
 
+from meshkit.backends.local.ca import WorkloadCert
 from meshkit.mesh import Mesh
 from tests.local.conftest import start_mesh, stop_mesh
 
@@ -88,3 +93,22 @@ def cli(mesh: Mesh, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, MESHKIT_HOME=str(mesh.backend.home))  # type: ignore[attr-defined]
     return subprocess.run([sys.executable, "-m", "meshkit.cli", *args], capture_output=True, text=True,
                           env=env, timeout=60)
+
+
+def presented_certificate(port: int, client: WorkloadCert, trust_pem: str) -> x509.Certificate:
+    """The certificate a listener on ``port`` presents in a real mTLS handshake with ``client`` as the
+    caller's certificate, read as ``openssl s_client | openssl x509 -text`` would read it."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False  # mesh peers are checked by SPIFFE id, not host name
+    ctx.load_verify_locations(cadata=trust_pem)
+    with tempfile.TemporaryDirectory() as tmp:
+        chain, key = os.path.join(tmp, "chain.pem"), os.path.join(tmp, "key.pem")
+        with open(chain, "w") as f:
+            f.write(client.chain_pem)
+        with open(key, "w") as f:
+            f.write(client.key_pem)
+        ctx.load_cert_chain(chain, key)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, ctx.wrap_socket(raw) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der, "the listener presented no certificate"
+    return x509.load_der_x509_certificate(der)

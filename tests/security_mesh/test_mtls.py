@@ -14,11 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
 
 from meshkit.backends.local.ca import CertificateAuthority, WorkloadCert
 from meshkit.backends.local.sniff import render
+from meshkit.backends.local.workloadkey import describe_key
 from meshkit.mesh import Mesh
-from tests.security_mesh.conftest import GATEWAY_ID, destination, istiofile, records_of, spiffe
+from tests.security_mesh.conftest import (
+    GATEWAY_ID,
+    destination,
+    istiofile,
+    presented_certificate,
+    records_of,
+    spiffe,
+)
 
 CHAIN_OK = "customer => preference => recommendation v"
 RESET_BODY = "customer => Error: 503 - upstream connect error or disconnect/reset before headers. reset reason: "
@@ -173,3 +183,24 @@ def test_sniff_with_mtls_shows_only_tls_records(clean: Mesh, strict: bool) -> No
     dumped = json.dumps(views)
     for secret in ("x-request-id", "x-b3-traceid", "preference:8080", "customer/v1"):
         assert secret not in dumped
+
+
+def test_a_sidecar_presents_what_istio_issues_an_rsa_2048_key_under_an_rsa_root(clean: Mesh) -> None:
+    mesh_ca = CertificateAuthority.load_or_create(Path(clean.backend.home) / "ca")  # type: ignore[attr-defined]
+    port = next(p for p in clean.pods() if p.app == "preference").extra["ports"]["inbound_tls"]
+    leaf = presented_certificate(port, mesh_ca.issue("tutorial", "customer"), mesh_ca.root_pem)
+    # what `openssl x509 -text` shows of it: istio-agent's default key, signed by istiod's self-signed root
+    assert describe_key(leaf.public_key()) == "RSA 2048"
+    assert leaf.signature_algorithm_oid == SignatureAlgorithmOID.RSA_WITH_SHA256
+    assert leaf.subject.rfc4514_string() == "" and leaf.issuer.rfc4514_string() == "O=cluster.local"
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert san.critical and san.value.get_values_for_type(x509.UniformResourceIdentifier) == [spiffe("preference")]
+    eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == dt.timedelta(hours=24, minutes=2)
+    root = x509.load_pem_x509_certificate(mesh_ca.root_pem.encode())
+    assert describe_key(root.public_key()) == "RSA 2048"
+    assert root.subject.rfc4514_string() == root.issuer.rfc4514_string() == "O=cluster.local"
+    assert root.not_valid_after_utc - root.not_valid_before_utc == dt.timedelta(days=3650)
+    usage = root.extensions.get_extension_for_class(x509.KeyUsage)
+    assert usage.critical and usage.value.key_cert_sign and not usage.value.crl_sign

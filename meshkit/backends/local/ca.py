@@ -23,6 +23,7 @@ import os
 import re
 import secrets
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,9 +230,13 @@ class CertificateAuthority:
 
     @classmethod
     def load_or_create(
-        cls, state_dir: Path, trust_domain: str = DEFAULT_TRUST_DOMAIN
+        cls, state_dir: Path, trust_domain: str = DEFAULT_TRUST_DOMAIN,
+        make_root_key: Callable[[int], rsa.RSAPrivateKey] | None = None,
     ) -> CertificateAuthority:
-        """Load ``root-cert.pem``/``root-key.pem`` from ``state_dir``, creating them the first time."""
+        """Load ``root-cert.pem``/``root-key.pem`` from ``state_dir``, creating them the first time.
+
+        ``make_root_key(bits)`` makes a new root's key (the control plane's started as it did).
+        """
         if not _DNS_SUBDOMAIN.match(trust_domain):
             raise InvalidConfig([f"trust domain {trust_domain!r}: must be a DNS name like cluster.local"])
         state_dir = Path(state_dir)
@@ -250,7 +255,8 @@ class CertificateAuthority:
                 # every workload certificate would chain to a root no proxy can verify: 503s everywhere
                 raise InvalidConfig([f"{cert_path}: the CA certificate does not belong to the key {key_path.name}"])
             return cls(key, cert, trust_domain)
-        key = rsa.generate_private_key(public_exponent=65537, key_size=root_key_bits())
+        bits = root_key_bits()
+        key = make_root_key(bits) if make_root_key else rsa.generate_private_key(public_exponent=65537, key_size=bits)
         now = _utcnow().replace(microsecond=0)
         name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, trust_domain)])
         cert = (

@@ -12,6 +12,13 @@ Run by ``meshkit up``::
 
 from __future__ import annotations
 
+import sys
+
+from meshkit.backends.local import earlykey
+
+if __name__ == "__main__":  # before the imports below: a new mesh's root key is made while they run
+    earlykey.prefetch_root(sys.argv)
+
 import argparse
 import asyncio
 import concurrent.futures
@@ -20,7 +27,6 @@ import json
 import os
 import re
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -115,7 +121,7 @@ class ControlPlane:
         self.collector = Collector(max_records=30_000, max_spans=30_000, max_traces=5_000)
         self.started = time.time()
         self.api_port = 0
-        self.ca = CertificateAuthority.load_or_create(home / "ca")
+        self.ca = CertificateAuthority.load_or_create(home / "ca", make_root_key=earlykey.take_root)
         self._issuer = _load_or_make_issuer(home / "jwt")
         self.cert_ttl = float(os.environ.get("MESHKIT_CERT_TTL", 24 * 3600))
         self.secrets: dict[str, dict[str, str]] = read_json(home / "secrets.json", default={}, expect=dict)

@@ -8,12 +8,18 @@ The admin listener is the pod's Envoy admin port (``/stats/prometheus``, ``/conf
 
 from __future__ import annotations
 
+import sys
+
+from meshkit.backends.local import earlykey
+
+if __name__ == "__main__":  # before the proxy's imports below: the first key is made while they run
+    earlykey.prefetch(sys.argv)
+
 import asyncio
 import gc
 import json
 import os
 import signal
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -217,8 +223,9 @@ class Pod:
         )
 
     async def _new_key(self) -> WorkloadKey:
-        """A fresh key of the kind istio-agent would make (:class:`KeySpec`)."""
-        return self.key_spec.generate()
+        """A fresh key of the kind istio-agent would make (:class:`KeySpec`): the first one was started
+        with the process (:mod:`earlykey`); a rotation's is made here, in the pod, as before."""
+        return earlykey.take(self.key_spec)
 
     async def _rotate_loop(self) -> None:
         # rotate at half of the certificate's life, as istio-agent does; open connections keep theirs

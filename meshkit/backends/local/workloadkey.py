@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 from meshkit.errors import InvalidConfig
 
@@ -112,7 +112,13 @@ def describe_key(key: object) -> str:
     if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
         names = {curve.name: label for label, curve in CURVES.items()}
         return f"ECDSA {names.get(key.curve.name, key.curve.name)}"
-    return type(key).__name__.lstrip("_")
+    if isinstance(key, dsa.DSAPrivateKey | dsa.DSAPublicKey):
+        return f"DSA {key.key_size}"
+    for kind, name in ((ed25519.Ed25519PublicKey, "Ed25519"), (ed25519.Ed25519PrivateKey, "Ed25519"),
+                       (ed448.Ed448PublicKey, "Ed448"), (ed448.Ed448PrivateKey, "Ed448")):
+        if isinstance(key, kind):
+            return name
+    return type(key).__name__
 
 
 def key_pem(key: WorkloadKey) -> str:

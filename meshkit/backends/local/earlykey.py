@@ -1,0 +1,122 @@
+"""Private keys made by a child process while the process that needs them starts.
+
+istio-agent makes a proxy's key while Envoy starts, and istiod makes its root key as it starts.
+An RSA-2048 key takes tens of milliseconds of CPU, and OpenSSL makes it holding Python's GIL, so
+a thread would stall the process as much as making it inline. A child forked before the process
+imports its modules (some 0.2 s of work) makes the key on the other core instead; the key comes
+back through a pipe and never leaves the process's own children.
+
+This module imports nothing heavy: it runs first in a pod and in the control plane.
+
+Example (at the top of a pod's main module, then when the pod asks for its certificate)::
+
+    prefetch(sys.argv)
+    key = take(KeySpec.from_env())
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from meshkit.backends.local.workloadkey import KeySpec, WorkloadKey
+
+_pending: dict[str, tuple[int, int]] = {}  # what for → (child pid, read end of its pipe)
+
+
+def prefetch(argv: list[str]) -> None:
+    """In a pod started with ``argv``: start making its proxy's key (a sidecar, gateway or waypoint;
+    not ztunnel, which makes a key per identity it holds, nor a pod without a proxy)."""
+    try:
+        args = json.loads(argv[1])
+    except (IndexError, ValueError):
+        return
+    if isinstance(args, dict) and args.get("service") != "ztunnel" and (args.get("sidecar") or args.get("waypoint")):
+        _fork("workload", _workload_key_pem)
+
+
+def prefetch_root(argv: list[str]) -> None:
+    """In the control plane started with ``argv``: start making the root key when its home has none."""
+    home = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--home"), None)
+    # where the control plane keeps its CA (ca.ROOT_KEY_FILE under home/ca), named here to import nothing
+    if home and not (Path(home).expanduser() / "ca" / "root-key.pem").exists():
+        _fork("root", _root_key_pem)
+
+
+def take(spec: KeySpec) -> WorkloadKey:
+    """The key :func:`prefetch` started when it is of ``spec``'s kind, else one made now."""
+    from meshkit.backends.local.workloadkey import describe_key
+
+    key = _collect("workload")
+    return key if key is not None and describe_key(key) == spec.describe() else spec.generate()
+
+
+def take_root(bits: int) -> rsa.RSAPrivateKey:
+    """The root key :func:`prefetch_root` started when it has ``bits`` bits, else one made now."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = _collect("root")
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size == bits:
+        return key
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def _workload_key_pem() -> bytes:
+    from meshkit.backends.local.workloadkey import KeySpec, key_pem
+
+    return key_pem(KeySpec.from_env().generate()).encode()
+
+
+def _root_key_pem() -> bytes:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from meshkit.backends.local.ca import root_key_bits
+    from meshkit.backends.local.workloadkey import key_pem
+
+    return key_pem(rsa.generate_private_key(public_exponent=65537, key_size=root_key_bits())).encode()
+
+
+def _fork(slot: str, make: Callable[[], bytes]) -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: make the key, hand it over, and leave without running anything else
+        status = 1
+        try:
+            os.close(read)
+            data = make()
+            while data:
+                data = data[os.write(write, data):]
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write)
+    _pending[slot] = (pid, read)
+
+
+def _collect(slot: str) -> WorkloadKey | None:
+    pending = _pending.pop(slot, None)
+    if pending is None:
+        return None
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    pid, read = pending
+    chunks = []
+    try:
+        while chunk := os.read(read, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    try:
+        # made by this process's own child a moment ago: OpenSSL's consistency check would only cost time
+        key = load_pem_private_key(b"".join(chunks), None, unsafe_skip_rsa_key_validation=True)
+    except ValueError:
+        return None
+    return key if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) else None
