@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import math
 import re
+import socket
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from cryptography import x509
 
 import meshkit
+from meshkit.backends.local.workloadkey import describe_key
 from meshkit.mesh import Mesh
 from tests.local.conftest import stop_mesh
 
@@ -100,6 +104,21 @@ def test_waypoint_apply_prints_istioctl_lines_and_list_status_columns(applied: t
     gw = mesh.get("gtw", "waypoint")[0]
     assert gw["spec"]["listeners"] == [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]
     assert {c["type"]: c["status"] for c in gw["status"]["conditions"]}["Accepted"] == "True"
+
+
+def test_the_waypoint_presents_an_rsa_2048_certificate_of_its_own_identity(mesh: Mesh) -> None:
+    """A waypoint is Envoy with istio-agent: its key is the agent's default, not ztunnel's ECDSA."""
+    port = next(p for p in mesh.pods() if p.app == "waypoint").extra["ports"]["hbone"]
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2"])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, ctx.wrap_socket(raw) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    cert = x509.load_der_x509_certificate(der)
+    assert describe_key(cert.public_key()) == "RSA 2048"
+    assert cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.UniformResourceIdentifier) == [WAYPOINT_ID]
 
 
 def test_virtual_service_weights_apply_at_the_waypoint(mesh: Mesh, tmp_path: Path) -> None:

@@ -20,10 +20,12 @@ from pathlib import Path
 import pytest
 import yaml
 from cryptography import x509
+from cryptography.x509.oid import SignatureAlgorithmOID
 
 import meshkit
 from meshkit.backends.base import Pod
 from meshkit.backends.local.ca import BACKDATE
+from meshkit.backends.local.workloadkey import describe_key
 from meshkit.mesh import Mesh
 from tests.local.conftest import stop_mesh
 
@@ -124,15 +126,19 @@ def _leaf_serial(mesh: Mesh, identity: str) -> tuple[str, str, str]:
     return row[4], row[5], row[6]
 
 
-def _presented_serial(port: int) -> str:
-    """The serial (hex) of the certificate ztunnel presents on an HBONE listener to a new handshake."""
+def _presented(port: int) -> x509.Certificate:
+    """The certificate ztunnel presents on an HBONE listener to a new handshake."""
     ctx = ssl.create_default_context()
     ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
     ctx.set_alpn_protocols(["h2"])
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, ctx.wrap_socket(raw) as tls:
         der = tls.getpeercert(binary_form=True)
     assert der is not None
-    return format(x509.load_der_x509_certificate(der).serial_number, "x")
+    return x509.load_der_x509_certificate(der)
+
+
+def _presented_serial(port: int) -> str:
+    return format(_presented(port).serial_number, "x")
 
 
 def _stamp(text: str) -> float:
@@ -259,7 +265,11 @@ def test_ztunnel_certificates_table_and_rotation_without_dropping_connections(me
     assert _stamp(not_after) - _stamp(not_before) == TTL_S + BACKDATE_S
     hbone = int(_pod(mesh, "preference").extra["ztunnel_ports"]["hbone"])
     # the table shows the certificate ztunnel serves with (read around the handshake: a renewal may fall between)
-    assert _presented_serial(hbone) in {serial, _leaf_serial(mesh, PREFERENCE)[0]}
+    presented = _presented(hbone)
+    assert format(presented.serial_number, "x") in {serial, _leaf_serial(mesh, PREFERENCE)[0]}
+    # ztunnel makes ECDSA P-256 keys whatever istio-agent's settings; the mesh's RSA root signs them
+    assert describe_key(presented.public_key()) == "ECDSA P-256"
+    assert presented.signature_algorithm_oid == SignatureAlgorithmOID.RSA_WITH_SHA256
 
     conn = Captured(mesh)
     try:

@@ -130,6 +130,14 @@ def test_a_pods_token_gets_its_own_config_certificate_and_nothing_else(strict: M
     theirs = csr_for(key, spiffe_id_for("tutorial", "recommendation"))
     status, body = _api(strict, "POST", "/certs", {"pod": customer, "csr": theirs}, token=token)
     assert status == 403 and "asks for spiffe://cluster.local/ns/tutorial/sa/recommendation" in body["error"]
+    # ... nor for a key neither istio-agent nor ztunnel would make: the refusal names the pod, field and key
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    weak = csr_for(rsa.generate_private_key(65537, 1024), spiffe_id_for("tutorial", "customer"))
+    status, body = _api(strict, "POST", "/certs", {"pod": customer, "csr": weak}, token=token)
+    assert (status, body["error"]) == (403, f"certificate signing refused: pod {customer}: csr: the CSR's key is "
+                                            "RSA 1024; the CA signs RSA keys of 2048 to 4096 bits and ECDSA P-256 "
+                                            "or P-384 keys")
     denied: list[tuple[str, str, Any]] = [
         ("GET", f"/xds?pod={preference}&version=0", None),
         ("POST", "/certs", {"pod": preference, "csr": own}),

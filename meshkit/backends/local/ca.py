@@ -34,14 +34,21 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from meshkit.backends.local.durable import write_atomic
-from meshkit.backends.local.workloadkey import MAX_RSA_BITS, MIN_RSA_BITS, KeySpec, WorkloadKey, describe_key, key_pem
+from meshkit.backends.local.workloadkey import (
+    MAX_RSA_BITS,
+    MIN_RSA_BITS,
+    KeySpec,
+    WorkloadKey,
+    describe_key,
+    key_pem,
+    root_key_bits,
+)
 from meshkit.errors import InvalidConfig
 
 DEFAULT_TRUST_DOMAIN = "cluster.local"
 ROOT_CERT_FILE = "root-cert.pem"
 ROOT_KEY_FILE = "root-key.pem"
 ROOT_TTL = dt.timedelta(days=3650)
-CA_RSA_KEY_SIZE = "CITADEL_SELF_SIGNED_CA_RSA_KEY_SIZE"
 SIGNABLE_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384"}
 FAST_KEY = KeySpec("ECDSA")  # what tests mint with: a P-256 key takes microseconds, an RSA one tens of ms
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -393,21 +400,6 @@ class CertificateAuthority:
 
 class CsrRefused(ValueError):
     """The CA will not sign this CSR: malformed, badly signed, for someone else's identity, or a key it refuses."""
-
-
-def root_key_bits(env: dict[str, str] | None = None) -> int:
-    """The root key's size: ``CITADEL_SELF_SIGNED_CA_RSA_KEY_SIZE`` (istiod's setting), 2048 unless set.
-
-    >>> root_key_bits({})
-    2048
-    """
-    raw = (os.environ if env is None else env).get(CA_RSA_KEY_SIZE, "").strip()
-    if not raw:
-        return 2048
-    if not raw.isdigit() or not MIN_RSA_BITS <= int(raw) <= MAX_RSA_BITS:
-        raise InvalidConfig([f"{CA_RSA_KEY_SIZE}={raw!r}: must be a number of bits from {MIN_RSA_BITS} "
-                             f"to {MAX_RSA_BITS}"])
-    return int(raw)
 
 
 def signable_key(csr: x509.CertificateSigningRequest) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:

@@ -76,13 +76,16 @@ def _workload_key_pem() -> bytes:
 def _root_key_pem() -> bytes:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from meshkit.backends.local.ca import root_key_bits
-    from meshkit.backends.local.workloadkey import key_pem
+    from meshkit.backends.local.workloadkey import key_pem, root_key_bits
 
     return key_pem(rsa.generate_private_key(public_exponent=65537, key_size=root_key_bits())).encode()
 
 
 def _fork(slot: str, make: Callable[[], bytes]) -> None:
+    # the modules the key needs, imported once here (the process needs them anyway) and not again in the
+    # child, so the child's work is the key alone
+    from meshkit.backends.local import workloadkey  # noqa: F401
+
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: make the key, hand it over, and leave without running anything else

@@ -36,6 +36,7 @@ from meshkit.errors import InvalidConfig
 ECC_SIGNATURE_ALGORITHM = "ECC_SIGNATURE_ALGORITHM"
 ECC_CURVE = "ECC_CURVE"
 WORKLOAD_RSA_KEY_SIZE = "WORKLOAD_RSA_KEY_SIZE"
+CA_RSA_KEY_SIZE = "CITADEL_SELF_SIGNED_CA_RSA_KEY_SIZE"  # istiod's, for its self-signed root
 DEFAULT_RSA_BITS = 2048
 MIN_RSA_BITS = 2048
 # Istio sets no ceiling; here a larger key would only make a pod's start take seconds per key
@@ -129,3 +130,18 @@ def key_pem(key: WorkloadKey) -> str:
     """
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                              serialization.NoEncryption()).decode()
+
+
+def root_key_bits(env: Mapping[str, str] | None = None) -> int:
+    """The root key's size: ``CITADEL_SELF_SIGNED_CA_RSA_KEY_SIZE`` (istiod's setting), 2048 unless set.
+
+    >>> root_key_bits({})
+    2048
+    """
+    raw = (os.environ if env is None else env).get(CA_RSA_KEY_SIZE, "").strip()
+    if not raw:
+        return 2048
+    if not raw.isdigit() or not MIN_RSA_BITS <= int(raw) <= MAX_RSA_BITS:
+        raise InvalidConfig([f"{CA_RSA_KEY_SIZE}={raw!r}: must be a number of bits from {MIN_RSA_BITS} "
+                             f"to {MAX_RSA_BITS}"])
+    return int(raw)
