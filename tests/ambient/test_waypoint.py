@@ -106,9 +106,10 @@ def test_waypoint_apply_prints_istioctl_lines_and_list_status_columns(applied: t
     assert {c["type"]: c["status"] for c in gw["status"]["conditions"]}["Accepted"] == "True"
 
 
-def test_the_waypoint_presents_an_rsa_2048_certificate_of_its_own_identity(mesh: Mesh) -> None:
+def test_the_waypoint_presents_an_rsa_2048_certificate_of_its_own_identity(
+        applied: tuple[Mesh, list[str]]) -> None:
     """A waypoint is Envoy with istio-agent: its key is the agent's default, not ztunnel's ECDSA."""
-    port = next(p for p in mesh.pods() if p.app == "waypoint").extra["ports"]["hbone"]
+    port = next(p for p in applied[0].pods() if p.app == "waypoint").extra["ports"]["hbone"]
     ctx = ssl.create_default_context()
     ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
     ctx.set_alpn_protocols(["h2"])

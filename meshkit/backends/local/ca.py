@@ -286,10 +286,7 @@ class CertificateAuthority:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256())
         )
-        key_pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        _write_private(key_path, key_pem)
+        _write_private(key_path, key_pem(key).encode())  # PKCS#1, as istiod writes ca-key.pem
         write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
         return cls(key, cert, trust_domain)
 

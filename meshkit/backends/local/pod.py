@@ -43,6 +43,7 @@ from meshkit.backends.local.trust import (
     owner_verifier_from_env,
 )
 from meshkit.backends.local.workloadkey import KeySpec, WorkloadKey, key_pem
+from meshkit.errors import InvalidConfig
 from meshkit.http1 import BodyStream, ConnectFailure, Limits, Request, Response, SimpleClient, UpstreamReset, serve
 from meshkit.sample.app import AppSpec, SampleApp
 from meshkit.wire import dumps
@@ -435,16 +436,20 @@ def main() -> None:
     args = json.loads(sys.argv[1])
     http1.install_pacer(bulk_pacer())
     pod: Pod
-    if args.get("service") == "ztunnel":
-        from meshkit.backends.local.ztunnel.node import Ztunnel
+    try:
+        if args.get("service") == "ztunnel":
+            from meshkit.backends.local.ztunnel.node import Ztunnel
 
-        pod = Ztunnel(args)
-    elif args.get("waypoint"):
-        from meshkit.backends.local.waypoint.proxy import WaypointPod
+            pod = Ztunnel(args)
+        elif args.get("waypoint"):
+            from meshkit.backends.local.waypoint.proxy import WaypointPod
 
-        pod = WaypointPod(args)
-    else:
-        pod = Pod(args)
+            pod = WaypointPod(args)
+        else:
+            pod = Pod(args)
+    except InvalidConfig as exc:  # a bad setting in the pod's environment (ECC_SIGNATURE_ALGORITHM, ...)
+        print(f"pod {args.get('pod')}: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
