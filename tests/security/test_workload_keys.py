@@ -130,3 +130,18 @@ def test_a_prefetched_key_of_another_kind_is_not_used(monkeypatch: pytest.Monkey
     earlykey.prefetch(["pod", '{"waypoint": true}'])
     assert describe_key(earlykey.take(KeySpec("RSA"))) == "RSA 2048"
     assert not earlykey._pending
+
+
+def test_a_new_control_planes_root_and_jwt_keys_are_made_by_children(tmp_path: Path) -> None:
+    earlykey.prefetch_root(["controlplane", "--home", str(tmp_path), "--profile", "current"])
+    pids = {slot: pid for slot, (pid, _) in earlykey._pending.items()}
+    assert set(pids) == {"root", "jwt"}
+    ca = CertificateAuthority.load_or_create(tmp_path / "ca", make_root_key=earlykey.take_root)
+    assert describe_key(x509.load_pem_x509_certificate(ca.root_pem.encode()).public_key()) == "RSA 2048"
+    assert describe_key(earlykey.take_jwt()) == "RSA 2048"
+    assert not earlykey._pending and not any(Path(f"/proc/{pid}").exists() for pid in pids.values())
+    # a home that has its keys already starts no child
+    (tmp_path / "jwt").mkdir()
+    (tmp_path / "jwt" / "jwt-key.pem").write_text("kept")
+    earlykey.prefetch_root(["controlplane", "--home", str(tmp_path)])
+    assert not earlykey._pending

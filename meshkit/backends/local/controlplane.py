@@ -38,7 +38,6 @@ from meshkit.backends.local import ambient, apiinput
 from meshkit.backends.local.ca import CertificateAuthority, CsrRefused, spiffe_id_for
 from meshkit.backends.local.collector import Collector, Reporter
 from meshkit.backends.local.durable import StateWriteError, read_json, write_atomic
-from meshkit.backends.local.jwt import KEY_FILE as JWT_KEY_FILE
 from meshkit.backends.local.jwt import LocalIssuer
 from meshkit.backends.local.kubeobjects import KubeObjects
 from meshkit.backends.local.probes import ProbeSettings
@@ -912,17 +911,11 @@ class ControlPlane:
 
 def _load_or_make_issuer(state_dir: Path) -> concurrent.futures.Future[LocalIssuer]:
     """The JWT issuer: an existing key is loaded now (a bad file stops the start with its name); a
-    fresh mesh makes its RSA key in a thread while the pods start. RSA-2048 key generation takes
-    about 0.2 s and OpenSSL runs it without the GIL; the first push, which carries the JWKS, waits for it.
-    """
-    if (state_dir / JWT_KEY_FILE).exists():
-        done: concurrent.futures.Future[LocalIssuer] = concurrent.futures.Future()
-        done.set_result(LocalIssuer.load_or_create(state_dir))
-        return done
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="jwt-key")
-    future = pool.submit(LocalIssuer.load_or_create, state_dir)
-    pool.shutdown(wait=False)
-    return future
+    fresh mesh's key was started by a child forked as this process started (:mod:`earlykey`: OpenSSL
+    makes an RSA key holding the GIL, so a thread here stalled the control plane for as long)."""
+    done: concurrent.futures.Future[LocalIssuer] = concurrent.futures.Future()
+    done.set_result(LocalIssuer.load_or_create(state_dir, make_key=earlykey.take_jwt))
+    return done
 
 
 def _deployment_spec(body: dict[str, Any]) -> DeploymentSpec:

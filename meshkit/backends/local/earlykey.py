@@ -1,6 +1,7 @@
 """Private keys made by a child process while the process that needs them starts.
 
-istio-agent makes a proxy's key while Envoy starts, and istiod makes its root key as it starts.
+istio-agent makes a proxy's key while Envoy starts, and istiod makes its root key as it starts
+(here the control plane's local JWT issuer makes its key then too).
 An RSA-2048 key takes tens of milliseconds of CPU, and OpenSSL makes it holding Python's GIL, so
 a thread would stall the process as much as making it inline. A child forked before the process
 imports its modules (some 0.2 s of work) makes the key on the other core instead; the key comes
@@ -42,11 +43,16 @@ def prefetch(argv: list[str]) -> None:
 
 
 def prefetch_root(argv: list[str]) -> None:
-    """In the control plane started with ``argv``: start making the root key when its home has none."""
+    """In the control plane started with ``argv``: start making the CA's root key and the local JWT
+    issuer's key when its home has none."""
     home = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--home"), None)
-    # where the control plane keeps its CA (ca.ROOT_KEY_FILE under home/ca), named here to import nothing
-    if home and not (Path(home).expanduser() / "ca" / "root-key.pem").exists():
+    if not home:
+        return
+    # where the control plane keeps them (ca.ROOT_KEY_FILE, jwt.KEY_FILE), named here to import nothing
+    if not (Path(home).expanduser() / "ca" / "root-key.pem").exists():
         _fork("root", _root_key_pem)
+    if not (Path(home).expanduser() / "jwt" / "jwt-key.pem").exists():
+        _fork("jwt", _jwt_key_pem)
 
 
 def take(spec: KeySpec) -> WorkloadKey:
@@ -67,6 +73,16 @@ def take_root(bits: int) -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 
+def take_jwt() -> rsa.RSAPrivateKey:
+    """The JWT issuer's key :func:`prefetch_root` started (RSA 2048, for RS256), else one made now."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = _collect("jwt")
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size == 2048:
+        return key
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
 def _workload_key_pem() -> bytes:
     from meshkit.backends.local.workloadkey import KeySpec, key_pem
 
@@ -79,6 +95,14 @@ def _root_key_pem() -> bytes:
     from meshkit.backends.local.workloadkey import key_pem, root_key_bits
 
     return key_pem(rsa.generate_private_key(public_exponent=65537, key_size=root_key_bits())).encode()
+
+
+def _jwt_key_pem() -> bytes:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from meshkit.backends.local.workloadkey import key_pem
+
+    return key_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048)).encode()
 
 
 def _fork(slot: str, make: Callable[[], bytes]) -> None:

@@ -129,8 +129,10 @@ class LocalIssuer:
         return f"LocalIssuer(issuer={self.issuer!r}, kid={self.kid!r})"
 
     @classmethod
-    def load_or_create(cls, state_dir: Path, issuer: str = DEFAULT_ISSUER) -> LocalIssuer:
-        """Load ``jwt-key.pem`` from ``state_dir`` or create it (0600) the first time."""
+    def load_or_create(cls, state_dir: Path, issuer: str = DEFAULT_ISSUER,
+                       make_key: Callable[[], rsa.RSAPrivateKey] | None = None) -> LocalIssuer:
+        """Load ``jwt-key.pem`` from ``state_dir`` or create it (0600) the first time, with ``make_key``
+        when given (the control plane's key, started as it started)."""
         state_dir = Path(state_dir)
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = state_dir / KEY_FILE
@@ -142,7 +144,7 @@ class LocalIssuer:
             if not isinstance(key, rsa.RSAPrivateKey):
                 raise InvalidConfig([f"{path}: expected an RSA private key"])
             return cls(key, issuer)
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        key = make_key() if make_key else rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
