@@ -4,6 +4,7 @@ a DestinationRule that turns TLS off, a pod without a sidecar, and what an eaves
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import socket
@@ -198,6 +199,12 @@ def test_a_sidecar_presents_what_istio_issues_an_rsa_2048_key_under_an_rsa_root(
     eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
     assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == dt.timedelta(hours=24, minutes=2)
+    # the gateway (Envoy with istio-agent too) holds the same kind, as its config dump's chain shows
+    (secrets,) = [c for c in clean.config_dump("istio-ingressgateway")["configs"]
+                  if c["@type"].endswith("SecretsConfigDump")]
+    (default,) = [s for s in secrets["dynamic_active_secrets"] if s["name"] == "default"]
+    chain = base64.b64decode(default["secret"]["tls_certificate"]["certificate_chain"]["inline_bytes"])
+    assert describe_key(x509.load_pem_x509_certificate(chain).public_key()) == "RSA 2048"
     root = x509.load_pem_x509_certificate(mesh_ca.root_pem.encode())
     assert describe_key(root.public_key()) == "RSA 2048"
     assert root.subject.rfc4514_string() == root.issuer.rfc4514_string() == "O=cluster.local"
