@@ -145,3 +145,42 @@ def test_a_new_control_planes_root_and_jwt_keys_are_made_by_children(tmp_path: P
     (tmp_path / "jwt" / "jwt-key.pem").write_text("kept")
     earlykey.prefetch_root(["controlplane", "--home", str(tmp_path)])
     assert not earlykey._pending
+
+
+def test_a_rotations_key_is_made_by_a_child_while_the_loop_serves() -> None:
+    import asyncio
+
+    async def run() -> tuple[list[str], int]:
+        ticks = 0
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not stop.is_set():
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.ensure_future(ticker())
+        keys = [describe_key(await earlykey.make(KeySpec(*spec))) for spec in
+                (("RSA", 2048), ("ECDSA", 2048, "P-256"), ("ECDSA", 2048, "P-384"))]
+        stop.set()
+        await task
+        return keys, ticks
+
+    keys, ticks = asyncio.run(run())
+    assert keys == ["RSA 2048", "ECDSA P-256", "ECDSA P-384"]
+    assert ticks > 1  # the loop went on while it waited (a key made in-process would not let it run)
+    assert not _zombies()  # every child reaped
+
+
+def _zombies() -> list[str]:
+    """This process's children that exited and were never reaped."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == "Z" and int(fields[1]) == os.getpid():
+            found.append(pid)
+    return found

@@ -83,6 +83,55 @@ def take_jwt() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
+async def make(spec: KeySpec, timeout: float = 30.0) -> WorkloadKey:
+    """A fresh key of ``spec``'s kind made by a child while this process's event loop keeps serving (a
+    rotation: istio-agent makes the new key beside Envoy, which never waits for it). Made here when
+    the child cannot be started or does not answer within ``timeout`` seconds."""
+    import asyncio
+
+    from meshkit.backends.local.workloadkey import describe_key, key_pem
+
+    try:
+        read, pid = _spawn(lambda: key_pem(spec.generate()).encode())
+    except OSError:
+        return spec.generate()
+    loop = asyncio.get_running_loop()
+    chunks: list[bytes] = []
+    done: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        chunk = os.read(read, 65536)
+        if chunk:
+            chunks.append(chunk)
+        elif not done.done():
+            done.set_result(None)
+
+    loop.add_reader(read, readable)
+    finished = False
+    try:
+        await asyncio.wait_for(done, timeout)
+        finished = True
+    except TimeoutError:
+        chunks.clear()
+    finally:  # a child that has not answered (timed out, or the pod is stopping) is ended, and always reaped
+        loop.remove_reader(read)
+        os.close(read)
+        if not finished:
+            _kill(pid)
+        os.waitpid(pid, 0)
+    key = _parse(b"".join(chunks))
+    return key if key is not None and describe_key(key) == spec.describe() else spec.generate()
+
+
+def _kill(pid: int) -> None:
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def _workload_key_pem() -> bytes:
     from meshkit.backends.local.workloadkey import KeySpec, key_pem
 
@@ -106,12 +155,23 @@ def _jwt_key_pem() -> bytes:
 
 
 def _fork(slot: str, make: Callable[[], bytes]) -> None:
+    read, pid = _spawn(make)
+    _pending[slot] = (pid, read)
+
+
+def _spawn(make: Callable[[], bytes]) -> tuple[int, int]:
+    """Fork a child that writes ``make()`` to a pipe and exits; the pipe's read end and the child's pid."""
     # the modules the key needs, imported once here (the process needs them anyway) and not again in the
     # child, so the child's work is the key alone
     from meshkit.backends.local import workloadkey  # noqa: F401
 
     read, write = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read)
+        os.close(write)
+        raise
     if pid == 0:  # the child: make the key, hand it over, and leave without running anything else
         status = 1
         try:
@@ -123,16 +183,13 @@ def _fork(slot: str, make: Callable[[], bytes]) -> None:
         finally:
             os._exit(status)
     os.close(write)
-    _pending[slot] = (pid, read)
+    return read, pid
 
 
 def _collect(slot: str) -> WorkloadKey | None:
     pending = _pending.pop(slot, None)
     if pending is None:
         return None
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
     pid, read = pending
     chunks = []
     try:
@@ -141,9 +198,17 @@ def _collect(slot: str) -> WorkloadKey | None:
     finally:
         os.close(read)
         os.waitpid(pid, 0)
+    return _parse(b"".join(chunks))
+
+
+def _parse(pem: bytes) -> WorkloadKey | None:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
     try:
-        # made by this process's own child a moment ago: OpenSSL's consistency check would only cost time
-        key = load_pem_private_key(b"".join(chunks), None, unsafe_skip_rsa_key_validation=True)
+        # made by this process's own child a moment ago: OpenSSL's consistency check (some 50 ms for an
+        # RSA-2048 key) would only cost time
+        key = load_pem_private_key(pem, None, unsafe_skip_rsa_key_validation=True)
     except ValueError:
         return None
     return key if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) else None

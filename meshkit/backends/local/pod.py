@@ -93,6 +93,7 @@ class Pod:
         self.captured: Any = None  # the ambient capture to the node's ztunnel, when enrolled
         # istio-agent's key settings (ECC_SIGNATURE_ALGORITHM, ...), read once: a bad one stops the pod here
         self.key_spec = self.workload_key_spec()
+        self._first_key = True
 
     def workload_key_spec(self) -> KeySpec:
         """The key this proxy makes for its certificate: istio-agent's choice from the environment."""
@@ -225,8 +226,11 @@ class Pod:
 
     async def _new_key(self) -> WorkloadKey:
         """A fresh key of the kind istio-agent would make (:class:`KeySpec`): the first one was started
-        with the process (:mod:`earlykey`); a rotation's is made here, in the pod, as before."""
-        return earlykey.take(self.key_spec)
+        with the process; a rotation's is made by a child while the proxy keeps serving (:mod:`earlykey`)."""
+        if self._first_key:
+            self._first_key = False
+            return earlykey.take(self.key_spec)
+        return await earlykey.make(self.key_spec)
 
     async def _rotate_loop(self) -> None:
         # rotate at half of the certificate's life, as istio-agent does; open connections keep theirs
