@@ -184,3 +184,25 @@ def _zombies() -> list[str]:
         if fields[0] == "Z" and int(fields[1]) == os.getpid():
             found.append(pid)
     return found
+
+
+def test_a_first_key_child_that_hangs_does_not_hold_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    # a child that never answers (stopped, deadlocked): the start waits a bounded time, then makes the key itself
+    monkeypatch.setattr(earlykey, "COLLECT_TIMEOUT", 0.5, raising=False)
+    earlykey._fork("workload", lambda: (time.sleep(3600), b"")[1])
+    pid = earlykey._pending["workload"][0]
+    got: list[str] = []
+    taker = threading.Thread(target=lambda: got.append(describe_key(earlykey.take(KeySpec("ECDSA")))))
+    taker.start()
+    taker.join(20)
+    hung = taker.is_alive()
+    if hung:  # unblock the test's own thread before failing
+        os.kill(pid, 9)
+        taker.join()
+    assert not hung
+    assert got == ["ECDSA P-256"]
+    assert not Path(f"/proc/{pid}").exists()  # ended and reaped: no child left behind
+    assert not earlykey._pending

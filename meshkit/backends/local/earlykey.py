@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from meshkit.backends.local.workloadkey import KeySpec, WorkloadKey
 
 _pending: dict[str, tuple[int, int]] = {}  # what for → (child pid, read end of its pipe)
+# seconds a start waits for a key its child makes (an RSA-4096 key takes a few on a busy host); past
+# them the child is ended and the key made in-process, so a stopped or deadlocked child never holds a start
+COLLECT_TIMEOUT = 30.0
 
 
 def prefetch(argv: list[str]) -> None:
@@ -191,14 +194,29 @@ def _collect(slot: str) -> WorkloadKey | None:
     if pending is None:
         return None
     pid, read = pending
-    chunks = []
+    import select
+    import time
+
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + COLLECT_TIMEOUT
+    finished = False
+    poller = select.poll()  # not select(): a descriptor past 1023 is fine
+    poller.register(read, select.POLLIN)
     try:
-        while chunk := os.read(read, 65536):
+        while (left := deadline - time.monotonic()) > 0:
+            if not poller.poll(left * 1000):
+                break
+            chunk = os.read(read, 65536)
+            if not chunk:
+                finished = True
+                break
             chunks.append(chunk)
-    finally:
+    finally:  # a child that has not answered in time (stopped, deadlocked) is ended; always reaped
         os.close(read)
+        if not finished:
+            _kill(pid)
         os.waitpid(pid, 0)
-    return _parse(b"".join(chunks))
+    return _parse(b"".join(chunks)) if finished else None
 
 
 def _parse(pem: bytes) -> WorkloadKey | None:
