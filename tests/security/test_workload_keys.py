@@ -206,3 +206,30 @@ def test_a_first_key_child_that_hangs_does_not_hold_the_start(monkeypatch: pytes
     assert got == ["ECDSA P-256"]
     assert not Path(f"/proc/{pid}").exists()  # ended and reaped: no child left behind
     assert not earlykey._pending
+
+
+def test_a_key_child_holds_none_of_the_proxys_connections() -> None:
+    """A connection the proxy closes while a rotation's key is being made is closed on the wire then,
+    not when the child exits (a child holding its socket would hold back the peer's EOF, and a
+    close-delimited body's end, for as long as the key takes)."""
+    import socket
+    import time
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    served, _ = listener.accept()
+    read, pid = earlykey._spawn(lambda: (time.sleep(30), b"")[1])  # a child still making its key
+    try:
+        served.close()
+        listener.close()
+        client.settimeout(5)
+        try:
+            got: bytes | None = client.recv(1)
+        except TimeoutError:
+            got = None
+        assert got == b""  # the peer's EOF, while the child still runs
+    finally:
+        client.close()
+        earlykey._kill(pid)
+        os.waitpid(pid, 0)
+        os.close(read)

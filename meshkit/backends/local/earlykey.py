@@ -135,6 +135,19 @@ def _kill(pid: int) -> None:
         pass
 
 
+def _default_signals() -> None:
+    """In a key child: SIGTERM and SIGINT end it (its parent's event loop handled them, through a
+    wakeup descriptor the child no longer holds)."""
+    import signal
+
+    try:
+        signal.set_wakeup_fd(-1)
+    except ValueError:  # forked from another thread than the main one: it has none
+        pass
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def _workload_key_pem() -> bytes:
     from meshkit.backends.local.workloadkey import KeySpec, key_pem
 
@@ -178,7 +191,11 @@ def _spawn(make: Callable[[], bytes]) -> tuple[int, int]:
     if pid == 0:  # the child: make the key, hand it over, and leave without running anything else
         status = 1
         try:
-            os.close(read)
+            # the child keeps its pipe and stdio only: a socket, listener or key file of the process held
+            # here would stay open on the wire after the process closes it, for as long as the key takes
+            os.closerange(3, write)
+            os.closerange(write + 1, max(write + 1, os.sysconf("SC_OPEN_MAX")))
+            _default_signals()
             data = make()
             while data:
                 data = data[os.write(write, data):]
