@@ -8,6 +8,7 @@ moment it is made, certificate signing only.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from pathlib import Path
 
@@ -233,3 +234,25 @@ def test_a_key_child_holds_none_of_the_proxys_connections() -> None:
         earlykey._kill(pid)
         os.waitpid(pid, 0)
         os.close(read)
+
+
+def test_a_bad_agent_setting_stops_a_proxys_pod_with_one_line_and_no_other_pod(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    from meshkit.backends.local.pod import Pod
+
+    args = {"pod": "customer-1", "control": "http://127.0.0.1:9", "sidecar": True, "service": "customer",
+            "namespace": "tutorial", "service_account": "customer"}
+    env = {**os.environ, "ECC_SIGNATURE_ALGORITHM": "RSA"}
+    done = subprocess.run([sys.executable, "-m", "meshkit.backends.local.pod", json.dumps(args)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == ["pod customer-1: ECC_SIGNATURE_ALGORITHM='RSA': unsupported EC signature "
+                                        "algorithm (set ECDSA, or leave it unset for RSA)"]
+    # a pod without a proxy has no istio-agent: the agent's settings are not its own
+    monkeypatch.setenv("ECC_SIGNATURE_ALGORITHM", "RSA")
+    with pytest.raises(InvalidConfig, match="ECC_SIGNATURE_ALGORITHM"):
+        Pod(args)
+    assert Pod({**args, "sidecar": False}).key_spec == KeySpec()
