@@ -539,8 +539,8 @@ class Ztunnel(Pod):
                 while data := await reader.read(CHUNK):
                     await stream.send(data)
                     to_stream += len(data)
-                    await pace_bulk(to_stream)
                     self.telemetry.flow(c, sent=len(data))
+                    await pace_bulk(to_stream)
             except (OSError, ConnectionError):
                 pass
             stream.end()
