@@ -91,13 +91,15 @@ class Pod:
         self.control_headers = {"host": "istiod", "authorization": f"Bearer {token}"}
         self._flushing = asyncio.Lock()  # /flush returns only once a shipment in flight has landed too
         self.captured: Any = None  # the ambient capture to the node's ztunnel, when enrolled
-        # istio-agent's key settings (ECC_SIGNATURE_ALGORITHM, ...), read once: a bad one stops the pod here;
-        # a pod without a proxy has no agent, so they are not its own
-        self.key_spec = self.workload_key_spec() if args.get("sidecar") or args.get("waypoint") else KeySpec()
+        # istio-agent's key settings (ECC_SIGNATURE_ALGORITHM, ...), read once: a bad one stops the pod here
+        self.key_spec = self.workload_key_spec()
         self._first_key = True
 
     def workload_key_spec(self) -> KeySpec:
-        """The key this proxy makes for its certificate: istio-agent's choice from the environment."""
+        """The key this proxy makes for its certificate: istio-agent's choice from the environment.
+        A pod without a proxy has no agent, so those settings are not its own: the default key."""
+        if not (self.args.get("sidecar") or self.args.get("waypoint")):
+            return KeySpec()
         return KeySpec.from_env()
 
     async def start(self) -> None:
