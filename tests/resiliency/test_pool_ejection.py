@@ -69,21 +69,30 @@ def test_a_failing_pod_is_ejected_for_the_window_then_comes_back(mesh: Mesh) -> 
     window = mesh.load(duration=max(0.05, ejected_at + BASE_EJECTION - 0.3 - time.time()), flags=False)
     assert {r["code"] for r in window.records} == {200} and {r["pod"] for r in window.records} == {good}
 
-    # past the ejection time and the next sweep (plus a margin for a busy machine): the pod is
-    # back, fails once more and is ejected again, now for twice the base time
-    time.sleep(max(0.0, ejected_at + BASE_EJECTION + INTERVAL + 0.2 - time.time()))
-    second = mesh.load(n=30, concurrency=1, flags=False)
-    again = errors_of(second.records)
-    assert again and again[0]["body"] == misbehavior_line(bad), second.summary()
-    assert_one_error_per_window(second.records, 2 * BASE_EJECTION)
-    assert {r["pod"] for r in second.records if r["code"] == 200} == {good}
+    # past the ejection time and the next sweep: the pod is back, fails once more and is ejected
+    # again, now for twice the base time. The sweep is the proxy's timer, which a saturated machine
+    # runs late (30 requests in 65 ms once all found it still out), so traffic goes on in small
+    # loads until the pod's next error, for at most 5 s, and a little past it.
+    time.sleep(max(0.0, ejected_at + BASE_EJECTION + INTERVAL - time.time()))
+    second: list[dict[str, Any]] = []
+    deadline = time.time() + 5.0
+    while time.time() < deadline and not errors_of(second):
+        second += mesh.load(n=10, concurrency=1, flags=False).records
+    second += mesh.load(n=20, concurrency=1, flags=False).records
+    again = errors_of(second)
+    codes = sorted({r["code"] for r in second})
+    assert again and again[0]["body"] == misbehavior_line(bad), (len(second), codes)
+    assert again[0]["t"] - ejected_at >= BASE_EJECTION - 0.05  # never back before its time
+    assert_one_error_per_window(second, 2 * BASE_EJECTION)
+    assert {r["pod"] for r in second if r["code"] == 200} == {good}
 
-    records = first.records + window.records + second.records
+    records = first.records + window.records + second
     wait_telemetry(mesh, min(r["t"] for r in records) - 1)
     mesh.attach_flags(records)
     assert {r["flags"] for r in records} == {"-"}  # the 503s are the app's own, no proxy flag
     summary_line("pool ejection", first_load=first.summary()["codes"], window_load=window.summary()["codes"],
-                 second_load=second.summary()["codes"], bad_back_after_s=round(again[0]["t"] - ejected_at, 2))
+                 second_load={str(c): sum(r["code"] == c for r in second) for c in codes},
+                 bad_back_after_s=round(again[0]["t"] - ejected_at, 2))
 
 
 def test_with_retries_no_503_reaches_the_user(mesh: Mesh) -> None:
