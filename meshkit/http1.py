@@ -640,7 +640,8 @@ class Listener:
     def __init__(self, limits: Limits, on_refusal: Callable[[Refusal], None] | None = None,
                  envoy: bool = False) -> None:
         self.limits = limits
-        self.envoy = envoy  # a proxy's listener: HEAD answers framed as Envoy's codec does (encode_response)
+        # a proxy's listener: HTTP/1.0 refused with 426 and HEAD answers framed as Envoy's codec does
+        self.envoy = envoy
         self.open = 0  # downstream_cx_active
         self.total = 0  # downstream_cx_total: connections taken (one closed over the cap is not)
         self.overflow = 0  # Envoy's downstream_cx_overflow
@@ -648,10 +649,11 @@ class Listener:
 
 
 _LOCAL_REPLY = {400: b"Bad Request", 408: b"stream timeout", 413: b"Payload Too Large",
-                431: b"Request Header Fields Too Large"}
+                426: b"Upgrade Required", 431: b"Request Header Fields Too Large"}
 # what Envoy's HTTP/1 codec and connection manager write as response code details and flag
 _REFUSAL = {400: ("http1.codec_error", "DPE"), 408: ("stream_idle_timeout", "SI"),
-            413: ("request_payload_too_large", "-"), 431: ("http1.headers_too_large", "DPE")}
+            413: ("request_payload_too_large", "-"), 426: ("low_version", "DPE"),
+            431: ("http1.headers_too_large", "DPE")}
 
 
 class ServerProtocol(asyncio.Protocol):
@@ -839,6 +841,10 @@ class ServerProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        if self.listener is not None and self.listener.envoy and self.parser.get_http_version() != "1.1":
+            # Envoy's codec refuses HTTP/1.0 unless accept_http_10 is set, and Istio leaves it unset
+            self._fail(426)
+            return
         headers = self._headers
         if "expect" in headers and headers["expect"].lower() == "100-continue" and self.transport is not None:
             # Envoy answers 100 Continue itself and does not pass the expectation upstream

@@ -20,7 +20,7 @@ from meshkit.backends.local.proxy.admin import EnvoyAdmin
 from meshkit.backends.local.proxy.config import ProxyIdentity
 from meshkit.backends.local.proxy.configdump import DumpContext
 from meshkit.backends.local.proxy.sidecar import Sidecar
-from meshkit.http1 import Limits
+from meshkit.http1 import Limits, Request, Response, serve
 from tests.proxy.support import run
 
 GATEWAY = ProxyIdentity("istio-ingressgateway-7d4f8c9b6-abcde", "istio-ingressgateway", "",
@@ -112,6 +112,34 @@ def test_codec_refusals_at_a_gateway_are_logged_measured_and_counted() -> None:
         assert stats["http.outbound_0.0.0.0_8443;.downstream_cx_protocol_error"] == 0  # the HTTPS listener's own
 
     _with(GATEWAY, Limits(stream_idle_timeout=0.2), body)
+
+
+def test_an_http_1_0_request_gets_426_as_from_envoy_and_an_app_still_answers_it() -> None:
+    """Envoy's codec refuses HTTP/1.0 unless accept_http_10 is set (Istio leaves it unset: `ab` and
+    `curl -0` get 426 from every proxy); a server that is no proxy keeps answering it."""
+    async def body(gw: Sidecar) -> None:
+        port = gw.ports["outbound"]
+        answer = await _raw(port, b"GET /customer HTTP/1.0\r\nhost: customer.example.com\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 426 Upgrade Required\r\n") and answer.endswith(b"\r\n\r\nUpgrade Required")
+        assert b"connection: close" in answer.lower()
+        [line] = [parse_line(line) for line in gw.telemetry.access_log.tail()]
+        assert (line["response_code"], line["response_flags"], line["response_code_details"], line["method"],
+                line["path"]) == (426, "DPE", "low_version", "GET", "/customer")
+        stats = _stats(gw)
+        http = "http.outbound_0.0.0.0_8080;."
+        assert stats[f"{http}downstream_cx_protocol_error"] == 1 and stats[f"{http}downstream_rq_4xx"] == 1
+
+        async def hello(req: Request) -> Response:
+            return Response(200, {"content-type": "text/plain"}, b"hi\n")
+
+        app = await serve(hello, "127.0.0.1", 0)
+        try:
+            plain = await _raw(app.sockets[0].getsockname()[1], b"GET / HTTP/1.0\r\nhost: app\r\n\r\n", wait=5.0)
+            assert plain.startswith(b"HTTP/1.1 200") and plain.endswith(b"hi\n")
+        finally:
+            app.close()
+
+    _with(GATEWAY, Limits(), body)
 
 
 def _stall(identity: ProxyIdentity, host: str) -> dict[str, str]:
