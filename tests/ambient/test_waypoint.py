@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-import socket
-import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ from cryptography import x509
 import meshkit
 from meshkit.backends.local.workloadkey import describe_key
 from meshkit.mesh import Mesh
+from tests.ambient.support import presented_certificate
 from tests.local.conftest import stop_mesh
 
 RESET = "curl: (56) Recv failure: Connection reset by peer"
@@ -110,13 +109,7 @@ def test_the_waypoint_presents_an_rsa_2048_certificate_of_its_own_identity(
         applied: tuple[Mesh, list[str]]) -> None:
     """A waypoint is Envoy with istio-agent: its key is the agent's default, not ztunnel's ECDSA."""
     port = next(p for p in applied[0].pods() if p.app == "waypoint").extra["ports"]["hbone"]
-    ctx = ssl.create_default_context()
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    ctx.set_alpn_protocols(["h2"])
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, ctx.wrap_socket(raw) as tls:
-        der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    cert = x509.load_der_x509_certificate(der)
+    cert = presented_certificate(port)
     assert describe_key(cert.public_key()) == "RSA 2048"
     assert cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
         x509.UniformResourceIdentifier) == [WAYPOINT_ID]

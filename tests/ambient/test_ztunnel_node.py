@@ -27,6 +27,7 @@ from meshkit.backends.base import Pod
 from meshkit.backends.local.ca import BACKDATE
 from meshkit.backends.local.workloadkey import describe_key
 from meshkit.mesh import Mesh
+from tests.ambient.support import presented_certificate
 from tests.local.conftest import stop_mesh
 
 TTL_S = 8  # ztunnel renews at half-life (4 s): long enough that a busy machine renews well before expiry
@@ -126,19 +127,8 @@ def _leaf_serial(mesh: Mesh, identity: str) -> tuple[str, str, str]:
     return row[4], row[5], row[6]
 
 
-def _presented(port: int) -> x509.Certificate:
-    """The certificate ztunnel presents on an HBONE listener to a new handshake."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    ctx.set_alpn_protocols(["h2"])
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, ctx.wrap_socket(raw) as tls:
-        der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    return x509.load_der_x509_certificate(der)
-
-
 def _presented_serial(port: int) -> str:
-    return format(_presented(port).serial_number, "x")
+    return format(presented_certificate(port).serial_number, "x")
 
 
 def _stamp(text: str) -> float:
@@ -265,7 +255,7 @@ def test_ztunnel_certificates_table_and_rotation_without_dropping_connections(me
     assert _stamp(not_after) - _stamp(not_before) == TTL_S + BACKDATE_S
     hbone = int(_pod(mesh, "preference").extra["ztunnel_ports"]["hbone"])
     # the table shows the certificate ztunnel serves with (read around the handshake: a renewal may fall between)
-    presented = _presented(hbone)
+    presented = presented_certificate(hbone)
     assert format(presented.serial_number, "x") in {serial, _leaf_serial(mesh, PREFERENCE)[0]}
     # ztunnel makes ECDSA P-256 keys whatever istio-agent's settings; the mesh's RSA root signs them
     assert describe_key(presented.public_key()) == "ECDSA P-256"

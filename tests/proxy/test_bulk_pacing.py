@@ -33,6 +33,12 @@ class Clocks:
     def pacer(self, **kw: float) -> BulkPacer:
         return BulkPacer(clock=lambda: self.wall, cpu_clock=lambda: self.cpu, wait_clock=lambda: self.waited, **kw)
 
+    def contend(self, pacer: BulkPacer, windows: int, cpu: float) -> None:
+        """``windows`` windows of 10 ms spent waiting for a CPU half the time, each debt slept off."""
+        for _ in range(windows):
+            self.step(wall=0.01, cpu=cpu, waited=0.005)
+            self.step(wall=pacer.due(), cpu=0.0)
+
 
 def test_a_machine_with_cpu_to_spare_never_paces() -> None:
     clocks = Clocks()
@@ -67,9 +73,7 @@ def test_each_contended_window_cuts_the_share_by_a_third_down_to_the_floor() -> 
 def test_quiet_windows_give_the_share_back_a_twentieth_at_a_time() -> None:
     clocks = Clocks()
     pacer = clocks.pacer(floor=0.1)
-    for _ in range(10):
-        clocks.step(wall=0.01, cpu=0.001, waited=0.005)
-        clocks.step(wall=pacer.due(), cpu=0.0)
+    clocks.contend(pacer, windows=10, cpu=0.001)
     assert pacer.share == 0.1
     for expected in (0.15, 0.2, 0.25):
         clocks.step(wall=0.01, cpu=0.001, waited=0.0)
@@ -80,9 +84,7 @@ def test_quiet_windows_give_the_share_back_a_twentieth_at_a_time() -> None:
 def test_cpu_within_the_share_owes_no_sleep() -> None:
     clocks = Clocks()
     pacer = clocks.pacer(floor=0.5)
-    for _ in range(5):
-        clocks.step(wall=0.01, cpu=0.01, waited=0.01)
-        clocks.step(wall=pacer.due(), cpu=0.0)
+    clocks.contend(pacer, windows=5, cpu=0.01)
     assert pacer.share == 0.5
     clocks.step(wall=0.02, cpu=0.004, waited=0.02)  # 20 % of a core against a share of 50 %
     assert pacer.due() == 0.0
