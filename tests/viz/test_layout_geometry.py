@@ -287,17 +287,10 @@ LIVE_STEPS: dict[str, tuple[Callable[[Any], go.Figure], list[Any]]] = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(LIVE_STEPS))
-def test_live_figure_views_never_draw_default_axes_or_overlaps(
-    figure_page: FigurePage, name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Lab 01 and 04 in JupyterLab: a live figure's view showed plotly's default axes (−1..6 by −1..4, the
-    two "−1" labels on top of each other) under a placeholder title. The widget's comm opened with an
-    empty figure and the figure followed as an update the view never redrew from. Here every message a
-    live figure sends, from the opening state through refreshes that change its traces, is replayed
-    into plotly.js as the view applies it, and each intermediate drawing is measured."""
+def _recorded_live_figure(monkeypatch: pytest.MonkeyPatch, name: str) -> tuple[Any, list[RecordingComm], Any, Any]:
+    """A live figure of ``LIVE_STEPS[name]`` fed its steps one refresh at a time, every comm it opens
+    recording the messages it sends; (the live figure, the comms, its builder, its steps)."""
     import ipywidgets.widgets.widget as ipw
-    from plotly.utils import PlotlyJSONEncoder
 
     from meshkit.viz.live import LiveFigure
 
@@ -310,7 +303,21 @@ def test_live_figure_views_never_draw_default_axes_or_overlaps(
     monkeypatch.setattr(ipw.comm, "create_comm", create_comm)
     build, steps = LIVE_STEPS[name]
     inputs = iter(steps[1:])
-    live = LiveFigure(lambda: next(inputs), build, empty=steps[0])
+    return LiveFigure(lambda: next(inputs), build, empty=steps[0]), comms, build, steps
+
+
+@pytest.mark.parametrize("name", sorted(LIVE_STEPS))
+def test_live_figure_views_never_draw_default_axes_or_overlaps(
+    figure_page: FigurePage, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lab 01 and 04 in JupyterLab: a live figure's view showed plotly's default axes (−1..6 by −1..4, the
+    two "−1" labels on top of each other) under a placeholder title. The widget's comm opened with an
+    empty figure and the figure followed as an update the view never redrew from. Here every message a
+    live figure sends, from the opening state through refreshes that change its traces, is replayed
+    into plotly.js as the view applies it, and each intermediate drawing is measured."""
+    from plotly.utils import PlotlyJSONEncoder
+
+    live, comms, build, steps = _recorded_live_figure(monkeypatch, name)
     for _ in steps[1:]:
         assert live.refresh(), live.last_error
     figure_comm = next(c for c in comms if "_widget_layout" in c.messages[0]["state"])
@@ -387,21 +394,9 @@ def test_live_view_gets_refreshes_made_while_the_kernel_applies_a_view_message(
     the same traces, bars and points, notes, title and legend."""
     import threading
 
-    import ipywidgets.widgets.widget as ipw
     from plotly.utils import PlotlyJSONEncoder
 
-    from meshkit.viz.live import LiveFigure
-
-    comms: list[RecordingComm] = []
-
-    def create_comm(**kwargs: Any) -> RecordingComm:
-        comms.append(RecordingComm(**kwargs))
-        return comms[-1]
-
-    monkeypatch.setattr(ipw.comm, "create_comm", create_comm)
-    build, steps = LIVE_STEPS[name]
-    inputs = iter(steps[1:])
-    live = LiveFigure(lambda: next(inputs), build, empty=steps[0])
+    live, comms, build, steps = _recorded_live_figure(monkeypatch, name)
     widget = live.figure
     set_trait = widget.set_trait
     refreshes: list[threading.Thread] = []
@@ -441,21 +436,9 @@ def test_live_view_drawn_once_the_widget_module_loaded_shows_the_last_refresh(
     runs plotly's front end only once its 5 MB module has loaded; the refreshes' `_py2js_*` messages
     that arrive before are set on the model and reset, never applied, and the view draws the state the
     comm opened with. Every refresh now also sends the whole figure as that state."""
-    import ipywidgets.widgets.widget as ipw
     from plotly.utils import PlotlyJSONEncoder
 
-    from meshkit.viz.live import LiveFigure
-
-    comms: list[RecordingComm] = []
-
-    def create_comm(**kwargs: Any) -> RecordingComm:
-        comms.append(RecordingComm(**kwargs))
-        return comms[-1]
-
-    monkeypatch.setattr(ipw.comm, "create_comm", create_comm)
-    build, steps = LIVE_STEPS[name]
-    inputs = iter(steps[1:])
-    live = LiveFigure(lambda: next(inputs), build, empty=steps[0])
+    live, comms, build, steps = _recorded_live_figure(monkeypatch, name)
     for _ in steps[1:]:
         assert live.refresh(), live.last_error
     figure_comm = next(c for c in comms if "_widget_layout" in c.messages[0]["state"])
